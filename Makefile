@@ -1,0 +1,31 @@
+# The README's two commands:  `make lab`  (set up, then run the lab)  and  `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+# Debian packages needed on a fresh machine, installed when make runs as root.
+SYSTEM_PACKAGES := python3-venv
+
+.PHONY: setup lab test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ] && ! $(PYTHON) -m venv --help >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; fi
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+lab: setup
+	$(VENV)/bin/labbook run
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+bench: setup
+	$(VENV)/bin/python bench/train_speed.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

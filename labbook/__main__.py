@@ -1,0 +1,3 @@
+from labbook.cli import main
+
+main(prog_name="labbook")

@@ -1,0 +1,81 @@
+"""The `labbook` command line: a thin click group; each command calls a plain function."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from labbook import __version__
+from labbook.errors import UserError
+
+PRESET_HELP = "Starting point: 'seed' (the lab exactly: 20 epochs, SGD lr 0.001) or 'fast' (>= 99% in minutes)."
+
+
+class LabbookGroup(click.Group):
+    """Turns a UserError anywhere below into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            click.echo(f"labbook: error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=LabbookGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="labbook")
+def main():
+    """labbook: train the lab's MNIST CNN, take it apart, and write the lab book."""
+
+
+@main.command()
+@click.option("--preset", default=None, help=PRESET_HELP + "  [default: seed, or the config file's]")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="TOML config file (e.g. a previous run's config.toml to reproduce it).")
+@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
+@click.option("--seed", type=int, default=None, help="Override train.seed.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override any config key, e.g. --set train.learning_rate=0.01 (repeatable).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where to train; auto picks CUDA when present.  [default: auto]")
+@click.option("--threads", type=int, default=None, help="CPU threads for PyTorch (0 = PyTorch's default).")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"),
+              help="Folder that receives the run folder.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Read the four MNIST files from here (gz or not, or DIR/MNIST/raw) instead of the vendored copy.")
+@click.option("--name", default=None, help="Label for the run id.  [default: the preset name]")
+@click.option("--author", default="", help="Author's name, recorded in run.json and the report.")
+@click.option("--student-id", default="", help="Author's student id, recorded in run.json.")
+@click.option("--progress/--no-progress", default=None,
+              help="Force the progress bar on or off.  [default: a bar on a terminal, plain lines otherwise]")
+def run(preset, config_file, epochs, seed, assignments, device, threads, runs_dir, data_dir, name, author,
+        student_id, progress):
+    """Train the network and write a run folder under RUNS_DIR."""
+    from labbook.config import load_config, parse_override
+    from labbook.experiment import run_experiment
+
+    overrides = [parse_override(item) for item in assignments]
+    direct = {"train": {}, "runtime": {}}
+    if epochs is not None:
+        direct["train"]["epochs"] = epochs
+    if seed is not None:
+        direct["train"]["seed"] = seed
+    if device is not None:
+        direct["runtime"]["device"] = device
+    if threads is not None:
+        direct["runtime"]["threads"] = threads
+    if name:
+        direct["name"] = name
+    config = load_config(config_file, preset, [direct, *overrides])
+    outcome = run_experiment(config, runs_dir, data_dir, author=author, student_id=student_id,
+                             show_progress=progress)
+    click.echo(f"run folder: {outcome.folder}")
+    if outcome.status != "complete":
+        click.echo(f"labbook: run {outcome.status}: {outcome.message}", err=True)
+        sys.exit(130 if outcome.status == "interrupted" else 1)
+    metrics = outcome.metrics
+    click.echo(f"validation accuracy: {100 * metrics['validation_accuracy']:.2f}%  "
+               f"test accuracy: {100 * metrics['test_accuracy']:.2f}%  "
+               f"({metrics['train_seconds']:.1f} s of training, {metrics['samples_per_second']:,.0f} img/s)")

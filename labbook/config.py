@@ -1,0 +1,233 @@
+"""One typed configuration for a run, its presets, and how TOML and overrides map onto it.
+
+A config file mirrors the sections below:
+
+    preset = "seed"
+    [train]
+    epochs = 5
+
+Unknown keys and values of the wrong type are rejected with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from labbook.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    # Use only the first N training images (0 = all 60,000); for quick tries and tests.
+    train_limit: int = 0
+    # Use only the first N validation images (0 = all 5,000 of test images 0..4999).
+    validation_limit: int = 0
+    # Use only the first N test images (0 = all 5,000 of test images 5000..9999).
+    test_limit: int = 0
+
+
+@dataclass
+class ModelConfig:
+    # Output channels of conv1 and conv2 (the lab's depth = [4, 8]).
+    depth: list[int] = field(default_factory=lambda: [4, 8])
+    # Width of the hidden fully connected layer fc1.
+    hidden: int = 512
+    # Dropout probability after fc1 during training.
+    dropout: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    # Passes over the training set.
+    epochs: int = 20
+    # Images per optimisation step.
+    batch_size: int = 64
+    # "sgd" (the lab's), "adam" or "adamw".
+    optimizer: str = "sgd"
+    # Peak learning rate.
+    learning_rate: float = 0.001
+    # SGD momentum (ignored by adam/adamw).
+    momentum: float = 0.9
+    # L2 weight decay (decoupled for adamw).
+    weight_decay: float = 0.0
+    # "constant" (the lab's) or "onecycle" (warm-up then cosine decay, per step).
+    schedule: str = "constant"
+    # Evaluate the validation set and record a history row every N batches.
+    record_every: int = 100
+    # Seed for weight initialisation, shuffling and dropout.
+    seed: int = 0
+
+
+@dataclass
+class RuntimeConfig:
+    # "auto" (CUDA when present), "cpu" or "cuda".
+    device: str = "auto"
+    # CPU threads for PyTorch (0 = PyTorch's default). Results are reproducible per thread count.
+    threads: int = 0
+    # Images per forward pass when evaluating; does not change any result's meaning.
+    eval_batch_size: int = 1000
+
+
+@dataclass
+class Config:
+    # Preset this config started from: "seed" (the lab exactly) or "fast".
+    preset: str = "seed"
+    # Short label used in the run id (defaults to the preset name).
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short hash of everything that determines the results (not the runtime section)."""
+        content = {key: value for key, value in self.to_dict().items() if key not in ("runtime", "name")}
+        content["runtime_threads"] = self.runtime.threads
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+CHOICES = {
+    ("train", "optimizer"): ("sgd", "adam", "adamw"),
+    ("train", "schedule"): ("constant", "onecycle"),
+    ("runtime", "device"): ("auto", "cpu", "cuda"),
+}
+
+# Each preset is a set of overrides on the dataclass defaults (which are the lab's values).
+PRESETS: dict[str, dict] = {
+    "seed": {},
+    "fast": {
+        "train": {"epochs": 4, "batch_size": 128, "optimizer": "adamw", "learning_rate": 0.004,
+                  "weight_decay": 0.01, "schedule": "onecycle", "record_every": 100},
+        "model": {"dropout": 0.25},
+    },
+}
+
+
+def _check_value(key: str, value, expected):
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item_type,) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise UserError(f"config: {key} must be a list of {item_type.__name__}, got {value!r}")
+        return [_check_value(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        raise UserError(f"config: {key} must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def _apply(target, overrides: dict, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(target))
+    known = {f.name for f in fields(target)}
+    for name, value in overrides.items():
+        key = f"{prefix}{name}"
+        if name not in known:
+            raise UserError(f"config: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        current = getattr(target, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"config: {key} must be a table of settings, got {value!r}")
+            _apply(current, value, prefix=f"{key}.")
+            continue
+        value = _check_value(key, value, hints[name])
+        allowed = CHOICES.get(tuple(key.split(".")))
+        if allowed and value not in allowed:
+            raise UserError(f"config: {key} must be one of {', '.join(allowed)}, got {value!r}")
+        setattr(target, name, value)
+
+
+def _validate(config: Config) -> None:
+    positive = {"train.epochs": config.train.epochs, "train.batch_size": config.train.batch_size,
+                "train.record_every": config.train.record_every, "model.hidden": config.model.hidden,
+                "runtime.eval_batch_size": config.runtime.eval_batch_size}
+    for key, value in positive.items():
+        if value < 1:
+            raise UserError(f"config: {key} must be at least 1, got {value}")
+    if len(config.model.depth) != 2 or min(config.model.depth) < 1:
+        raise UserError(f"config: model.depth must be two positive channel counts, got {config.model.depth}")
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise UserError(f"config: model.dropout must be in [0, 1), got {config.model.dropout}")
+    if config.train.learning_rate <= 0:
+        raise UserError(f"config: train.learning_rate must be positive, got {config.train.learning_rate}")
+    for key in ("train_limit", "validation_limit", "test_limit"):
+        if getattr(config.data, key) < 0:
+            raise UserError(f"config: data.{key} must not be negative")
+    if config.runtime.threads < 0:
+        raise UserError("config: runtime.threads must not be negative")
+
+
+def parse_override(assignment: str) -> dict:
+    """Turn "train.epochs=3" into {"train": {"epochs": 3}}; the value is read as TOML, else as a string."""
+    if "=" not in assignment:
+        raise UserError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    key, raw = (part.strip() for part in assignment.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    nested: dict = {}
+    cursor = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_config(path: Path | None = None, preset: str | None = None, overrides: list[dict] = ()) -> Config:
+    """Resolve a config: preset (from the file, the argument, or "seed"), then the file, then overrides."""
+    file_values: dict = {}
+    if path is not None:
+        try:
+            file_values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: config file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise UserError(f"{path}: not valid TOML ({error})") from None
+    chosen = preset or file_values.get("preset") or "seed"
+    if chosen not in PRESETS:
+        raise UserError(f"unknown preset {chosen!r} (choose from: {', '.join(PRESETS)})")
+    config = Config(preset=chosen)
+    _apply(config, PRESETS[chosen])
+    _apply(config, {key: value for key, value in file_values.items() if key != "preset"})
+    for override in overrides:
+        _apply(config, override)
+    config.preset = chosen
+    if not config.name:
+        config.name = chosen
+    _validate(config)
+    return config
+
+
+def to_toml(config: Config) -> str:
+    """The full resolved config as TOML that load_config reads back to the same Config."""
+    def render(value) -> str:
+        if isinstance(value, str):
+            return json.dumps(value, ensure_ascii=False)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, list):
+            return "[" + ", ".join(render(item) for item in value) + "]"
+        return repr(value)
+
+    lines = []
+    top = config.to_dict()
+    for key, value in top.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {render(value)}")
+    for key, value in top.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines.extend(f"{name} = {render(item)}" for name, item in value.items())
+    return "\n".join(lines) + "\n"

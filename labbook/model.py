@@ -1,0 +1,57 @@
+"""The lab's network, `ConvNet`, exactly as the lab wrote it.
+
+conv1 (1 -> depth[0], 5x5, padding 2) -> ReLU -> max-pool 2x2
+-> conv2 (depth[0] -> depth[1], 5x5, padding 2) -> ReLU -> max-pool 2x2
+-> flatten (7 * 7 * depth[1]) -> fc1 (-> hidden) -> ReLU -> dropout -> fc2 (-> 10) -> log_softmax
+
+The state_dict keys are `conv1.*, conv2.*, fc1.*, fc2.*`, so weights saved by
+labbook load into the lab's own class (and vice versa).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout, as F.dropout, but drawing one random byte per unit when p is
+    a multiple of 1/256 (p = 0.5 is): half the cost of F.dropout's float Bernoulli on a CPU."""
+    threshold = p * 256
+    if not training or p == 0 or threshold != int(threshold):
+        return F.dropout(x, p=p, training=training)
+    keep = torch.randint(0, 256, x.shape, dtype=torch.uint8, device=x.device) >= int(threshold)
+    return x * keep * (1.0 / (1.0 - p))
+
+
+class ConvNet(nn.Module):
+    def __init__(self, depth: tuple[int, int] = (4, 8), hidden: int = 512, dropout: float = 0.5):
+        super().__init__()
+        self.depth = tuple(depth)
+        self.dropout = dropout
+        self.conv1 = nn.Conv2d(1, depth[0], 5, padding=2)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(depth[0], depth[1], 5, padding=2)
+        self.flat_features = (IMAGE_SIZE // 4) * (IMAGE_SIZE // 4) * depth[1]
+        self.fc1 = nn.Linear(self.flat_features, hidden)
+        self.fc2 = nn.Linear(hidden, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Pooling before the ReLU gives the same values and gradients as the lab's
+        # ReLU-then-pool (both are monotone), with the ReLU on a quarter of the values.
+        x = F.relu(self.pool(self.conv1(x)))
+        x = F.relu(self.pool(self.conv2(x)))
+        x = x.reshape(-1, self.flat_features)
+        x = F.relu(self.fc1(x))
+        x = dropout(x, self.dropout, self.training)
+        return F.log_softmax(self.fc2(x), dim=1)
+
+    def retrieve_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ReLU outputs of conv1 and of conv2 (conv2 sees conv1's pooled maps)."""
+        feature_map1 = F.relu(self.conv1(x))
+        feature_map2 = F.relu(self.conv2(self.pool(feature_map1)))
+        return feature_map1, feature_map2

@@ -1,0 +1,47 @@
+"""Progress of a training run: a tqdm bar on a terminal, plain lines otherwise
+(CI logs and pipes get one line per record instead of carriage-return noise)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm import tqdm
+
+
+class Progress:
+    def __init__(self, total_samples: int, epochs: int, show_bar: bool | None = None, stream=None):
+        self.stream = stream or sys.stderr
+        self.show_bar = self.stream.isatty() if show_bar is None else show_bar
+        self.total_samples = total_samples
+        self.epochs = epochs
+        self.bar = None
+        self.started = time.perf_counter()
+        self.samples = 0
+
+    def __enter__(self):
+        if self.show_bar:
+            self.bar = tqdm(total=self.total_samples, unit="img", unit_scale=True, file=self.stream,
+                            dynamic_ncols=True, desc="train")
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+    def step(self, batch_samples: int) -> None:
+        self.samples += batch_samples
+        if self.bar is not None:
+            self.bar.update(batch_samples)
+
+    def record(self, row: dict) -> None:
+        summary = {"epoch": f"{row['epoch'] + 1}/{self.epochs}", "loss": f"{row['train_loss']:.4f}",
+                   "val_acc": f"{100 * row['validation_accuracy']:.2f}%"}
+        if self.bar is not None:
+            self.bar.set_postfix(summary, refresh=False)
+            return
+        rate = self.samples / max(time.perf_counter() - self.started, 1e-9)
+        print(f"epoch {summary['epoch']}  batch {row['batch']}  samples {row['samples_seen']}  "
+              f"loss {summary['loss']}  train_acc {100 * row['train_accuracy']:.2f}%  "
+              f"val_acc {summary['val_acc']}  {rate:,.0f} img/s", file=self.stream, flush=True)

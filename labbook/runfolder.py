@@ -1,0 +1,162 @@
+"""The run folder: where a run's results live, written so that a crash never
+leaves a file (or a folder) that looks complete.
+
+Every file is written to a temporary name in the same folder and renamed into
+place. run.json carries the status ("running" while training, then complete,
+failed or interrupted); manifest.json, the SHA-256 and size of every other
+file, is written last and only for a complete run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labbook.errors import UserError
+
+MANIFEST = "manifest.json"
+RUN_JSON = "run.json"
+HISTORY_COLUMNS = ("epoch", "batch", "samples_seen", "train_loss", "train_accuracy",
+                   "validation_accuracy", "elapsed_seconds")
+
+
+def _file_mode() -> int:
+    """The mode an ordinary open() would give a new file (mkstemp's is 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: Path, content: bytes) -> None:
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(handle, _file_mode())
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: (repr(value) if isinstance(value, float) else value) for key, value in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def create_run_folder(runs_dir: Path, name: str, config_hash: str, created: datetime) -> Path:
+    """A new, empty folder <runs_dir>/<UTC time>-<name>-<hash>[-N]; an existing one is never reused."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    safe_name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "run"
+    base = f"{created.strftime('%Y%m%dT%H%M%SZ')}-{safe_name}-{config_hash}"
+    for attempt in range(1, 1000):
+        folder = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise UserError(f"{runs_dir}: could not find a free run folder name for {base}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """The commit of the labbook checkout this code runs from, if it is one."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def environment(device, threads: int) -> dict:
+    import torch
+    return {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+            "cpu": _cpu_model(), "threads": threads, "platform": platform.platform()}
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> dict:
+    """Hash every file in the folder except the manifest itself; written last."""
+    folder = Path(folder)
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if relative == MANIFEST or path.name.startswith("."):
+            continue
+        files[relative] = {"sha256": file_digest(path), "size": path.stat().st_size}
+    manifest = {"algorithm": "sha256", "files": files}
+    atomic_write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """Names of files that are missing or differ from the manifest (empty when intact)."""
+    folder = Path(folder)
+    manifest = read_json(folder / MANIFEST)
+    problems = []
+    for relative, entry in manifest.get("files", {}).items():
+        path = folder / relative
+        if not path.is_file():
+            problems.append(f"{relative}: missing")
+        elif path.stat().st_size != entry.get("size") or file_digest(path) != entry.get("sha256"):
+            problems.append(f"{relative}: changed after the run")
+    return problems
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not valid JSON ({error})") from None

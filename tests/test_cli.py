@@ -1,0 +1,111 @@
+"""End to end: `labbook run` as a user runs it, on a small real subset of MNIST."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from conftest import SMALL, run_cli
+from lab_convnet import ConvNet as LabConvNet
+from safetensors.torch import load_file
+
+from labbook.data import load_mnist
+from labbook.runfolder import verify_manifest
+
+
+def test_run_writes_a_complete_verifiable_folder(small_run):
+    folder, result = small_run
+    assert f"run folder: {folder}" in result.stdout
+    assert "test accuracy:" in result.stdout
+    names = {p.name for p in folder.iterdir()}
+    assert names == {"run.json", "config.toml", "history.csv", "metrics.json", "model.safetensors",
+                     "snapshots.safetensors", "manifest.json"}
+    run = json.loads((folder / "run.json").read_text())
+    assert run["status"] == "complete" and run["id"] == folder.name
+    assert run["author"] == "张三 Zhang" and run["student_id"] == "2024001"
+    assert {"python", "torch", "device", "cpu", "threads"} <= set(run["environment"])
+    assert run["environment"]["threads"] == 1
+    assert verify_manifest(folder) == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == names - {"manifest.json"}
+
+    rows = list(csv.DictReader((folder / "history.csv").open()))
+    assert [int(r["batch"]) for r in rows] == [0, 10, 20, 30]
+    assert list(rows[0]) == ["epoch", "batch", "samples_seen", "train_loss", "train_accuracy",
+                             "validation_accuracy", "elapsed_seconds"]
+    snapshots = load_file(str(folder / "snapshots.safetensors"))
+    assert snapshots["conv1.weight"].shape == (4, 4, 1, 5, 5)
+    assert snapshots["record_index"].tolist() == [0, 1, 2, 3]
+
+
+def test_weights_in_the_labs_own_class_give_the_reported_accuracy(small_run):
+    folder, _ = small_run
+    metrics = json.loads((folder / "metrics.json").read_text())
+    lab = LabConvNet()
+    lab.load_state_dict(load_file(str(folder / "model.safetensors")))
+    lab.eval()
+    test = load_mnist().test.head(500)  # the small run's test_limit
+    with torch.no_grad():
+        predictions = torch.cat([lab(test.images[i:i + 64]).argmax(1) for i in range(0, 500, 64)])
+    assert (predictions == test.labels).sum().item() / 500 == metrics["test_accuracy"]
+    assert metrics["test_accuracy"] > 0.5  # it learned something in one small epoch
+    assert metrics["test_size"] == 500
+    assert sum(map(sum, metrics["test_confusion_matrix"])) == 500
+
+
+def test_config_toml_reproduces_the_run(small_run, tmp_path):
+    folder, _ = small_run
+    result = run_cli("run", "--config", folder / "config.toml", "--runs-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    (again,) = tmp_path.iterdir()
+    first, second = (json.loads((f / "metrics.json").read_text()) for f in (folder, again))
+    for key in ("validation_accuracy", "test_accuracy", "test_loss", "test_confusion_matrix"):
+        assert first[key] == second[key]
+    assert (folder / "model.safetensors").read_bytes() == (again / "model.safetensors").read_bytes()
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path):
+    cases = [
+        (["run", "--set", "train.epochz=1"], "unknown key 'train.epochz'"),
+        (["run", "--set", "train.epochs=many"], "train.epochs must be int"),
+        (["run", "--preset", "turbo"], "unknown preset 'turbo'"),
+        (["run", "--data-dir", tmp_path], "train-images-idx3-ubyte[.gz]: not found"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args, "--runs-dir", tmp_path / "runs")
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_exploding_loss_leaves_a_failed_run(tmp_path):
+    result = run_cli("run", *SMALL, "--set", "train.learning_rate=1e12", "--runs-dir", tmp_path)
+    assert result.returncode == 1
+    assert "run failed: training loss became" in result.stderr and "Traceback" not in result.stderr
+    (folder,) = tmp_path.iterdir()
+    assert json.loads((folder / "run.json").read_text())["status"] == "failed"
+    assert not (folder / "manifest.json").exists() and not (folder / "metrics.json").exists()
+
+
+def test_ctrl_c_leaves_an_interrupted_run(tmp_path):
+    command = [sys.executable, "-m", "labbook", "run", *SMALL, "--epochs", "200", "--runs-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until training has recorded something
+        histories = list(tmp_path.glob("*/run.json"))
+        if histories and process.stderr and any(tmp_path.iterdir()):
+            break
+        time.sleep(0.2)
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "run interrupted" in stderr and "Traceback" not in stderr
+    (folder,) = tmp_path.iterdir()
+    assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
+    assert not (folder / "manifest.json").exists()
+    assert (folder / "history.csv").read_text().startswith("epoch,batch")

@@ -1,0 +1,79 @@
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from labbook.data import MNIST_FILES, VENDORED_ROOT, load_mnist, parse_idx, read_mnist_file
+from labbook.errors import UserError
+
+RAW = VENDORED_ROOT / "MNIST" / "raw"
+
+
+def idx_bytes(magic, shape, payload):
+    header = np.array([magic, *shape], dtype=">i4").tobytes()
+    return header + bytes(payload)
+
+
+def test_parse_idx_reads_images_and_labels():
+    images = parse_idx(idx_bytes(2051, (2, 2, 3), range(12)), "x", 2051, 2)
+    assert images.shape == (2, 2, 3) and images[1, 1, 2] == 11
+    labels = parse_idx(idx_bytes(2049, (3,), [7, 8, 9]), "y", 2049, 3)
+    assert labels.tolist() == [7, 8, 9]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\x00", "truncated"),
+    (idx_bytes(2049, (3,), [1, 2, 3]), "magic number 2049"),
+    (idx_bytes(2051, (5, 2, 3), range(12)), "holds 5 records"),
+    (idx_bytes(2051, (2, 2, 3), range(11)), "truncated, 27 bytes where the header promises 28"),
+])
+def test_parse_idx_rejects_bad_files(content, message):
+    with pytest.raises(UserError, match=message):
+        parse_idx(content, "bad-file", 2051, 2)
+
+
+def test_vendored_data_has_the_labs_splits(mnist):
+    assert len(mnist.train) == 60000 and len(mnist.validation) == 5000 and len(mnist.test) == 5000
+    assert mnist.train.images.shape == (60000, 1, 28, 28)
+    assert mnist.train.images.dtype == torch.float32
+    assert 0.0 == mnist.train.images.min() and mnist.train.images.max() == 1.0
+    # Published label counts of the test set, split at 5000 as the lab did.
+    test_counts = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    both = torch.bincount(torch.cat([mnist.validation.labels, mnist.test.labels]), minlength=10)
+    assert both.tolist() == test_counts
+    assert torch.bincount(mnist.train.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918,
+                                                           6265, 5851, 5949]
+    assert mnist.test.labels[4 - 0].item() in range(10)
+
+
+def test_data_dir_accepts_uncompressed_files_and_torchvision_layout(tmp_path, mnist):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        with gzip.open(RAW / f"{name}.gz") as source, open(raw / name, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+    loaded = load_mnist(tmp_path)
+    assert torch.equal(loaded.test.images, mnist.test.images)
+    assert torch.equal(loaded.train.labels, mnist.train.labels)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(UserError, match="train-images-idx3-ubyte.*not found"):
+        load_mnist(tmp_path)
+
+
+def test_altered_file_is_rejected(tmp_path):
+    raw = bytearray(gzip.decompress((RAW / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    raw[100] = (raw[100] + 1) % 10
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte: content differs from the original"):
+        read_mnist_file(tmp_path, "t10k-labels-idx1-ubyte")
+
+
+def test_truncated_gzip_is_rejected(tmp_path):
+    packed = (RAW / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz: not a valid gzip file or truncated"):
+        read_mnist_file(tmp_path, "t10k-labels-idx1-ubyte")
