@@ -1,8 +1,9 @@
 # The README's two commands:  `make lab`  (set up, then run the lab)  and  `make test`.
 VENV ?= .venv
 PYTHON ?= python3
-# Debian packages needed on a fresh machine, installed when make runs as root.
-SYSTEM_PACKAGES := python3-venv
+# Debian packages needed on a fresh machine, installed when make runs as root:
+# venv support, and a font with Chinese glyphs for the figures and reports.
+SYSTEM_PACKAGES := python3-venv fonts-noto-cjk
 
 .PHONY: setup lab test bench clean
 
@@ -11,7 +12,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	  if [ -n "$$missing" ] && ! $(PYTHON) -m venv --help >/dev/null 2>&1; then \
+	  if [ -n "$$missing" ]; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; fi
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip

@@ -50,8 +50,9 @@ def main():
 @click.option("--student-id", default="", help="Author's student id, recorded in run.json.")
 @click.option("--progress/--no-progress", default=None,
               help="Force the progress bar on or off.  [default: a bar on a terminal, plain lines otherwise]")
+@click.option("--dissect/--no-dissect", default=True, help="Dissect the network when training has finished.")
 def run(preset, config_file, epochs, seed, assignments, device, threads, runs_dir, data_dir, name, author,
-        student_id, progress):
+        student_id, progress, dissect):
     """Train the network and write a run folder under RUNS_DIR."""
     from labbook.config import load_config, parse_override
     from labbook.experiment import run_experiment
@@ -79,3 +80,34 @@ def run(preset, config_file, epochs, seed, assignments, device, threads, runs_di
     click.echo(f"validation accuracy: {100 * metrics['validation_accuracy']:.2f}%  "
                f"test accuracy: {100 * metrics['test_accuracy']:.2f}%  "
                f"({metrics['train_seconds']:.1f} s of training, {metrics['samples_per_second']:,.0f} img/s)")
+    if dissect:
+        _dissect(outcome.folder, progress)
+
+
+def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None) -> None:
+    from labbook.dissect import dissect_run
+
+    result = dissect_run(folder, overrides, show_progress=progress)
+    robustness = result["robustness"]
+    click.echo(f"dissection: {folder / 'dissection.json'} and {len(result['figures'])} figures in "
+               f"{folder / 'figures'} ({result['seconds']:.1f} s)")
+    click.echo(f"translation consistency: {100 * robustness['consistency']:.2f}%  "
+               f"one-pixel flip probability: {100 * robustness['flip_probability_one_pixel']['mean']:.2f}%")
+
+
+@main.command()
+@click.argument("run_folder", type=click.Path(path_type=Path))
+@click.option("--image-index", type=int, default=None, help="Test image to take apart (index into the test split).  [default: config's, 4]")
+@click.option("--shift", type=(int, int), default=None, metavar="DX DY",
+              help="Shift for the lab's single-image test, in pixels.  [default: config's, 2 2]")
+@click.option("--radius", type=int, default=None, help="Translation grid covers [-R, R]^2.  [default: config's, 4]")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+def dissect(run_folder, image_index, shift, radius, progress):
+    """Take a finished run apart: figures/ (zh and en, SVG and PNG) and dissection.json.
+
+    Nothing is retrained; the same run dissected twice gives identical files.
+    """
+    overrides = {key: value for key, value in
+                 (("image_index", image_index), ("shift", list(shift) if shift else None), ("shift_radius", radius))
+                 if value is not None}
+    _dissect(run_folder, progress, overrides)

@@ -11,6 +11,7 @@ Unknown keys and values of the wrong type are rejected with a message that names
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -30,6 +31,8 @@ class DataConfig:
     validation_limit: int = 0
     # Use only the first N test images (0 = all 5,000 of test images 5000..9999).
     test_limit: int = 0
+    # Shift each training image by a random (dx, dy) of up to this many pixels, zero fill (0 = off, as the lab).
+    augment_shift: int = 0
 
 
 @dataclass
@@ -75,6 +78,23 @@ class RuntimeConfig:
 
 
 @dataclass
+class DissectConfig:
+    # Test-split image (index into test images 5000..9999, as the lab's test_dataset[4]) to take apart.
+    image_index: int = 4
+    # Training image shown beside it (the lab showed training image 100).
+    train_image_index: int = 100
+    # The lab's shift test: move the image by (dx, dy) pixels, zero fill.
+    shift: list[int] = field(default_factory=lambda: [2, 2])
+    # The translation grid covers every (dx, dy) in [-R, R]^2.
+    shift_radius: int = 4
+    # Rotations to measure, in degrees.
+    rotation_degrees: list[int] = field(default_factory=lambda: [-30, -25, -20, -15, -10, -5, 0, 5, 10, 15, 20,
+                                                                 25, 30])
+    # How many of the most confident mistakes to show.
+    mistakes: int = 16
+
+
+@dataclass
 class Config:
     # Preset this config started from: "seed" (the lab exactly) or "fast".
     preset: str = "seed"
@@ -84,13 +104,14 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    dissect: DissectConfig = field(default_factory=DissectConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Short hash of everything that determines the results (not the runtime section)."""
-        content = {key: value for key, value in self.to_dict().items() if key not in ("runtime", "name")}
+        """Short hash of everything that determines the training results (not runtime or dissect)."""
+        content = {key: value for key, value in self.to_dict().items() if key not in ("runtime", "name", "dissect")}
         content["runtime_threads"] = self.runtime.threads
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:8]
@@ -105,10 +126,13 @@ CHOICES = {
 # Each preset is a set of overrides on the dataclass defaults (which are the lab's values).
 PRESETS: dict[str, dict] = {
     "seed": {},
+    # Same network; AdamW with a one-cycle schedule, larger batches and +-1 pixel random
+    # shifts. Measured over seeds 0-2: 99.10-99.12% validation (README, "Performance").
     "fast": {
-        "train": {"epochs": 4, "batch_size": 128, "optimizer": "adamw", "learning_rate": 0.004,
-                  "weight_decay": 0.01, "schedule": "onecycle", "record_every": 100},
+        "data": {"augment_shift": 1},
         "model": {"dropout": 0.25},
+        "train": {"epochs": 12, "batch_size": 128, "optimizer": "adamw", "learning_rate": 0.004,
+                  "weight_decay": 0.01, "schedule": "onecycle", "record_every": 100},
     },
 }
 
@@ -147,6 +171,14 @@ def _apply(target, overrides: dict, prefix: str = "") -> None:
         setattr(target, name, value)
 
 
+def apply_overrides(config: Config, overrides: dict) -> Config:
+    """A checked copy of `config` with `overrides` ({"section": {"key": value}}) applied."""
+    changed = copy.deepcopy(config)
+    _apply(changed, overrides)
+    _validate(changed)
+    return changed
+
+
 def _validate(config: Config) -> None:
     positive = {"train.epochs": config.train.epochs, "train.batch_size": config.train.batch_size,
                 "train.record_every": config.train.record_every, "model.hidden": config.model.hidden,
@@ -160,11 +192,20 @@ def _validate(config: Config) -> None:
         raise UserError(f"config: model.dropout must be in [0, 1), got {config.model.dropout}")
     if config.train.learning_rate <= 0:
         raise UserError(f"config: train.learning_rate must be positive, got {config.train.learning_rate}")
-    for key in ("train_limit", "validation_limit", "test_limit"):
+    for key in ("train_limit", "validation_limit", "test_limit", "augment_shift"):
         if getattr(config.data, key) < 0:
             raise UserError(f"config: data.{key} must not be negative")
     if config.runtime.threads < 0:
         raise UserError("config: runtime.threads must not be negative")
+    dissect = config.dissect
+    if len(dissect.shift) != 2:
+        raise UserError(f"config: dissect.shift must be [dx, dy], got {dissect.shift}")
+    if not 0 <= dissect.image_index < 5000 or not 0 <= dissect.train_image_index < 60000:
+        raise UserError("config: dissect.image_index must be in 0..4999 and dissect.train_image_index in 0..59999")
+    if not 0 <= dissect.shift_radius <= 13 or max(map(abs, dissect.shift)) > 27:
+        raise UserError("config: dissect.shift_radius must be in 0..13 and dissect.shift within +-27 pixels")
+    if dissect.mistakes < 0:
+        raise UserError("config: dissect.mistakes must not be negative")
 
 
 def parse_override(assignment: str) -> dict:

@@ -112,6 +112,18 @@ def read_mnist_file(data_dir: Path, name: str) -> np.ndarray:
     return array
 
 
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by its own random (dx, dy) in [-max_shift, max_shift], filling with zeros."""
+    count, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4)
+    dx = torch.randint(0, 2 * max_shift + 1, (count, 1, 1), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (count, 1, 1), generator=generator)
+    rows = torch.arange(height).view(1, height, 1) + dy
+    cols = torch.arange(width).view(1, 1, width) + dx
+    batch = torch.arange(count).view(count, 1, 1)
+    return padded[batch, 0, rows, cols].unsqueeze(1)
+
+
 def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
     pixels = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
     return Split(pixels, torch.from_numpy(labels.astype(np.int64)))

@@ -65,7 +65,9 @@ def _metrics(folder: Path, state: TrainState, data, config: Config) -> dict:
 
 def _save_weights(folder: Path, state: TrainState) -> None:
     weights = {key: value.detach().cpu().contiguous() for key, value in state.model.state_dict().items()}
-    atomic_write_bytes(folder / "model.safetensors", save(weights, metadata={"format": "pt", "class": "ConvNet"}))
+    # One metadata key only: safetensors writes its metadata map in hash order, so two keys
+    # could swap places between runs and the same weights would not give the same bytes.
+    atomic_write_bytes(folder / "model.safetensors", save(weights, metadata={"format": "pt"}))
     snapshots = {key: torch.stack(values) for key, values in state.snapshots.items() if values}
     snapshots["record_index"] = torch.arange(len(state.history), dtype=torch.int64)
     snapshots["samples_seen"] = torch.tensor([row["samples_seen"] for row in state.history], dtype=torch.int64)

@@ -19,12 +19,14 @@ NUM_CLASSES = 10
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout, as F.dropout, but drawing one random byte per unit when p is
-    a multiple of 1/256 (p = 0.5 is): half the cost of F.dropout's float Bernoulli on a CPU."""
+    """Inverted dropout, as F.dropout, but with one random byte per unit when p is a
+    multiple of 1/256 (p = 0.5 is). The bytes come from 64-bit draws viewed as bytes,
+    eight units per draw of the generator: a fraction of F.dropout's float Bernoulli cost."""
     threshold = p * 256
-    if not training or p == 0 or threshold != int(threshold):
+    if not training or p == 0 or threshold != int(threshold) or x.numel() % 8:
         return F.dropout(x, p=p, training=training)
-    keep = torch.randint(0, 256, x.shape, dtype=torch.uint8, device=x.device) >= int(threshold)
+    words = torch.randint(-2**63, 2**63 - 1, (x.numel() // 8,), dtype=torch.int64, device=x.device)
+    keep = words.view(torch.uint8).view(x.shape) >= int(threshold)
     return x * keep * (1.0 / (1.0 - p))
 
 

@@ -22,7 +22,7 @@ def test_run_writes_a_complete_verifiable_folder(small_run):
     assert "test accuracy:" in result.stdout
     names = {p.name for p in folder.iterdir()}
     assert names == {"run.json", "config.toml", "history.csv", "metrics.json", "model.safetensors",
-                     "snapshots.safetensors", "manifest.json"}
+                     "snapshots.safetensors", "manifest.json", "dissection.json", "figures"}
     run = json.loads((folder / "run.json").read_text())
     assert run["status"] == "complete" and run["id"] == folder.name
     assert run["author"] == "张三 Zhang" and run["student_id"] == "2024001"
@@ -30,7 +30,8 @@ def test_run_writes_a_complete_verifiable_folder(small_run):
     assert run["environment"]["threads"] == 1
     assert verify_manifest(folder) == []
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert set(manifest["files"]) == names - {"manifest.json"}
+    figures = {f"figures/{p.name}" for p in (folder / "figures").iterdir()}
+    assert set(manifest["files"]) == (names - {"manifest.json", "figures"}) | figures
 
     rows = list(csv.DictReader((folder / "history.csv").open()))
     assert [int(r["batch"]) for r in rows] == [0, 10, 20, 30]

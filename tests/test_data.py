@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from labbook.data import MNIST_FILES, VENDORED_ROOT, load_mnist, parse_idx, read_mnist_file
+from labbook.data import MNIST_FILES, VENDORED_ROOT, load_mnist, parse_idx, random_shift, read_mnist_file
 from labbook.errors import UserError
 
 RAW = VENDORED_ROOT / "MNIST" / "raw"
@@ -77,3 +77,19 @@ def test_truncated_gzip_is_rejected(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(packed[: len(packed) // 2])
     with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz: not a valid gzip file or truncated"):
         read_mnist_file(tmp_path, "t10k-labels-idx1-ubyte")
+
+
+def test_random_shift_moves_pixels_with_zero_fill():
+    image = torch.zeros(1, 1, 28, 28)
+    image[0, 0, 10, 12] = 1.0
+    image[0, 0, 0, 0] = 0.5  # pushed off the edge by any shift up or left
+    generator = torch.Generator().manual_seed(0)
+    batch = image.repeat(50, 1, 1, 1)
+    shifted = random_shift(batch, 2, generator)
+    assert shifted.shape == batch.shape
+    offsets = set()
+    for one in shifted:
+        (row, col) = (one[0] == 1.0).nonzero()[0].tolist()
+        offsets.add((row - 10, col - 12))
+        assert one.sum().item() in (1.0, 1.5)  # nothing wraps around; the corner stays only when dx, dy >= 0
+    assert offsets <= {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)} and len(offsets) > 10

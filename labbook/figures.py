@@ -1,0 +1,371 @@
+"""Figures of a dissection, each drawn once per language and saved as SVG (web) and PNG (print).
+
+Colour maps: viridis/cividis for magnitudes (readable in grey and by colour-blind
+readers), a diverging map centred on zero (RdBu_r) for signed weights. Text
+goes through `text()` so every label exists in Chinese and English.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+from labbook.errors import UserError  # noqa: E402
+
+LANGUAGES = ("zh", "en")
+A4_WIDTH_INCHES = 7.0
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto Serif CJK SC",
+                "Noto Serif CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei")
+CJK_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", str(Path.home() / ".fonts"))
+
+TEXT = {
+    "samples_seen": ("训练样本数", "Training images seen"),
+    "error_rate": ("错误率 (%)", "Error rate (%)"),
+    "train_error": ("训练错误率", "Training error"),
+    "validation_error": ("验证错误率", "Validation error"),
+    "error_curve_title": ("训练过程中的错误率", "Error rate during training"),
+    "train_image": ("训练图像 {index}，标签 {label}", "Training image {index}, label {label}"),
+    "test_image": ("测试图像 {index}，标签 {label}，预测 {prediction}",
+                   "Test image {index}, label {label}, predicted {prediction}"),
+    "digit": ("数字", "Digit"),
+    "probability": ("概率", "Probability"),
+    "class_probabilities": ("十个类别的概率", "Probabilities of the ten classes"),
+    "kernel": ("卷积核 {index}", "Kernel {index}"),
+    "weight": ("权重", "Weight"),
+    "conv1_kernels": ("第一层卷积核 (5×5)", "conv1 kernels (5×5)"),
+    "conv2_kernels": ("第二层卷积核：行 = 输出通道，列 = 输入通道", "conv2 kernels: rows = output channel, columns = input channel"),
+    "channel": ("通道 {index}", "Channel {index}"),
+    "activation": ("激活值", "Activation"),
+    "conv1_features": ("第一层特征图（测试图像 {index}）", "conv1 feature maps (test image {index})"),
+    "conv2_features": ("第二层特征图（测试图像 {index}）", "conv2 feature maps (test image {index})"),
+    "original": ("原图：预测 {prediction}", "Original: predicted {prediction}"),
+    "shifted": ("平移 ({dx}, {dy})：预测 {prediction}", "Shifted ({dx}, {dy}): predicted {prediction}"),
+    "cosine": ("余弦相似度 {value}", "cosine {value}"),
+    "shift_test_title": ("平移测试：原图与平移后的第一层特征图", "Shift test: conv1 feature maps, original vs shifted"),
+    "evolution_title": ("训练过程中的第一层卷积核", "conv1 kernels during training"),
+    "after_samples": ("{samples} 个样本后", "after {samples} images"),
+    "distance_from_first": ("与首个快照的距离 (L2)", "Distance from first snapshot (L2)"),
+    "dx": ("水平平移 dx（像素）", "Horizontal shift dx (pixels)"),
+    "dy": ("垂直平移 dy（像素）", "Vertical shift dy (pixels)"),
+    "accuracy_percent": ("准确率 (%)", "Accuracy (%)"),
+    "shift_grid_title": ("平移后的测试准确率", "Test accuracy under translation"),
+    "shift_distance": ("平移距离（像素）", "Shift distance (pixels)"),
+    "accuracy_vs_distance": ("准确率与平移距离", "Accuracy against shift distance"),
+    "rotation_degrees": ("旋转角度（度）", "Rotation (degrees)"),
+    "rotation_title": ("旋转后的测试准确率", "Test accuracy under rotation"),
+    "true_digit": ("真实数字", "True digit"),
+    "predicted_digit": ("预测数字", "Predicted digit"),
+    "confusion_title": ("测试集混淆矩阵", "Test confusion matrix"),
+    "per_class_title": ("各类别准确率", "Per-class accuracy"),
+    "mistake": ("真 {label} → 预测 {prediction}\n置信度 {confidence}", "true {label} → pred {prediction}\nconf. {confidence}"),
+    "mistakes_title": ("置信度最高的错误", "Most confident mistakes"),
+    "input": ("输入", "Input"),
+    "saliency": ("梯度显著性", "Gradient saliency"),
+    "occlusion": ("遮挡敏感度", "Occlusion sensitivity"),
+}
+
+
+def text(key: str, language: str, **values) -> str:
+    chinese, english = TEXT[key]
+    template = chinese if language == "zh" else english
+    return template.format(**values)
+
+
+def cjk_font_family() -> str:
+    """A font family with Chinese glyphs, registering system CJK fonts matplotlib has not cached."""
+    known = {entry.name for entry in font_manager.fontManager.ttflist}
+    for family in CJK_FAMILIES:
+        if family in known:
+            return family
+    for folder in map(Path, CJK_FONT_DIRS):
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.suffix.lower() in (".ttc", ".otf", ".ttf") and any(
+                        tag in path.name for tag in ("CJK", "wqy", "SourceHan")):
+                    font_manager.fontManager.addfont(str(path))
+    known = {entry.name for entry in font_manager.fontManager.ttflist}
+    for family in CJK_FAMILIES:
+        if family in known:
+            return family
+    raise UserError("no font with Chinese glyphs found: install the Debian package fonts-noto-cjk "
+                    "(`make lab` installs it when run as root)")
+
+
+def configure_matplotlib() -> None:
+    plt.rcParams.update({
+        "font.family": ["DejaVu Sans", cjk_font_family()],
+        "svg.hashsalt": "labbook",          # stable ids inside SVG files
+        "svg.fonttype": "path",             # text as outlines: no font needed to view the SVG
+        "axes.unicode_minus": False,
+        "figure.dpi": 100,
+        "savefig.dpi": 200,
+        "font.size": 9,
+    })
+
+
+def save(figure, folder: Path, name: str, language: str) -> list[str]:
+    """Write <name>.<language>.svg and .png atomically; return their paths relative to the run folder."""
+    from labbook.runfolder import atomic_write_bytes
+    written = []
+    for extension, metadata in (("svg", {"Date": None}), ("png", {"Software": None})):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=extension, metadata=metadata, bbox_inches="tight")
+        path = folder / f"{name}.{language}.{extension}"
+        atomic_write_bytes(path, buffer.getvalue())
+        written.append(f"figures/{path.name}")
+    plt.close(figure)
+    return written
+
+
+def _draw_language(jobs: list[tuple], folder: Path, language: str) -> dict[str, list[str]]:
+    configure_matplotlib()
+    return {name: save(globals()[function](*arguments, language), folder, name, language)
+            for name, function, arguments in jobs}
+
+
+def draw_all(jobs: list[tuple], folder: Path) -> dict[str, dict[str, list[str]]]:
+    """Draw every (name, function, arguments) job in every language, one process per language.
+
+    Spawned, not forked: the parent holds PyTorch's thread pool, which a fork would copy broken."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=len(LANGUAGES), mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = dict(zip(LANGUAGES, pool.map(_draw_language, [jobs] * len(LANGUAGES), [folder] * len(LANGUAGES),
+                                               LANGUAGES)))
+    return {name: {language: results[language][name] for language in LANGUAGES} for name, _, _ in jobs}
+
+
+def _image_axis(axis, image, title=None, cmap="gray", **kwargs):
+    shown = axis.imshow(image, cmap=cmap, **kwargs)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    if title:
+        axis.set_title(title, fontsize=8)
+    return shown
+
+
+# ---------------------------------------------------------------- one function per figure
+
+def error_curve(history: list[dict], language: str):
+    figure, axis = plt.subplots(figsize=(A4_WIDTH_INCHES, 3.2))
+    samples = [row["samples_seen"] for row in history]
+    axis.plot(samples, [100 * (1 - row["train_accuracy"]) for row in history], label=text("train_error", language),
+              color="#0072B2")
+    axis.plot(samples, [100 * (1 - row["validation_accuracy"]) for row in history], linestyle="--",
+              label=text("validation_error", language), color="#D55E00")
+    axis.set_xlabel(text("samples_seen", language))
+    axis.set_ylabel(text("error_rate", language))
+    axis.set_yscale("log")
+    axis.set_title(text("error_curve_title", language))
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    return figure
+
+
+def samples(train_image, train_label, train_index, test_image, test_label, test_index, probabilities,
+            language: str):
+    figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.4), gridspec_kw={"width_ratios": [1, 1, 2]})
+    _image_axis(axes[0], train_image, text("train_image", language, index=train_index, label=train_label))
+    prediction = int(np.argmax(probabilities))
+    _image_axis(axes[1], test_image, text("test_image", language, index=test_index, label=test_label,
+                                          prediction=prediction))
+    axes[2].bar(range(10), probabilities, color=["#D55E00" if d == prediction else "#0072B2" for d in range(10)])
+    axes[2].set_xticks(range(10))
+    axes[2].set_xlabel(text("digit", language))
+    axes[2].set_ylabel(text("probability", language))
+    axes[2].set_ylim(0, 1)
+    axes[2].set_title(text("class_probabilities", language), fontsize=8)
+    return figure
+
+
+def _signed_norm(values: np.ndarray) -> TwoSlopeNorm:
+    limit = float(np.abs(values).max()) or 1.0
+    return TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+
+
+def conv1_kernels(kernels: np.ndarray, language: str):
+    """kernels: (out, 5, 5); one colour scale for all, centred on zero."""
+    count = kernels.shape[0]
+    figure, axes = plt.subplots(1, count, figsize=(A4_WIDTH_INCHES, 2.2), squeeze=False)
+    norm = _signed_norm(kernels)
+    for index in range(count):
+        shown = _image_axis(axes[0, index], kernels[index], text("kernel", language, index=index), cmap="RdBu_r",
+                            norm=norm)
+    figure.colorbar(shown, ax=axes[0].tolist(), label=text("weight", language), shrink=0.8)
+    figure.suptitle(text("conv1_kernels", language))
+    return figure
+
+
+def conv2_kernels(kernels: np.ndarray, language: str):
+    """kernels: (out, in, 5, 5) drawn as an out x in grid with one shared signed scale."""
+    rows, cols = kernels.shape[:2]
+    figure, axes = plt.subplots(rows, cols, figsize=(A4_WIDTH_INCHES * 0.6, A4_WIDTH_INCHES * 0.6 * rows / cols),
+                                squeeze=False)
+    norm = _signed_norm(kernels)
+    for row in range(rows):
+        for col in range(cols):
+            shown = _image_axis(axes[row, col], kernels[row, col], cmap="RdBu_r", norm=norm)
+        axes[row, 0].set_ylabel(str(row), rotation=0, labelpad=8)
+    for col in range(cols):
+        axes[-1, col].set_xlabel(str(col))
+    figure.colorbar(shown, ax=axes.ravel().tolist(), label=text("weight", language), shrink=0.6)
+    figure.suptitle(text("conv2_kernels", language), fontsize=9)
+    return figure
+
+
+def feature_maps(maps: np.ndarray, title_key: str, image_index: int, language: str):
+    """maps: (channels, H, W) of ReLU outputs; viridis, one scale for all channels."""
+    count = maps.shape[0]
+    columns = min(count, 4)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(A4_WIDTH_INCHES, 1.9 * rows + 0.4), squeeze=False)
+    top = float(maps.max()) or 1.0
+    for index in range(rows * columns):
+        axis = axes[index // columns, index % columns]
+        if index >= count:
+            axis.axis("off")
+            continue
+        shown = _image_axis(axis, maps[index], text("channel", language, index=index), cmap="viridis", vmin=0,
+                            vmax=top)
+    figure.colorbar(shown, ax=axes.ravel().tolist(), label=text("activation", language), shrink=0.8)
+    figure.suptitle(text(title_key, language, index=image_index))
+    return figure
+
+
+def shift_test(image, shifted, maps, shifted_maps, result: dict, language: str):
+    channels = maps.shape[0]
+    figure, axes = plt.subplots(2, channels + 1, figsize=(A4_WIDTH_INCHES, 3.6), squeeze=False)
+    _image_axis(axes[0, 0], image, text("original", language, prediction=result["prediction"]))
+    _image_axis(axes[1, 0], shifted, text("shifted", language, dx=result["dx"], dy=result["dy"],
+                                          prediction=result["shifted_prediction"]))
+    top = float(max(maps.max(), shifted_maps.max())) or 1.0
+    for channel in range(channels):
+        _image_axis(axes[0, channel + 1], maps[channel], text("channel", language, index=channel), cmap="viridis",
+                    vmin=0, vmax=top)
+        similarity = result["feature_similarity"]["conv1"][channel]
+        _image_axis(axes[1, channel + 1], shifted_maps[channel], text("cosine", language, value=f"{similarity:.3f}"),
+                    cmap="viridis", vmin=0, vmax=top)
+    figure.suptitle(text("shift_test_title", language))
+    return figure
+
+
+def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: list[int], distances: list[list[float]],
+                     language: str):
+    """snapshots: (records, out, 5, 5) conv1 weights; points: record indices to draw."""
+    out = snapshots.shape[1]
+    figure = plt.figure(figsize=(A4_WIDTH_INCHES, 1.3 * out + 2.4))
+    grid = figure.add_gridspec(out + 2, len(points))
+    norm = _signed_norm(snapshots[points])
+    for column, record in enumerate(points):
+        for kernel in range(out):
+            axis = figure.add_subplot(grid[kernel, column])
+            title = text("after_samples", language, samples=f"{samples_seen[record]:,}") if kernel == 0 else None
+            _image_axis(axis, snapshots[record, kernel], title, cmap="RdBu_r", norm=norm)
+            if column == 0:
+                axis.set_ylabel(text("kernel", language, index=kernel), fontsize=7)
+    axis = figure.add_subplot(grid[out:, :])
+    for kernel, series in enumerate(distances):
+        axis.plot(samples_seen, series, label=text("kernel", language, index=kernel))
+    axis.set_xlabel(text("samples_seen", language))
+    axis.set_ylabel(text("distance_from_first", language))
+    axis.legend(fontsize=7, ncol=4)
+    axis.grid(alpha=0.3)
+    figure.suptitle(text("evolution_title", language))
+    figure.tight_layout()
+    return figure
+
+
+def shift_grid(grid: list[list[float]], radius: int, by_distance: list[dict], language: str):
+    figure, axes = plt.subplots(1, 2, figsize=(A4_WIDTH_INCHES, 3.2))
+    values = 100 * np.array(grid)
+    shown = axes[0].imshow(values, cmap="cividis", origin="upper", extent=(-radius - .5, radius + .5, radius + .5,
+                                                                           -radius - .5))
+    for row in range(values.shape[0]):
+        for col in range(values.shape[1]):
+            axes[0].text(col - radius, row - radius, f"{values[row, col]:.0f}", ha="center", va="center", fontsize=5,
+                         color="white" if values[row, col] < values.mean() else "black")
+    axes[0].set_xlabel(text("dx", language))
+    axes[0].set_ylabel(text("dy", language))
+    axes[0].set_title(text("shift_grid_title", language), fontsize=9)
+    figure.colorbar(shown, ax=axes[0], label=text("accuracy_percent", language))
+    axes[1].plot([e["distance"] for e in by_distance], [100 * e["accuracy"] for e in by_distance], marker="o",
+                 color="#0072B2")
+    axes[1].set_xlabel(text("shift_distance", language))
+    axes[1].set_ylabel(text("accuracy_percent", language))
+    axes[1].set_title(text("accuracy_vs_distance", language), fontsize=9)
+    axes[1].grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def rotation(curve: list[dict], language: str):
+    figure, axis = plt.subplots(figsize=(A4_WIDTH_INCHES, 2.8))
+    axis.plot([e["degrees"] for e in curve], [100 * e["accuracy"] for e in curve], marker="o", color="#0072B2")
+    axis.set_xlabel(text("rotation_degrees", language))
+    axis.set_ylabel(text("accuracy_percent", language))
+    axis.set_title(text("rotation_title", language))
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def confusion(matrix: list[list[int]], per_class: list[float], language: str):
+    figure, axes = plt.subplots(1, 2, figsize=(A4_WIDTH_INCHES, 3.3), gridspec_kw={"width_ratios": [1.2, 1]})
+    values = np.array(matrix)
+    shown = axes[0].imshow(values, cmap="viridis", norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(2, values.max()))
+                           if values.max() > 0 else None)
+    for true in range(10):
+        for predicted in range(10):
+            if values[true, predicted]:
+                axes[0].text(predicted, true, str(values[true, predicted]), ha="center", va="center", fontsize=5,
+                             color="black" if true == predicted else "white")
+    axes[0].set_xticks(range(10))
+    axes[0].set_yticks(range(10))
+    axes[0].set_xlabel(text("predicted_digit", language))
+    axes[0].set_ylabel(text("true_digit", language))
+    axes[0].set_title(text("confusion_title", language), fontsize=9)
+    figure.colorbar(shown, ax=axes[0], shrink=0.8)
+    axes[1].barh(range(10), [100 * value for value in per_class], color="#0072B2")
+    axes[1].set_yticks(range(10))
+    axes[1].invert_yaxis()
+    axes[1].set_xlim(max(0, 100 * min(per_class) - 2), 100)
+    axes[1].set_xlabel(text("accuracy_percent", language))
+    axes[1].set_ylabel(text("digit", language))
+    axes[1].set_title(text("per_class_title", language), fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def mistakes(images: np.ndarray, entries: list[dict], language: str):
+    columns = 8
+    rows = max(1, -(-len(entries) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(A4_WIDTH_INCHES, 1.25 * rows + 0.4), squeeze=False)
+    for index, axis in enumerate(axes.ravel()):
+        if index >= len(entries):
+            axis.axis("off")
+            continue
+        entry = entries[index]
+        _image_axis(axis, images[index], text("mistake", language, label=entry["label"],
+                                              prediction=entry["prediction"],
+                                              confidence=f"{entry['confidence']:.2f}"))
+    figure.suptitle(text("mistakes_title", language))
+    figure.tight_layout()
+    return figure
+
+
+def attribution(image: np.ndarray, saliency: np.ndarray, occlusion: np.ndarray, language: str):
+    figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.6))
+    _image_axis(axes[0], image, text("input", language))
+    shown = _image_axis(axes[1], saliency, text("saliency", language), cmap="viridis")
+    figure.colorbar(shown, ax=axes[1], shrink=0.8)
+    shown = _image_axis(axes[2], occlusion, text("occlusion", language), cmap="RdBu_r", norm=_signed_norm(occlusion))
+    figure.colorbar(shown, ax=axes[2], shrink=0.8)
+    return figure

@@ -1,0 +1,152 @@
+"""Robustness of a trained network to translation and rotation, measured on a whole split.
+
+The lab concluded from one shifted image that the CNN is robust to
+translation; these functions measure it: accuracy for every shift in a grid,
+consistency under two random shifts (Zhang 2019), the probability that a
+one-pixel shift changes the answer (Azulay and Weiss 2019), rotations, and
+the lab's own single-image test with a number for how similar the feature
+maps stay.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from labbook.data import Split, random_shift
+from labbook.model import ConvNet
+from labbook.train import log_probabilities
+
+
+# ---------------------------------------------------------------- evaluation helpers
+
+def predictions(model: ConvNet, images: torch.Tensor) -> torch.Tensor:
+    return log_probabilities(model, images).argmax(dim=1)
+
+
+def shift_images(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Move the content dx pixels right and dy pixels down; uncovered pixels are zero (no wrap-around)."""
+    height, width = images.shape[-2:]
+    shifted = torch.zeros_like(images)
+    if abs(dx) >= width or abs(dy) >= height:
+        return shifted
+    source_rows = slice(max(0, -dy), height - max(0, dy))
+    target_rows = slice(max(0, dy), height - max(0, -dy))
+    source_cols = slice(max(0, -dx), width - max(0, dx))
+    target_cols = slice(max(0, dx), width - max(0, -dx))
+    shifted[..., target_rows, target_cols] = images[..., source_rows, source_cols]
+    return shifted
+
+
+# ---------------------------------------------------------------- robustness
+
+def shift_grid(model: ConvNet, split: Split, radius: int) -> list[list[float]]:
+    """Accuracy for every shift; row index dy + radius, column index dx + radius."""
+    grid = []
+    for dy in range(-radius, radius + 1):
+        row = []
+        for dx in range(-radius, radius + 1):
+            correct = (predictions(model, shift_images(split.images, dx, dy)) == split.labels).sum().item()
+            row.append(correct / len(split))
+        grid.append(row)
+    return grid
+
+
+def accuracy_by_distance(grid: list[list[float]], radius: int) -> list[dict]:
+    """Mean grid accuracy grouped by the Euclidean length of the shift."""
+    groups: dict[float, list[float]] = {}
+    for row_index, row in enumerate(grid):
+        for col_index, accuracy in enumerate(row):
+            distance = round(math.hypot(col_index - radius, row_index - radius), 4)
+            groups.setdefault(distance, []).append(accuracy)
+    return [{"distance": d, "accuracy": sum(v) / len(v), "shifts": len(v)} for d, v in sorted(groups.items())]
+
+
+def consistency(model: ConvNet, images: torch.Tensor, radius: int, seed: int = 0) -> float:
+    """Share of images whose top-1 class agrees under two independent random shifts
+    within +-radius (Zhang 2019, "Making Convolutional Networks Shift-Invariant Again")."""
+    generator = torch.Generator().manual_seed(seed)
+    first = random_shift(images, radius, generator)
+    second = random_shift(images, radius, generator)
+    return (predictions(model, first) == predictions(model, second)).float().mean().item()
+
+
+def flip_probability(model: ConvNet, images: torch.Tensor) -> dict:
+    """Probability that the top-1 class changes when the image moves by one pixel
+    (Azulay and Weiss 2019), for each of the four one-pixel shifts and on average."""
+    base = predictions(model, images)
+    directions = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+    per_direction = {name: (predictions(model, shift_images(images, dx, dy)) != base).float().mean().item()
+                     for name, (dx, dy) in directions.items()}
+    return {"mean": sum(per_direction.values()) / 4, "by_direction": per_direction}
+
+
+def rotation_curve(model: ConvNet, split: Split, angles: list[int]) -> list[dict]:
+    """Accuracy with every image rotated about its centre (bilinear, zero fill)."""
+    from torchvision.transforms.functional import InterpolationMode, rotate
+    curve = []
+    for angle in angles:
+        rotated = rotate(split.images, float(angle), interpolation=InterpolationMode.BILINEAR, fill=0.0)
+        correct = (predictions(model, rotated) == split.labels).sum().item()
+        curve.append({"degrees": angle, "accuracy": correct / len(split)})
+    return curve
+
+
+def largest_safe_shift(by_distance: list[dict], threshold: float = 0.95) -> float | None:
+    """The largest shift distance up to which every distance keeps accuracy >= threshold."""
+    safe = None
+    for entry in by_distance:
+        if entry["accuracy"] < threshold:
+            break
+        safe = entry["distance"]
+    return safe
+
+
+# ---------------------------------------------------------------- the lab's single-image shift test
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten().double(), b.flatten().double()
+    norms = a.norm() * b.norm()
+    if norms == 0:  # a channel silent in both maps is unchanged; silent in one only is not
+        return 1.0 if a.norm() == b.norm() else 0.0
+    return float((a @ b) / norms)
+
+
+def _overlap(maps: torch.Tensor, dx: int, dy: int, margin: int) -> tuple[tuple, tuple]:
+    """Regions of (unshifted, shifted) maps that show the same content when it moved by (dx, dy),
+    less `margin` pixels at each side: there a convolution's zero padding meets the constant
+    background that conv1's bias leaves, and differs from the shifted content by construction."""
+    height, width = maps.shape[-2:]
+
+    def span(shift: int, size: int) -> tuple[slice, slice]:
+        start, stop = max(0, -shift) + margin, size - max(0, shift) - margin
+        return slice(start, stop), slice(start + shift, stop + shift)
+
+    (rows_a, rows_b), (cols_a, cols_b) = span(dy, height), span(dx, width)
+    return (rows_a, cols_a), (rows_b, cols_b)
+
+
+def shift_test(model: ConvNet, image: torch.Tensor, label: int, dx: int, dy: int) -> dict:
+    """The lab's test on one image, with per-channel cosine similarity of the feature
+    maps once the shift is undone (compared where both maps cover the same content,
+    away from the image border by the kernel's radius)."""
+    shifted = shift_images(image, dx, dy)
+    batch = torch.stack([image, shifted])
+    with torch.inference_mode():
+        probabilities = model(batch).exp()
+        first, second = model.retrieve_features(batch)
+    similarities = {}
+    for name, maps, scale in (("conv1", first, 1), ("conv2", second, 2)):
+        # conv2 sees the pooled (half-resolution) map, so the shift there is halved.
+        mdx, mdy = round(dx / scale), round(dy / scale)
+        (rows_a, cols_a), (rows_b, cols_b) = _overlap(maps, mdx, mdy, margin=2)
+        similarities[name] = [_cosine(maps[0, c, rows_a, cols_a], maps[1, c, rows_b, cols_b])
+                              for c in range(maps.shape[1])]
+    return {
+        "dx": dx, "dy": dy, "label": label,
+        "prediction": int(probabilities[0].argmax()), "confidence": float(probabilities[0].max()),
+        "shifted_prediction": int(probabilities[1].argmax()), "shifted_confidence": float(probabilities[1].max()),
+        "feature_similarity": similarities,
+        "conv2_shift_exact": dx % 2 == 0 and dy % 2 == 0,
+    }

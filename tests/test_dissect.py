@@ -1,0 +1,98 @@
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from labbook.dissect import kernel_descriptor, read_run
+from labbook.errors import UserError
+
+
+def test_kernel_descriptors_of_synthetic_kernels():
+    horizontal = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [-1] * 5, [-1] * 5], float)
+    described = kernel_descriptor(horizontal)
+    assert described["orientation"] == "horizontal" and described["kind"] == "edge"
+    assert described["orientation_strength"] > 0.9
+    assert kernel_descriptor(horizontal.T)["orientation"] == "vertical"
+    diagonal = np.fromfunction(lambda r, c: (c - r), (5, 5))
+    assert kernel_descriptor(diagonal)["orientation"].startswith("diagonal")
+    centre = -np.ones((5, 5))
+    centre[1:4, 1:4] = 2.0
+    described = kernel_descriptor(centre)
+    assert described["centre_surround"] and described["kind"] == "centre-surround"
+    assert described["l2_norm"] == pytest.approx(np.linalg.norm(centre))
+
+
+def test_dissection_of_a_run(small_run):
+    folder, result = small_run
+    assert "dissection:" in result.stdout
+    dissection = json.loads((folder / "dissection.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    grid = dissection["robustness"]["shift_grid"]
+    radius = grid["radius"]
+    assert grid["accuracy"][radius][radius] == metrics["test_accuracy"]   # shift (0, 0) is the test set
+    assert dissection["evaluation"]["test_accuracy"] == metrics["test_accuracy"]
+    assert len(grid["accuracy"]) == 2 * radius + 1 and len(grid["accuracy"][0]) == 2 * radius + 1
+    assert 0 <= dissection["robustness"]["consistency"] <= 1
+    assert len(dissection["kernels"]["conv1"]) == 4 and len(dissection["kernels"]["conv2"]) == 8
+    assert len(dissection["robustness"]["rotation"]) == 13
+    expected = {"error_curve", "samples", "conv1_kernels", "conv1_features", "conv2_kernels", "conv2_features",
+                "shift_test", "kernel_evolution", "shift_grid", "rotation", "confusion", "mistakes", "attribution"}
+    assert set(dissection["figures"]) == expected
+    for name in expected:
+        for language in ("zh", "en"):
+            for extension in ("svg", "png"):
+                path = folder / "figures" / f"{name}.{language}.{extension}"
+                assert path.stat().st_size > 1000, path
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "dissection.json" in manifest["files"] and "figures/samples.zh.png" in manifest["files"]
+
+
+def test_dissecting_again_changes_no_byte(small_run, tmp_path):
+    folder, _ = small_run
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    result = run_cli("dissect", copy)
+    assert result.returncode == 0, result.stderr
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            assert (copy / path.relative_to(folder)).read_bytes() == path.read_bytes(), path.name
+
+
+def test_chinese_figures_have_every_glyph(small_run, tmp_path):
+    from labbook.dissect import dissect_run
+    folder, _ = small_run
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dissect_run(copy, {"image_index": 7})
+    glyphs = [str(w.message) for w in caught if "missing from" in str(w.message) or "Glyph" in str(w.message)]
+    assert glyphs == []
+    assert json.loads((copy / "dissection.json").read_text())["settings"]["image_index"] == 7
+
+
+def test_broken_run_folders_get_a_clear_error(small_run, tmp_path):
+    folder, _ = small_run
+    missing = tmp_path / "missing"
+    shutil.copytree(folder, missing)
+    (missing / "model.safetensors").unlink()
+    result = run_cli("dissect", missing)
+    assert result.returncode == 2 and "model.safetensors: missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    altered = tmp_path / "altered"
+    shutil.copytree(folder, altered)
+    with open(altered / "snapshots.safetensors", "r+b") as stream:
+        stream.truncate(100)
+    with pytest.raises(UserError, match="snapshots.safetensors: changed after the run"):
+        read_run(altered)
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(folder, unfinished)
+    info = json.loads((unfinished / "run.json").read_text())
+    (unfinished / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
+    result = run_cli("dissect", unfinished)
+    assert result.returncode == 2 and "not 'complete'" in result.stderr
