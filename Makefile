@@ -2,8 +2,10 @@
 VENV ?= .venv
 PYTHON ?= python3
 # Debian packages needed on a fresh machine, installed when make runs as root:
-# venv support, and a font with Chinese glyphs for the figures and reports.
-SYSTEM_PACKAGES := python3-venv fonts-noto-cjk
+# venv support; a font with Chinese glyphs for figures and reports; HarfBuzz's
+# subsetter, which WeasyPrint uses to embed fonts quickly; poppler-utils
+# (pdftotext, pdffonts), which the tests use to read the PDFs back.
+SYSTEM_PACKAGES := python3-venv fonts-noto-cjk libharfbuzz-subset0 poppler-utils
 
 .PHONY: setup lab test bench clean
 
@@ -20,7 +22,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 lab: setup
-	$(VENV)/bin/labbook run
+	$(VENV)/bin/labbook build
 
 test: setup
 	$(VENV)/bin/python -m pytest

@@ -82,6 +82,7 @@ def run(preset, config_file, epochs, seed, assignments, device, threads, runs_di
                f"({metrics['train_seconds']:.1f} s of training, {metrics['samples_per_second']:,.0f} img/s)")
     if dissect:
         _dissect(outcome.folder, progress)
+    return outcome.folder
 
 
 def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None) -> None:
@@ -93,6 +94,71 @@ def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None)
                f"{folder / 'figures'} ({result['seconds']:.1f} s)")
     click.echo(f"translation consistency: {100 * robustness['consistency']:.2f}%  "
                f"one-pixel flip probability: {100 * robustness['flip_probability_one_pixel']['mean']:.2f}%")
+
+
+REPORT_OPTIONS = [
+    click.option("--lang", "languages", default="zh,en,zh-en",
+                 help="Report languages, comma-separated: zh, en, zh-en (zh-en: each section in Chinese, then English)."),
+    click.option("--format", "formats", default="html,pdf", help="Output formats, comma-separated: html, pdf."),
+    click.option("--templates", type=click.Path(path_type=Path), default=None,
+                 help="A course's template folder, searched before the built-in templates (extend them as builtin/NAME)."),
+    click.option("--notes", type=click.Path(path_type=Path), default=None,
+                 help="Markdown file with the author's reflections.  [default: notes.zh.md / notes.en.md in the run folder]"),
+    click.option("--course", default=None, help="Course name for the title block.  [default: Deep learning laboratory]"),
+    click.option("--title", default=None, help="Report title.  [default: the experiment's title]"),
+]
+
+
+def report_options(function):
+    for option in reversed(REPORT_OPTIONS):
+        function = option(function)
+    return function
+
+
+def _report(folder: Path, languages: str, formats: str, templates, notes, course, title) -> None:
+    from labbook.report import ReportOptions, render_report
+
+    options = ReportOptions(languages=tuple(item.strip() for item in languages.split(",") if item.strip()),
+                            formats=tuple(item.strip() for item in formats.split(",") if item.strip()),
+                            templates=templates, notes=notes, course=course, title=title)
+    for path in render_report(folder, options):
+        click.echo(f"report: {path}")
+
+
+@main.command()
+@click.argument("run_folder", type=click.Path(path_type=Path))
+@report_options
+def report(run_folder, languages, formats, templates, notes, course, title):
+    """Render a dissected run as a lab report: RUN/report/report.<lang>.html and .pdf."""
+    _report(run_folder, languages, formats, templates, notes, course, title)
+
+
+@main.command()
+@click.option("--run", "run_folder", type=click.Path(path_type=Path), default=None,
+              help="Render this existing run instead of training a new one (dissecting it first if needed).")
+@click.option("--preset", default=None, help=PRESET_HELP + "  [default: seed]")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="TOML config file.")
+@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
+@click.option("--seed", type=int, default=None, help="Override train.seed.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
+@click.option("--threads", type=int, default=None, help="CPU threads for PyTorch (0 = PyTorch's default).")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), help="Folder for the new run folder.")
+@click.option("--author", default="", help="Author's name.")
+@click.option("--student-id", default="", help="Author's student id.")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@report_options
+@click.pass_context
+def build(ctx, run_folder, preset, config_file, epochs, seed, assignments, threads, runs_dir, author, student_id,
+          progress, languages, formats, templates, notes, course, title):
+    """Train (seed preset by default), dissect and render the report: the whole lab in one command."""
+    if run_folder is None:
+        run_folder = ctx.invoke(run, preset=preset, config_file=config_file, epochs=epochs, seed=seed,
+                                assignments=assignments, device=None, threads=threads, runs_dir=runs_dir,
+                                data_dir=None, name=None, author=author, student_id=student_id, progress=progress,
+                                dissect=True)
+    elif not (Path(run_folder) / "dissection.json").is_file():
+        _dissect(run_folder, progress)
+    _report(run_folder, languages, formats, templates, notes, course, title)
 
 
 @main.command()

@@ -50,6 +50,17 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: not a readable safetensors file ({error})") from None
 
 
+def read_history(path: Path) -> list[dict]:
+    """history.csv as a list of rows; integer columns as int, the rest as float."""
+    integers = {"epoch", "batch", "samples_seen"}
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            return [{key: int(value) if key in integers else float(value) for key, value in row.items()}
+                    for row in csv.DictReader(stream)]
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a valid history file ({error})") from None
+
+
 def read_run(folder: Path) -> Run:
     """Read a run folder; a missing, unfinished, altered or corrupt file is a UserError naming it."""
     folder = Path(folder)
@@ -71,8 +82,7 @@ def read_run(folder: Path) -> Run:
         config = load_config(folder / "config.toml")
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{folder / 'config.toml'}: not valid TOML ({error})") from None
-    with open(folder / "history.csv", newline="", encoding="utf-8") as stream:
-        history = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(stream)]
+    history = read_history(folder / "history.csv")
     model = build_model(config)
     try:
         model.load_state_dict(_load_tensors(folder / "model.safetensors"))

@@ -33,8 +33,8 @@ TEXT = {
     "validation_error": ("验证错误率", "Validation error"),
     "error_curve_title": ("训练过程中的错误率", "Error rate during training"),
     "train_image": ("训练图像 {index}，标签 {label}", "Training image {index}, label {label}"),
-    "test_image": ("测试图像 {index}，标签 {label}，预测 {prediction}",
-                   "Test image {index}, label {label}, predicted {prediction}"),
+    "test_image": ("测试图像 {index}\n标签 {label}，预测 {prediction}",
+                   "Test image {index}\nlabel {label}, predicted {prediction}"),
     "digit": ("数字", "Digit"),
     "probability": ("概率", "Probability"),
     "class_probabilities": ("十个类别的概率", "Probabilities of the ten classes"),
@@ -164,9 +164,9 @@ def error_curve(history: list[dict], language: str):
               label=text("validation_error", language), color="#D55E00")
     axis.set_xlabel(text("samples_seen", language))
     axis.set_ylabel(text("error_rate", language))
-    axis.set_yscale("log")
+    axis.set_ylim(bottom=0)
     axis.set_title(text("error_curve_title", language))
-    axis.grid(True, which="both", alpha=0.3)
+    axis.grid(True, alpha=0.3)
     axis.legend()
     return figure
 

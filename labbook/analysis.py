@@ -1,0 +1,114 @@
+"""Rules that turn a run's numbers into the facts its analysis paragraphs state.
+
+Each fact is a value plus where it comes from ("file:key path"), so the report
+can cite it and a test can trace it. Which sentence a paragraph uses (e.g.
+whether the train/validation gap suggests overfitting) is decided here; the
+words themselves live in the templates and their translations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Fact:
+    value: object
+    source: str
+
+
+def _history_fact(history: list[dict], index: int, key: str) -> Fact:
+    row_index = index if index >= 0 else len(history) + index
+    return Fact(history[row_index][key], f"history.csv:{row_index}.{key}")
+
+
+def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) -> dict:
+    facts: dict = {"records": Fact(len(history), "history.csv:rows")}
+    first_below = next((i for i, row in enumerate(history) if 1 - row["validation_accuracy"] < threshold), None)
+    facts["error_threshold"] = Fact(threshold, "rule:validation_error_threshold")
+    if first_below is not None:
+        facts["first_below_samples"] = _history_fact(history, first_below, "samples_seen")
+        facts["first_below_epoch"] = Fact(int(history[first_below]["epoch"]) + 1,
+                                          f"history.csv:{first_below}.epoch+1")
+    best = max(range(len(history)), key=lambda i: (history[i]["validation_accuracy"], -i))
+    facts["best_validation"] = _history_fact(history, best, "validation_accuracy")
+    facts["best_validation_samples"] = _history_fact(history, best, "samples_seen")
+    facts["last_train"] = _history_fact(history, -1, "train_accuracy")
+    facts["last_validation"] = _history_fact(history, -1, "validation_accuracy")
+    gap = history[-1]["train_accuracy"] - history[-1]["validation_accuracy"]
+    facts["gap_points"] = Fact(100 * gap, f"history.csv:{len(history) - 1}.train_accuracy-validation_accuracy*100")
+    # Above one point the network fits its training data better than unseen data; below
+    # zero, dropout (on in training, off in validation) makes the running training figure
+    # the lower one; in between, nothing to remark.
+    facts["gap_kind"] = "overfitting" if gap > 0.01 else ("dropout" if gap < 0 else "small")
+    facts["validation_accuracy"] = Fact(metrics["validation_accuracy"], "metrics.json:validation_accuracy")
+    facts["test_accuracy"] = Fact(metrics["test_accuracy"], "metrics.json:test_accuracy")
+    facts["train_seconds"] = Fact(metrics["train_seconds"], "metrics.json:train_seconds")
+    facts["samples_per_second"] = Fact(metrics["samples_per_second"], "metrics.json:samples_per_second")
+    return facts
+
+
+def evaluation_facts(metrics: dict, dissection: dict) -> dict:
+    per_class = metrics["per_class_test_accuracy"]
+    worst = min(range(10), key=lambda digit: (per_class[digit], digit))
+    facts = {"test_accuracy": Fact(metrics["test_accuracy"], "metrics.json:test_accuracy"),
+             "test_loss": Fact(metrics["test_loss"], "metrics.json:test_loss"),
+             "worst_digit": Fact(worst, "rule:argmin(metrics.json:per_class_test_accuracy)"),
+             "worst_accuracy": Fact(per_class[worst], f"metrics.json:per_class_test_accuracy.{worst}")}
+    pairs = dissection["evaluation"]["confusion_pairs"]
+    if pairs:
+        facts["pair_true"] = Fact(pairs[0]["true"], "dissection.json:evaluation.confusion_pairs.0.true")
+        facts["pair_predicted"] = Fact(pairs[0]["predicted"], "dissection.json:evaluation.confusion_pairs.0.predicted")
+        facts["pair_count"] = Fact(pairs[0]["count"], "dissection.json:evaluation.confusion_pairs.0.count")
+    return facts
+
+
+def kernel_facts(dissection: dict) -> dict:
+    conv1 = dissection["kernels"]["conv1"]
+    edges = [index for index, kernel in enumerate(conv1) if kernel["kind"] == "edge"]
+    distances = dissection["kernel_evolution"]["distance_from_first"]
+    moved = max(range(len(distances)), key=lambda k: (distances[k][-1], -k))
+    shift = dissection["shift_test"]
+    return {
+        "edge_kernels": [{"index": Fact(i, f"dissection.json:kernels.conv1.{i}"),
+                          "orientation": conv1[i]["orientation"],
+                          "degrees": Fact(conv1[i]["edge_orientation_degrees"],
+                                          f"dissection.json:kernels.conv1.{i}.edge_orientation_degrees"),
+                          "strength": Fact(conv1[i]["orientation_strength"],
+                                           f"dissection.json:kernels.conv1.{i}.orientation_strength")}
+                         for i in edges],
+        "centre_surround": [Fact(i, f"dissection.json:kernels.conv1.{i}") for i, k in enumerate(conv1)
+                            if k["centre_surround"]],
+        "most_moved": Fact(moved, "rule:argmax(dissection.json:kernel_evolution.distance_from_first[-1])"),
+        "most_moved_distance": Fact(distances[moved][-1], f"dissection.json:kernel_evolution.distance_from_first.{moved}.-1"),
+        "shift_same_prediction": shift["prediction"] == shift["shifted_prediction"],
+        "shift_dx": Fact(shift["dx"], "dissection.json:shift_test.dx"),
+        "shift_dy": Fact(shift["dy"], "dissection.json:shift_test.dy"),
+        "shift_prediction": Fact(shift["prediction"], "dissection.json:shift_test.prediction"),
+        "shift_shifted_prediction": Fact(shift["shifted_prediction"], "dissection.json:shift_test.shifted_prediction"),
+        "conv1_similarity_min": Fact(min(shift["feature_similarity"]["conv1"]),
+                                     "rule:min(dissection.json:shift_test.feature_similarity.conv1)"),
+    }
+
+
+def robustness_facts(dissection: dict) -> dict:
+    robustness = dissection["robustness"]
+    rotation = robustness["rotation"]
+    below = [entry for entry in rotation if entry["accuracy"] < 0.9]
+    smallest = min((abs(entry["degrees"]) for entry in below), default=None)
+    facts = {
+        "safe_shift": robustness["largest_shift_with_accuracy_at_least_95_percent"],
+        "consistency": Fact(robustness["consistency"], "dissection.json:robustness.consistency"),
+        "flip": Fact(robustness["flip_probability_one_pixel"]["mean"],
+                     "dissection.json:robustness.flip_probability_one_pixel.mean"),
+        "radius": Fact(robustness["shift_grid"]["radius"], "dissection.json:robustness.shift_grid.radius"),
+        "rotation_below_90": smallest is not None,
+        "shift_threshold": Fact(0.95, "rule:shift_accuracy_threshold"),
+        "rotation_threshold": Fact(0.9, "rule:rotation_accuracy_threshold"),
+    }
+    if facts["safe_shift"] is not None:
+        facts["safe_shift"] = Fact(facts["safe_shift"],
+                                   "dissection.json:robustness.largest_shift_with_accuracy_at_least_95_percent")
+    if smallest is not None:
+        facts["rotation_degrees"] = Fact(smallest, "rule:min(|degrees|) where dissection.json:robustness.rotation.accuracy<0.9")
+    return facts

@@ -1,0 +1,238 @@
+"""`labbook report`: a run folder -> a bilingual lab report in HTML and PDF.
+
+Templates (Jinja2, autoescaped, StrictUndefined) are in the top-level templates/
+folder; a course's own folder given with --templates is searched first and can
+extend the built-in ones as "builtin/<name>". Languages come from Babel
+catalogs (localization.py). The language is a template variable, so one render
+can hold a section in Chinese and then in English.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import markdown
+import nh3
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from labbook import __version__, analysis, model
+from labbook.errors import UserError
+from labbook.localization import Formatter, translations
+from labbook.runfolder import atomic_write_bytes, atomic_write_text, read_json, verify_manifest, write_manifest
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
+if not BUILTIN_TEMPLATES.is_dir():  # running from a source checkout: templates/ beside the package
+    BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+LANGUAGE_SETS = {"zh": ("zh",), "en": ("en",), "zh-en": ("zh", "en")}
+SECTIONS = ("purpose", "process", "dissection", "robustness", "reflections", "appendix")
+FIGURES = ("samples", "error_curve", "confusion", "mistakes", "conv1_kernels", "conv1_features", "conv2_kernels",
+           "conv2_features", "kernel_evolution", "attribution", "shift_test", "shift_grid", "rotation")
+TABLES = ("environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
+NOTES_TAGS = {"p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote", "code", "pre", "h3", "h4",
+              "a", "table", "thead", "tbody", "tr", "th", "td", "hr"}
+
+
+@dataclass
+class ReportOptions:
+    languages: tuple[str, ...] = ("zh", "en", "zh-en")
+    formats: tuple[str, ...] = ("html", "pdf")
+    templates: Path | None = None
+    notes: Path | None = None
+    course: str | None = None
+    title: str | None = None
+
+
+# ---------------------------------------------------------------- template environment
+
+@jinja2.pass_context
+def _gettext(context, message: str) -> str:
+    return translations(context["lang"]).gettext(message)
+
+
+@jinja2.pass_context
+def _ngettext(context, singular: str, plural: str, count: int) -> str:
+    return translations(context["lang"]).ngettext(singular, plural, count)
+
+
+@jinja2.pass_context
+def _number(context, fact, style: str = "decimal", digits: int = 2) -> Markup:
+    return Formatter(context["lang"]).number(fact.value, fact.source, style, digits)
+
+
+@jinja2.pass_context
+def _reference(context, kind: str, name: str) -> Markup:
+    numbers = context["numbering"][kind]
+    if name not in numbers:
+        raise UserError(f"template refers to unknown {kind} {name!r}")
+    label = _gettext(context, "Figure" if kind == "figure" else "Table")
+    return Markup('<a class="xref" href="#{}-{}-{}">{}&nbsp;{}</a>').format(kind, name, context["lang"], label,
+                                                                            numbers[name])
+
+
+def environment(templates: Path | None = None) -> jinja2.Environment:
+    builtin = jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))
+    loaders = [jinja2.FileSystemLoader(str(templates))] if templates else []
+    loader = jinja2.ChoiceLoader([*loaders, builtin, jinja2.PrefixLoader({"builtin": builtin})])
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                             extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
+    env.globals.update(num=_number, ref=_reference, fact=analysis.Fact)
+    return env
+
+
+# ---------------------------------------------------------------- what the templates get
+
+def _layer_table(config_model: dict) -> tuple[list[dict], int]:
+    network = model.ConvNet(tuple(config_model["depth"]), config_model["hidden"], config_model["dropout"])
+    d1, d2 = config_model["depth"]
+    shapes = {"conv1": (d1, 28, 28), "pool1": (d1, 14, 14), "conv2": (d2, 14, 14), "pool2": (d2, 7, 7),
+              "fc1": (config_model["hidden"],), "fc2": (10,)}
+    rows = []
+    for name, shape in shapes.items():
+        module = getattr(network, name, None)
+        parameters = sum(p.numel() for p in module.parameters()) if module is not None else 0
+        rows.append({"name": name, "shape": " × ".join(map(str, shape)), "parameters": parameters})
+    return rows, sum(p.numel() for p in network.parameters())
+
+
+def _notes(folder: Path, notes: Path | None) -> dict[str, Markup | None]:
+    """The author's reflections per language, Markdown rendered and sanitised (untrusted input)."""
+    found: dict[str, Markup | None] = {}
+    for language in ("zh", "en"):
+        path = notes if notes is not None else folder / f"notes.{language}.md"
+        if not path.is_file():
+            if notes is not None:
+                raise UserError(f"{notes}: notes file not found")
+            found[language] = None
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: notes must be UTF-8 text") from None
+        rendered = markdown.markdown(source, extensions=["tables", "fenced_code"])
+        clean = nh3.clean(rendered, tags=NOTES_TAGS, attributes={"a": {"href", "title"}, "td": {"align"},
+                                                                 "th": {"align"}},
+                          url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")
+        found[language] = Markup(clean)
+    return found
+
+
+def _history_facts_rows(history: list[dict]) -> list[dict]:
+    indices = list(range(min(3, len(history)))) + list(range(max(3, len(history) - 3), len(history)))
+    rows = []
+    for index in indices:
+        row = history[index]
+        rows.append({key: analysis.Fact(row[key], f"history.csv:{index}.{key}") for key in row})
+    return rows
+
+
+def _walk(data, source: str, path: str = "") -> dict:
+    """Facts for every scalar of a nested dict/list, keyed by dotted path ("per_class_test_accuracy.3")."""
+    if isinstance(data, (dict, list)):
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+        out = {}
+        for key, value in items:
+            out.update(_walk(value, source, f"{path}.{key}" if path else str(key)))
+        return out
+    return {path: analysis.Fact(data, f"{source}:{path}")}
+
+
+def build_context(folder: Path, options: ReportOptions) -> dict:
+    from labbook.dissect import read_history
+    folder = Path(folder)
+    for name in ("run.json", "metrics.json", "dissection.json", "config.toml", "history.csv", "manifest.json"):
+        if not (folder / name).is_file():
+            hint = " (run `labbook dissect` first)" if name == "dissection.json" else ""
+            raise UserError(f"{folder / name}: missing; a report needs a complete, dissected run{hint}")
+    run = read_json(folder / "run.json")
+    if run.get("status") != "complete":
+        raise UserError(f"{folder / 'run.json'}: run status is {run.get('status')!r}, not 'complete'")
+    problems = [p for p in verify_manifest(folder) if not p.startswith("report/")]
+    if problems:
+        raise UserError(f"{folder}: {problems[0]} (manifest.json no longer matches)")
+    metrics, dissection = read_json(folder / "metrics.json"), read_json(folder / "dissection.json")
+    config_text = (folder / "config.toml").read_text(encoding="utf-8")
+    config = tomllib.loads(config_text)
+    history = read_history(folder / "history.csv")
+    layers, total_parameters = _layer_table(config["model"])
+    manifest = read_json(folder / "manifest.json")
+    source = inspect.getsource(model.ConvNet)
+    return {
+        "run": run, "config": config, "config_text": config_text, "metrics": metrics, "dissection": dissection,
+        "m": _walk(metrics, "metrics.json"), "d": _walk(dissection, "dissection.json"),
+        "r": _walk(run, "run.json"), "c": _walk(config, "config.toml"),
+        "history_rows": _history_facts_rows(history), "history_length": len(history),
+        "training": analysis.training_facts(history, metrics),
+        "evaluation": analysis.evaluation_facts(metrics, dissection),
+        "kernels": analysis.kernel_facts(dissection),
+        "robustness": analysis.robustness_facts(dissection),
+        "layers": layers, "total_parameters": analysis.Fact(total_parameters, "model.safetensors:*"),
+        "model_source": Markup(highlight(source, PythonLexer(), HtmlFormatter(cssclass="source", nowrap=False))),
+        "pygments_css": HtmlFormatter(cssclass="source").get_style_defs(".source"),
+        "notes": _notes(folder, options.notes),
+        # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
+        "manifest": sorted((name, entry) for name, entry in manifest["files"].items()
+                           if not name.startswith("report/")),
+        "course": options.course, "title": options.title,
+        "labbook_version": __version__,
+        "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURES)},
+                      "table": {name: i + 1 for i, name in enumerate(TABLES)}},
+        "sections": SECTIONS,
+    }
+
+
+def render_html(context: dict, language_set: str, env: jinja2.Environment, for_pdf: bool = False) -> str:
+    """One report page; `for_pdf` swaps the SVG figures for their print PNGs."""
+    languages = LANGUAGE_SETS[language_set]
+    try:
+        template = env.get_template("report.html.j2")
+        return template.render(**context, languages=languages, lang=languages[0], document_language=language_set,
+                               for_pdf=for_pdf, date=Formatter(languages[0]).date(context["run"]["finished"]))
+    except jinja2.UndefinedError as error:
+        raise UserError(f"template error: {error} (every value a template uses must exist)") from None
+    except jinja2.TemplateNotFound as error:
+        raise UserError(f"template not found: {error}") from None
+
+
+def render_report(folder: Path, options: ReportOptions | None = None) -> list[Path]:
+    """Write report/report.<lang>.html and .pdf for each language set; refresh the manifest."""
+    from labbook import pdf
+    options = options or ReportOptions()
+    folder = Path(folder)
+    for language_set in options.languages:
+        if language_set not in LANGUAGE_SETS:
+            raise UserError(f"--lang {language_set!r}: choose zh, en or zh-en")
+    for output in options.formats:
+        if output not in ("html", "pdf"):
+            raise UserError(f"--format {output!r}: choose html, pdf or both")
+    if options.templates is not None and not Path(options.templates).is_dir():
+        raise UserError(f"--templates {options.templates}: not a directory")
+    context = build_context(folder, options)
+    env = environment(options.templates)
+    report_folder = folder / "report"
+    report_folder.mkdir(exist_ok=True)
+    pages = {language_set: render_html(context, language_set, env) for language_set in options.languages}
+    written = []
+    for language_set, page in pages.items():
+        if "html" in options.formats:
+            path = report_folder / f"report.{language_set}.html"
+            atomic_write_text(path, page)
+            written.append(path)
+    if "pdf" in options.formats:
+        font_css = pdf.font_stylesheet("".join(pages.values()))
+        for language_set in options.languages:
+            page = render_html(context, language_set, env, for_pdf=True)
+            path = report_folder / f"report.{language_set}.pdf"
+            atomic_write_bytes(path, pdf.render_pdf(page, folder, font_css))
+            written.append(path)
+    write_manifest(folder)
+    return written

@@ -1,0 +1,222 @@
+"""The report: built from a real (small) run through the CLI, then checked as a reader would."""
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+from conftest import ROOT, run_cli
+from safetensors.torch import load_file
+
+from labbook.errors import UserError
+from labbook.report import ReportOptions, render_report
+
+RULE_CONSTANTS = {"rule:validation_error_threshold": 0.05, "rule:shift_accuracy_threshold": 0.95,
+                  "rule:rotation_accuracy_threshold": 0.9}
+
+
+@pytest.fixture(scope="module")
+def reported(small_run, tmp_path_factory):
+    folder, _ = small_run
+    copy = tmp_path_factory.mktemp("reported") / folder.name
+    shutil.copytree(folder, copy)
+    result = run_cli("report", copy)
+    assert result.returncode == 0, result.stderr
+    return copy
+
+
+class Numbers(HTMLParser):
+    """Collects every traced number, and the text of analysis paragraphs outside traced numbers."""
+
+    def __init__(self):
+        super().__init__()
+        self.numbers, self.stray, self.depth, self.hidden = [], [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "p" and "analysis" in (attrs.get("class") or ""):
+            self.depth += 1
+        if tag == "span" and attrs.get("class") == "num":
+            self.numbers.append((attrs["data-source"], attrs["data-value"]))
+            self.hidden += 1
+        if tag == "a" and attrs.get("class") == "xref":
+            self.hidden += 1
+
+    def handle_endtag(self, tag):
+        if tag == "p" and self.depth:
+            self.depth -= 1
+        if tag in ("span", "a") and self.hidden:
+            self.hidden -= 1
+
+    def handle_data(self, data):
+        if self.depth and not self.hidden:
+            self.stray.append(data)
+
+
+def _lookup(data, path: str):
+    """Follow a dotted path; keys may themselves contain dots (file names in the manifest)."""
+    parts = path.split(".")
+    while parts:
+        for take in range(len(parts), 0, -1):
+            key = ".".join(parts[:take])
+            if isinstance(data, list) and key.lstrip("-").isdigit():
+                data, parts = data[int(key)], parts[take:]
+                break
+            if isinstance(data, dict) and key in data:
+                data, parts = data[key], parts[take:]
+                break
+        else:
+            raise KeyError(path)
+    return data
+
+
+def resolve(folder: Path, source: str):
+    import tomllib
+    kind, _, path = source.partition(":")
+    if source in RULE_CONSTANTS:
+        return RULE_CONSTANTS[source]
+    if kind == "history.csv":
+        rows = list(csv.DictReader((folder / "history.csv").open()))
+        index, _, key = path.partition(".")
+        row = rows[int(index)]
+        if key == "epoch+1":
+            return int(row["epoch"]) + 1
+        if key == "train_accuracy-validation_accuracy*100":
+            return 100 * (float(row["train_accuracy"]) - float(row["validation_accuracy"]))
+        return int(row[key]) if key in ("epoch", "batch", "samples_seen") else float(row[key])
+    if kind == "model.safetensors":
+        tensors = load_file(str(folder / "model.safetensors"))
+        prefix = path[:-1]
+        return sum(t.numel() for name, t in tensors.items() if name.startswith(prefix))
+    if kind == "config.toml":
+        return _lookup(tomllib.loads((folder / "config.toml").read_text()), path)
+    if kind in ("metrics.json", "dissection.json", "run.json", "manifest.json"):
+        return _lookup(json.loads((folder / kind).read_text()), path)
+    if kind == "rule":
+        dissection = json.loads((folder / "dissection.json").read_text())
+        metrics = json.loads((folder / "metrics.json").read_text())
+        if path.startswith("argmin(metrics.json:per_class_test_accuracy)"):
+            values = metrics["per_class_test_accuracy"]
+            return values.index(min(values))
+        if path.startswith("argmax(dissection.json:kernel_evolution.distance_from_first[-1])"):
+            last = [series[-1] for series in dissection["kernel_evolution"]["distance_from_first"]]
+            return last.index(max(last))
+        if path.startswith("min(dissection.json:shift_test.feature_similarity.conv1)"):
+            return min(dissection["shift_test"]["feature_similarity"]["conv1"])
+        if path.startswith("min(|degrees|)"):
+            return min(abs(e["degrees"]) for e in dissection["robustness"]["rotation"] if e["accuracy"] < 0.9)
+    raise AssertionError(f"untraceable source {source}")
+
+
+def test_every_number_in_the_report_comes_from_the_run(reported):
+    for language in ("zh", "en", "zh-en"):
+        parser = Numbers()
+        parser.feed((reported / "report" / f"report.{language}.html").read_text())
+        assert len(parser.numbers) > 80
+        for source, value in parser.numbers:
+            expected = resolve(reported, source)
+            assert repr(expected) == value or float(value) == pytest.approx(expected, rel=1e-12), source
+        prose = [re.sub(r"\b(conv|fc)[12]\b", "", text) for text in parser.stray]  # layer names are not numbers
+        stray_digits = [text for text in prose if re.search(r"\d", text)]
+        assert stray_digits == [], "analysis text has numbers that are not traced"
+
+
+def test_report_shows_the_runs_headline_numbers(reported):
+    metrics = json.loads((reported / "metrics.json").read_text())
+    html = (reported / "report" / "report.en.html").read_text()
+    assert f"{100 * metrics['test_accuracy']:.2f}%" in html
+    assert "Figure&nbsp;2" in html and 'id="figure-error_curve-en"' in html
+    assert '<a class="xref"' not in html or "#figure-" in html
+    zh = (reported / "report" / "report.zh.html").read_text()
+    assert "实验过程和结果" in zh and "图&nbsp;2" in zh and "作者尚未撰写本节" in zh
+    both = (reported / "report" / "report.zh-en.html").read_text()
+    assert both.index('id="section-process-zh"') < both.index('id="section-process-en"') < both.index(
+        'id="section-dissection-zh"')
+    manifest = json.loads((reported / "manifest.json").read_text())
+    assert "report/report.zh.pdf" in manifest["files"]
+
+
+def test_pdf_text_and_fonts(reported):
+    metrics = json.loads((reported / "metrics.json").read_text())
+    text = subprocess.run(["pdftotext", reported / "report" / "report.zh.pdf", "-"], capture_output=True,
+                          text=True, check=True).stdout
+    for title in ("实验目的和环境", "实验过程和结果", "解剖卷积神经网络", "鲁棒性", "实验心得"):
+        assert title in text
+    assert f"{100 * metrics['test_accuracy']:.2f}%" in text
+    fonts = subprocess.run(["pdffonts", reported / "report" / "report.zh.pdf"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "LabbookCJK" in fonts
+    assert all(line.split()[-5] == "yes" for line in fonts.splitlines()[2:])  # every font embedded
+
+
+def test_every_message_has_a_chinese_translation():
+    catalog = read_po(open(ROOT / "labbook" / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po", "rb"))
+    translated = {message.id: message.string for message in catalog if message.id and not message.fuzzy}
+    method_map = [("**.j2", "jinja2"), ("**.css", "ignore")]
+    options = {"**.j2": {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}}
+    extracted = {message[2] for message in extract_from_dir(ROOT / "templates", method_map, options)}
+    missing = sorted(str(m) for m in extracted if not translated.get(m if isinstance(m, str) else m[0]))
+    assert len(extracted) > 80 and missing == []
+
+
+def fresh(reported: Path, tmp_path: Path) -> Path:
+    """A copy of the reported run that a test may re-render without disturbing the others."""
+    copy = tmp_path / reported.name
+    shutil.copytree(reported, copy)
+    return copy
+
+
+def test_hostile_notes_come_out_inert(reported, tmp_path):
+    reported = fresh(reported, tmp_path)
+    notes = tmp_path / "notes.md"
+    notes.write_text("# 心得\n\nGood <script>alert(1)</script> run.\n\n<img src=x onerror=alert(2)>\n\n"
+                     "[click](javascript:alert(3)) and <a href=\"javascript:alert(4)\" onclick=\"x()\">me</a>\n\n"
+                     "**bold** survives.\n", encoding="utf-8")
+    render_report(reported, ReportOptions(languages=("en",), formats=("html",), notes=notes))
+    html = (reported / "report" / "report.en.html").read_text()
+    section = html[html.index('id="section-reflections-en"'):html.index('id="section-appendix-en"')]
+    assert "<strong>bold</strong>" in section
+    for bad in ("<script", "onerror", "onclick", "javascript:"):
+        assert bad not in section.lower(), bad
+
+
+def test_a_template_missing_a_value_fails_loudly(reported, tmp_path):
+    reported = fresh(reported, tmp_path)
+    (tmp_path / "sections").mkdir()
+    (tmp_path / "sections" / "purpose.html.j2").write_text("<p>{{ run.no_such_field }}</p>")
+    with pytest.raises(UserError, match="template error: .*no_such_field"):
+        render_report(reported, ReportOptions(languages=("en",), formats=("html",), templates=tmp_path))
+
+
+def test_a_course_can_override_one_block(reported, tmp_path):
+    reported = fresh(reported, tmp_path)
+    (tmp_path / "report.html.j2").write_text(
+        '{% extends "builtin/report.html.j2" %}{% block title_block %}<h1>Physics 101 lab</h1>{% endblock %}')
+    result = run_cli("report", reported, "--lang", "en", "--format", "html", "--templates", tmp_path)
+    assert result.returncode == 0, result.stderr
+    html = (reported / "report" / "report.en.html").read_text()
+    assert "<h1>Physics 101 lab</h1>" in html and 'class="title-block"' not in html
+    assert 'id="section-robustness-en"' in html
+
+
+def test_rendering_twice_gives_the_same_bytes(reported, tmp_path):
+    copy = fresh(reported, tmp_path)
+    render_report(copy, ReportOptions())
+    for name in ("report.zh.html", "report.en.html", "report.zh-en.html", "report.zh.pdf", "report.en.pdf",
+                 "report.zh-en.pdf"):
+        assert (copy / "report" / name).read_bytes() == (reported / "report" / name).read_bytes(), name
+
+
+def test_report_refuses_an_undissected_or_broken_run(small_run, tmp_path):
+    folder, _ = small_run
+    copy = tmp_path / "x"
+    shutil.copytree(folder, copy)
+    (copy / "dissection.json").unlink()
+    result = run_cli("report", copy)
+    assert result.returncode == 2 and "dissection.json: missing" in result.stderr and "labbook dissect" in result.stderr
