@@ -4,8 +4,9 @@ PYTHON ?= python3
 # Debian packages needed on a fresh machine, installed when make runs as root:
 # venv support; a font with Chinese glyphs for figures and reports; HarfBuzz's
 # subsetter, which WeasyPrint uses to embed fonts quickly; poppler-utils
-# (pdftotext, pdffonts), which the tests use to read the PDFs back.
-SYSTEM_PACKAGES := python3-venv fonts-noto-cjk libharfbuzz-subset0 poppler-utils
+# (pdftotext, pdffonts), which the tests use to read the PDFs back; chromium,
+# the browser the site's tests drive through Playwright.
+SYSTEM_PACKAGES := python3-venv fonts-noto-cjk libharfbuzz-subset0 poppler-utils chromium
 
 .PHONY: setup lab test bench clean
 
@@ -23,6 +24,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 lab: setup
 	$(VENV)/bin/labbook build
+	$(VENV)/bin/labbook site runs --out site
 
 test: setup
 	$(VENV)/bin/python -m pytest

@@ -162,6 +162,44 @@ def build(ctx, run_folder, preset, config_file, epochs, seed, assignments, threa
 
 
 @main.command()
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), help="Folder that receives the site.")
+def site(sources, out):
+    """Build a static, bilingual website of every run in SOURCES (folders of runs, or run folders).
+
+    SOURCES defaults to ./runs. Only complete, dissected runs are shown; a rebuild
+    renders again only the runs whose manifest changed.
+    """
+    from labbook.site import build_site
+
+    result = build_site(list(sources) or [Path("runs")], out)
+    for reason in result.skipped:
+        click.echo(f"skipped {reason}", err=True)
+    click.echo(f"site: {out / 'index.html'} ({len(result.runs)} runs, {len(result.rendered)} rendered, "
+               f"{result.seconds:.1f} s)")
+    click.echo(f"preview: labbook serve --dir {out}")
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("site"), help="The built site.")
+@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (0 = any free port).")
+def serve(directory, port):
+    """Preview the site on 127.0.0.1 until Ctrl-C."""
+    import functools
+    import http.server
+
+    if not (Path(directory) / "index.html").is_file():
+        raise UserError(f"{directory}: no site here (build one with `labbook site`)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        click.echo(f"serving {directory} at http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
 @click.argument("run_folder", type=click.Path(path_type=Path))
 @click.option("--image-index", type=int, default=None, help="Test image to take apart (index into the test split).  [default: config's, 4]")
 @click.option("--shift", type=(int, int), default=None, metavar="DX DY",

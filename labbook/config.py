@@ -127,11 +127,12 @@ CHOICES = {
 PRESETS: dict[str, dict] = {
     "seed": {},
     # Same network; AdamW with a one-cycle schedule, larger batches and +-1 pixel random
-    # shifts. Measured over seeds 0-2: 99.10-99.12% validation (README, "Performance").
+    # shifts. Measured over seeds 0-2: 99.08-99.26% validation (README, "Performance");
+    # 12 epochs left one seed at 98.96%.
     "fast": {
         "data": {"augment_shift": 1},
         "model": {"dropout": 0.25},
-        "train": {"epochs": 12, "batch_size": 128, "optimizer": "adamw", "learning_rate": 0.004,
+        "train": {"epochs": 14, "batch_size": 128, "optimizer": "adamw", "learning_rate": 0.004,
                   "weight_decay": 0.01, "schedule": "onecycle", "record_every": 100},
     },
 }

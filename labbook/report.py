@@ -77,6 +77,12 @@ def _reference(context, kind: str, name: str) -> Markup:
                                                                             numbers[name])
 
 
+@jinja2.pass_context
+def _sentence_gap(context) -> str:
+    """What separates two sentences: a space in English, nothing after a Chinese full stop."""
+    return "" if context["lang"] == "zh" else " "
+
+
 def environment(templates: Path | None = None) -> jinja2.Environment:
     builtin = jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))
     loaders = [jinja2.FileSystemLoader(str(templates))] if templates else []
@@ -85,7 +91,7 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
                              extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
-    env.globals.update(num=_number, ref=_reference, fact=analysis.Fact)
+    env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap)
     return env
 
 
@@ -196,7 +202,8 @@ def render_html(context: dict, language_set: str, env: jinja2.Environment, for_p
     try:
         template = env.get_template("report.html.j2")
         return template.render(**context, languages=languages, lang=languages[0], document_language=language_set,
-                               for_pdf=for_pdf, date=Formatter(languages[0]).date(context["run"]["finished"]))
+                               for_pdf=for_pdf, figure_base="../figures/",
+                               date=Formatter(languages[0]).date(context["run"]["finished"]))
     except jinja2.UndefinedError as error:
         raise UserError(f"template error: {error} (every value a template uses must exist)") from None
     except jinja2.TemplateNotFound as error:

@@ -110,6 +110,14 @@ ZH = {
         "旋转 %(degrees)s 度或更多时，准确率低于 %(threshold)s。",
     "Accuracy stays at or above %(threshold)s for every rotation measured.": "在所有测量的旋转角度下，准确率都保持在 %(threshold)s 及以上。",
     "Robustness": "鲁棒性",
+    "This page does not exist.": "该页面不存在。", "All runs": "全部运行", "Lab reports": "实验报告",
+    "Compare runs": "比较运行", "Validation error of every run": "各次运行的验证错误率",
+    "Validation error of every run during training": "各次运行在训练过程中的验证错误率",
+    "Only the settings that differ between runs are shown; highlighted cells differ from the most common value.":
+        "只列出各次运行之间不同的设置；高亮的单元格与最常见的取值不同。",
+    "Test accuracy": "测试准确率", "Training time (s)": "训练时间（秒）", "No complete, dissected runs yet.":
+        "还没有已完成并已解剖的运行。", "Click a column heading to sort the table.": "点击列标题可对表格排序。",
+    "Preset": "预设", "Download": "下载",
 }
 
 

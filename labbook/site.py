@@ -1,0 +1,222 @@
+"""`labbook site`: every run's report as one static, bilingual website.
+
+Pages use relative links only, so the folder works on GitHub Pages under any
+sub-path and opened from disk. Chinese pages are NAME.html, English ones
+NAME.en.html; a switch on every page leads to the same page in the other
+language and remembers the choice. Assets get content-hashed names. A rebuild
+renders again only the runs whose manifest changed (state in .labbook-site.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labbook.errors import UserError
+from labbook.localization import Formatter
+from labbook.report import BUILTIN_TEMPLATES, SECTIONS, ReportOptions, build_context, environment
+from labbook.runfolder import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+
+STATE_FILE = ".labbook-site.json"
+LANGUAGES = ("zh", "en")
+DOWNLOADS = ("config.toml", "metrics.json", "history.csv", "model.safetensors", "report/report.zh.pdf",
+             "report/report.en.pdf", "report/report.zh-en.pdf")
+
+
+@dataclass
+class SiteResult:
+    out: Path
+    runs: list[str] = field(default_factory=list)
+    rendered: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def page_name(name: str, language: str) -> str:
+    return f"{name}.html" if language == "zh" else f"{name}.en.html"
+
+
+def find_runs(sources: list[Path], skipped: list[str]) -> list[Path]:
+    """Run folders among `sources` (each a run folder or a folder of them) that a site can show."""
+    found = []
+    for source in map(Path, sources):
+        if not source.is_dir():
+            raise UserError(f"{source}: no such folder of runs")
+        candidates = [source] if (source / "run.json").is_file() else sorted(p for p in source.iterdir() if p.is_dir())
+        for folder in candidates:
+            if not (folder / "run.json").is_file():
+                continue
+            try:
+                status = read_json(folder / "run.json").get("status")
+            except UserError as error:
+                skipped.append(f"{folder.name}: {error}")
+                continue
+            if status != "complete" or not (folder / "manifest.json").is_file():
+                skipped.append(f"{folder.name}: run status {status!r}, not complete")
+            elif not (folder / "dissection.json").is_file():
+                skipped.append(f"{folder.name}: not dissected (run `labbook dissect {folder}`)")
+            else:
+                found.append(folder)
+    return found
+
+
+def _write_assets(out: Path) -> dict[str, str]:
+    """Copy CSS and JS under content-hashed names; return {logical name: path relative to the site}."""
+    assets = out / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    from pygments.formatters import HtmlFormatter
+    css = ((BUILTIN_TEMPLATES / "report.css").read_text(encoding="utf-8") + "\n"
+           + (BUILTIN_TEMPLATES / "site" / "site.css").read_text(encoding="utf-8") + "\n"
+           + HtmlFormatter(cssclass="source").get_style_defs(".source"))
+    files = {"css": ("site", "css", css.encode()),
+             "js": ("site", "js", (BUILTIN_TEMPLATES / "site" / "site.js").read_bytes())}
+    names = {}
+    for key, (stem, extension, content) in files.items():
+        name = f"{stem}.{hashlib.sha256(content).hexdigest()[:10]}.{extension}"
+        if not (assets / name).is_file():
+            atomic_write_bytes(assets / name, content)
+        names[key] = f"assets/{name}"
+    return names
+
+
+def _manifest_digest(folder: Path) -> str:
+    return hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+
+
+def _summary(folder: Path) -> dict:
+    run, metrics = read_json(folder / "run.json"), read_json(folder / "metrics.json")
+    import tomllib
+    config = tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
+    return {"id": run["id"], "name": config.get("name", ""), "author": run.get("author") or "",
+            "student_id": run.get("student_id") or "", "finished": run["finished"], "preset": config["preset"],
+            "epochs": config["train"]["epochs"], "validation_accuracy": metrics["validation_accuracy"],
+            "test_accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
+            "config": config, "folder": folder}
+
+
+def _render_run(folder: Path, target: Path, env, assets: dict[str, str]) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "figures").mkdir(parents=True)
+    (target / "files").mkdir()
+    for svg in sorted((folder / "figures").glob("*.svg")):
+        shutil.copyfile(svg, target / "figures" / svg.name)
+    downloads = []
+    for relative in DOWNLOADS:
+        if (folder / relative).is_file():
+            shutil.copyfile(folder / relative, target / "files" / Path(relative).name)
+            downloads.append(Path(relative).name)
+    context = build_context(folder, ReportOptions())
+    template = env.get_template("site/run.html.j2")
+    for language in LANGUAGES:
+        page = template.render(**context, languages=(language,), lang=language, for_pdf=False,
+                               figure_base="figures/", root="../../", assets=assets, downloads=downloads,
+                               here=page_name("index", language), other=page_name("index", _other(language)),
+                               date=Formatter(language).date(context["run"]["finished"]))
+        atomic_write_text(target / page_name("index", language), page)
+
+
+def _other(language: str) -> str:
+    return "en" if language == "zh" else "zh"
+
+
+def compare_table(summaries: list[dict]) -> tuple[list[str], list[dict]]:
+    """The settings that differ between runs (like `dvc exp show`), and per run its values,
+    each marked when it differs from the most common value of that setting."""
+    def flat(config: dict) -> dict:
+        return {f"{section}.{key}": json.dumps(value, ensure_ascii=False) for section in ("data", "model", "train")
+                for key, value in config.get(section, {}).items()}
+    flats = [flat(summary["config"]) for summary in summaries]
+    keys = sorted(set().union(*flats)) if flats else []
+    differing = [key for key in keys if len({f.get(key) for f in flats}) > 1]
+    usual = {key: Counter(f.get(key) for f in flats).most_common(1)[0][0] for key in differing}
+    rows = [{"run": summary, "cells": [{"value": f.get(key, "—"), "differs": f.get(key) != usual[key]}
+                                       for key in differing]}
+            for summary, f in zip(summaries, flats)]
+    return differing, rows
+
+
+def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
+    """Validation error curves of every run in one figure; returns its path relative to the site."""
+    import io
+
+    from labbook import figures
+    from labbook.dissect import read_history
+    figures.configure_matplotlib()
+    plt = figures.plt
+    figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
+    for summary in summaries:
+        history = read_history(summary["folder"] / "history.csv")
+        axis.plot([row["samples_seen"] for row in history], [100 * (1 - row["validation_accuracy"]) for row in history],
+                  label=summary["id"], linewidth=1)
+    axis.set_xlabel(figures.text("samples_seen", language))
+    axis.set_ylabel(figures.text("validation_error", language) + " (%)")
+    axis.set_yscale("log")
+    axis.grid(True, which="both", alpha=0.3)
+    if len(summaries) <= 12:
+        axis.legend(fontsize=6)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    plt.close(figure)
+    content = buffer.getvalue()
+    name = f"assets/compare.{hashlib.sha256(content).hexdigest()[:10]}.{language}.svg"
+    if not (out / name).is_file():
+        atomic_write_bytes(out / name, content)
+    return name
+
+
+def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = SiteResult(out=out)
+    folders = find_runs(sources, result.skipped)
+    ids = [read_json(folder / "run.json")["id"] for folder in folders]
+    duplicates = [run_id for run_id, count in Counter(ids).items() if count > 1]
+    if duplicates:
+        raise UserError(f"run id {duplicates[0]!r} appears in more than one source folder")
+    state_path = out / STATE_FILE
+    state = read_json(state_path) if state_path.is_file() else {}
+    assets = _write_assets(out)
+    env = environment()
+    previous_assets = state.get("__assets__")
+    for folder, run_id in zip(folders, ids):
+        digest = _manifest_digest(folder)
+        target = out / "runs" / run_id
+        if state.get(run_id) == digest and previous_assets == assets and (target / "index.html").is_file():
+            continue
+        _render_run(folder, target, env, assets)
+        state[run_id] = digest
+        result.rendered.append(run_id)
+        if progress:
+            progress(run_id)
+    for stale in set(state) - set(ids) - {"__assets__"}:
+        shutil.rmtree(out / "runs" / stale, ignore_errors=True)
+        del state[stale]
+
+    summaries = sorted((_summary(folder) for folder in folders), key=lambda s: (s["finished"], s["id"]), reverse=True)
+    differing, compare_rows = compare_table(summaries)
+    used = set(assets.values())
+    for language in LANGUAGES:
+        common = {"lang": language, "root": "", "assets": assets, "runs": summaries, "differing": differing,
+                  "compare_rows": compare_rows, "fmt": Formatter(language)}
+        for name in ("index", "compare"):
+            extra = {"curves": _compare_figure(summaries, out, language)} if name == "compare" and summaries else {}
+            used.update(extra.values())
+            page = env.get_template(f"site/{name}.html.j2").render(
+                **common, **extra, here=page_name(name, language), other=page_name(name, _other(language)))
+            atomic_write_text(out / page_name(name, language), page)
+    atomic_write_text(out / "404.html", env.get_template("site/404.html.j2").render(lang="zh", root=""))
+    for asset in (out / "assets").iterdir():  # content-hashed files that this build no longer uses
+        if f"assets/{asset.name}" not in used:
+            asset.unlink()
+    state["__assets__"] = assets
+    atomic_write_json(state_path, state)
+    result.runs = ids
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,155 @@
+"""The static site, built from three real runs and checked in Debian's Chromium through Playwright."""
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SMALL, run_cli
+
+from labbook.site import build_site
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def three_runs(small_run, tmp_path_factory):
+    """The shared small run plus two with other configurations, one by a hostile author."""
+    runs = tmp_path_factory.mktemp("site-runs")
+    folder, _ = small_run
+    shutil.copytree(folder, runs / folder.name)
+    for extra in (["--set", "model.depth=[6, 12]", "--name", "wide"],
+                  ["--preset", "fast", "--author", HOSTILE, "--name", "fast-try"]):
+        result = run_cli("run", *SMALL, *extra, "--runs-dir", runs)
+        assert result.returncode == 0, result.stderr
+    hostile = next(p for p in runs.iterdir() if "fast-try" in p.name)
+    (hostile / "notes.en.md").write_text("Nice <script>alert(2)</script> [x](javascript:alert(3))\n\n"
+                                         "<img src=y onerror=alert(4)>", encoding="utf-8")
+    result = run_cli("report", hostile, "--lang", "zh", "--format", "pdf")
+    assert result.returncode == 0, result.stderr
+    return runs
+
+
+@pytest.fixture(scope="module")
+def site(three_runs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    result = run_cli("site", three_runs, "--out", root / "REPO")
+    assert result.returncode == 0, result.stderr
+    return root / "REPO"
+
+
+def test_site_files_are_relative_and_complete(site, three_runs):
+    assert {"index.html", "index.en.html", "compare.html", "compare.en.html", "404.html"} <= {
+        p.name for p in site.iterdir()}
+    assert len(list((site / "runs").iterdir())) == 3
+    for path in site.rglob("*"):
+        if path.suffix in (".html", ".css", ".js", ".svg", ".json"):
+            text = path.read_text(encoding="utf-8")
+            assert str(three_runs) not in text and str(site) not in text and "/root/" not in text, path
+            assert 'href="/' not in text and 'src="/' not in text, path
+    hashed = [p.name for p in (site / "assets").iterdir()]
+    assert any(name.startswith("site.") and name.endswith(".css") and len(name.split(".")) == 3 for name in hashed)
+
+
+def test_compare_highlights_what_differs(site):
+    html = (site / "compare.en.html").read_text()
+    assert "<code>model.depth</code>" in html and "<code>train.schedule</code>" in html
+    assert "<code>train.epochs</code>" not in html  # the same in all three runs
+    assert html.count('class="differs"') == 6  # depth of one run, five fast-preset settings of another
+    assert 'src="assets/compare.' in html
+
+
+def test_hostile_author_and_notes_are_text(site):
+    for page in list(site.glob("*.html")) + list((site / "runs").rglob("*.html")):
+        html = page.read_text(encoding="utf-8")
+        assert HOSTILE not in html and "<script>alert" not in html and "javascript:" not in html, page
+    index = (site / "index.en.html").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in index
+
+
+def test_rebuild_renders_only_changed_runs(three_runs, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(three_runs, runs)
+    out = tmp_path / "site"
+    first = build_site([runs], out)
+    assert len(first.rendered) == 3
+    assert build_site([runs], out).rendered == []
+    changed = sorted(runs.iterdir())[0]
+    before = (changed / "manifest.json").read_bytes()
+    result = run_cli("report", changed, "--lang", "en", "--format", "html")  # adds report files to the manifest
+    assert result.returncode == 0 and (changed / "manifest.json").read_bytes() != before
+    assert build_site([runs], out).rendered == [changed.name]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make installs it as root)")
+def test_site_in_a_real_browser(site):
+    from playwright.sync_api import sync_playwright
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/REPO/"
+    failures, console_errors, dialogs = [], [], []
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                      "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("response", lambda r: failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+            def images_loaded():
+                return page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+
+            page.goto(base + "index.html")
+            assert page.locator("table.runs tbody tr").count() == 3 and images_loaded()
+            page.screenshot(path=str(ARTIFACTS / "site-index.zh.png"), full_page=True)
+
+            # Sorting by test accuracy, ascending then descending.
+            header = page.locator("table.runs th", has_text="测试准确率")
+            header.click()
+            values = page.eval_on_selector_all("table.runs tbody tr td:nth-child(7)",
+                                               "cells => cells.map(c => parseFloat(c.dataset.value))")
+            assert values == sorted(values)
+            header.click()
+            values = page.eval_on_selector_all("table.runs tbody tr td:nth-child(7)",
+                                               "cells => cells.map(c => parseFloat(c.dataset.value))")
+            assert values == sorted(values, reverse=True)
+
+            links = page.eval_on_selector_all("table.runs tbody a", "links => links.map(a => a.href)")
+            assert len(links) == 3
+            for number, link in enumerate(links):
+                page.goto(link)
+                assert page.locator("section.section-process").count() == 1 and images_loaded(), link
+                if number == 0:
+                    page.screenshot(path=str(ARTIFACTS / "site-run.zh.png"))
+
+            # Switch to English on a run page, land on the same page, and be remembered.
+            page.click("a.lang-switch")
+            page.wait_for_url("**/index.en.html")
+            assert page.locator("html").get_attribute("lang") == "en" and images_loaded()
+            page.screenshot(path=str(ARTIFACTS / "site-run.en.png"))
+            page.goto(base + "index.html")  # the Chinese index redirects to the remembered English one
+            page.wait_for_url("**/REPO/index.en.html")
+            page.screenshot(path=str(ARTIFACTS / "site-index.en.png"), full_page=True)
+            page.click("a.lang-switch")
+            page.wait_for_url("**/REPO/index.html")
+            assert page.locator("html").get_attribute("lang") == "zh-CN"
+
+            page.goto(base + "compare.html")
+            assert images_loaded() and page.locator("td.differs").count() >= 2
+            browser.close()
+    finally:
+        server.shutdown()
+    assert failures == [], failures
+    assert console_errors == [], console_errors
+    assert dialogs == [], dialogs
