@@ -181,6 +181,37 @@ def site(sources, out):
 
 
 @main.command()
+@click.argument("submissions", required=False, type=click.Path(path_type=Path))
+@click.option("--rubric", type=click.Path(path_type=Path), default=Path("rubric.toml"), help="The grading rubric (TOML).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("grades"),
+              help="Folder for grades.csv, grades.json, feedback/ and summary.html.")
+@click.option("--workers", type=int, default=2, help="Submissions graded at once, each in its own process.")
+@click.option("--timeout", type=float, default=120.0, help="Seconds one submission may take before it is given up.")
+@click.option("--init-rubric", "init_rubric", type=click.Path(path_type=Path), default=None,
+              help="Write a commented example rubric to this file and stop.")
+def grade(submissions, rubric, out, workers, timeout, init_rubric):
+    """Verify and score a class's submissions (run folders, .zip or .tar.gz, one per student).
+
+    Submissions are untrusted: archives are checked before extraction into a private
+    temporary folder, weights are read only from .safetensors, and the network is
+    re-evaluated on labbook's own test split.
+    """
+    from labbook import grade as grading
+
+    if init_rubric is not None:
+        if init_rubric.exists():
+            raise UserError(f"{init_rubric}: already exists; not overwritten")
+        init_rubric.write_text(grading.EXAMPLE_RUBRIC, encoding="utf-8")
+        click.echo(f"example rubric: {init_rubric}")
+        return
+    if submissions is None:
+        raise UserError("grade: give the folder of submissions (or --init-rubric FILE)")
+    summary = grading.grade(submissions, rubric, out, workers=workers, timeout=timeout)
+    click.echo(f"graded {summary['students']} submissions into {out} "
+               f"({summary['copying']} possible copying pair(s)); see {out / 'summary.html'}")
+
+
+@main.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("site"), help="The built site.")
 @click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (0 = any free port).")
 def serve(directory, port):

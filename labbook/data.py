@@ -143,3 +143,11 @@ def load_mnist(data_dir: Path | None = None) -> Mnist:
     test = _to_split(test_images[TEST_INDICES.start:TEST_INDICES.stop],
                      test_labels[TEST_INDICES.start:TEST_INDICES.stop])
     return Mnist(train=train, validation=validation, test=test)
+
+
+def load_test_split(data_dir: Path | None = None) -> Split:
+    """Only the lab's test split (test images 5000..9999), e.g. for re-evaluating submitted weights."""
+    root = Path(data_dir) if data_dir is not None else VENDORED_ROOT
+    images = read_mnist_file(root, "t10k-images-idx3-ubyte")
+    labels = read_mnist_file(root, "t10k-labels-idx1-ubyte")
+    return _to_split(images[TEST_INDICES.start:TEST_INDICES.stop], labels[TEST_INDICES.start:TEST_INDICES.stop])
