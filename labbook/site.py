@@ -19,7 +19,7 @@ from pathlib import Path
 
 from labbook.errors import UserError
 from labbook.localization import Formatter
-from labbook.report import BUILTIN_TEMPLATES, SECTIONS, ReportOptions, build_context, environment
+from labbook.report import BUILTIN_TEMPLATES, ReportOptions, build_context, environment
 from labbook.runfolder import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 STATE_FILE = ".labbook-site.json"

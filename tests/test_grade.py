@@ -250,3 +250,16 @@ def test_malformed_rubrics_name_the_line(tmp_path):
     result = run_cli("grade", tmp_path, "--rubric", bad)
     assert result.returncode == 2 and f"{bad}:13: unknown item kind 'honesty'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_submission_over_the_time_limit_is_given_up_and_the_rest_go_on(tmp_path):
+    subs = tmp_path / "subs"
+    for name in ("first", "second"):
+        (subs / name).mkdir(parents=True)
+    (tmp_path / "rubric.toml").write_text(RUBRIC)
+    result = run_cli("grade", subs, "--rubric", tmp_path / "rubric.toml", "--out", tmp_path / "out",
+                     "--timeout", "0.001")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "grades.csv").read_text(encoding="utf-8-sig"))))
+    assert [row["student_id"] for row in rows] == ["first", "second"]
+    assert all(row["score"] == "0" and "grading took longer than 0 s" in row["flags"] for row in rows)
