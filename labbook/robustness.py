@@ -25,21 +25,23 @@ def predictions(model: ConvNet, images: torch.Tensor) -> torch.Tensor:
     return log_probabilities(model, images).argmax(dim=1)
 
 
+def _spans(shift: int, size: int, margin: int = 0) -> tuple[slice, slice]:
+    """Along one axis, where content sits before and after moving by `shift` pixels,
+    less `margin` pixels at each end."""
+    start, stop = max(0, -shift) + margin, size - max(0, shift) - margin
+    return slice(start, stop), slice(start + shift, stop + shift)
+
+
 def shift_images(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     """Move the content dx pixels right and dy pixels down; uncovered pixels are zero (no wrap-around)."""
     height, width = images.shape[-2:]
     shifted = torch.zeros_like(images)
     if abs(dx) >= width or abs(dy) >= height:
         return shifted
-    source_rows = slice(max(0, -dy), height - max(0, dy))
-    target_rows = slice(max(0, dy), height - max(0, -dy))
-    source_cols = slice(max(0, -dx), width - max(0, dx))
-    target_cols = slice(max(0, dx), width - max(0, -dx))
+    (source_rows, target_rows), (source_cols, target_cols) = _spans(dy, height), _spans(dx, width)
     shifted[..., target_rows, target_cols] = images[..., source_rows, source_cols]
     return shifted
 
-
-# ---------------------------------------------------------------- robustness
 
 def shift_grid(model: ConvNet, split: Split, radius: int) -> list[list[float]]:
     """Accuracy for every shift; row index dy + radius, column index dx + radius."""
@@ -118,12 +120,7 @@ def _overlap(maps: torch.Tensor, dx: int, dy: int, margin: int) -> tuple[tuple, 
     less `margin` pixels at each side: there a convolution's zero padding meets the constant
     background that conv1's bias leaves, and differs from the shifted content by construction."""
     height, width = maps.shape[-2:]
-
-    def span(shift: int, size: int) -> tuple[slice, slice]:
-        start, stop = max(0, -shift) + margin, size - max(0, shift) - margin
-        return slice(start, stop), slice(start + shift, stop + shift)
-
-    (rows_a, rows_b), (cols_a, cols_b) = span(dy, height), span(dx, width)
+    (rows_a, rows_b), (cols_a, cols_b) = _spans(dy, height, margin), _spans(dx, width, margin)
     return (rows_a, cols_a), (rows_b, cols_b)
 
 

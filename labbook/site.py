@@ -176,7 +176,8 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
     out.mkdir(parents=True, exist_ok=True)
     result = SiteResult(out=out)
     folders = find_runs(sources, result.skipped)
-    ids = [read_json(folder / "run.json")["id"] for folder in folders]
+    summaries = [_summary(folder) for folder in folders]  # each run's files read once
+    ids = [summary["id"] for summary in summaries]
     duplicates = [run_id for run_id, count in Counter(ids).items() if count > 1]
     if duplicates:
         raise UserError(f"run id {duplicates[0]!r} appears in more than one source folder")
@@ -199,7 +200,7 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
         shutil.rmtree(out / "runs" / stale, ignore_errors=True)
         del state[stale]
 
-    summaries = sorted((_summary(folder) for folder in folders), key=lambda s: (s["finished"], s["id"]), reverse=True)
+    summaries.sort(key=lambda s: (s["finished"], s["id"]), reverse=True)
     differing, compare_rows = compare_table(summaries)
     used = set(assets.values())
     for language in LANGUAGES:
