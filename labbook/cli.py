@@ -8,13 +8,15 @@ from pathlib import Path
 import click
 
 from labbook import __version__
+from labbook.config import PRESETS, RuntimeConfig, choices
 from labbook.errors import UserError
 
-PRESET_HELP = "Starting point: 'seed' (the lab exactly: 20 epochs, SGD lr 0.001) or 'fast' (>= 99% in minutes)."
+LANGUAGE_SETS = ("zh", "en", "zh-en")
+FORMATS = ("html", "pdf")
 
 
 class LabbookGroup(click.Group):
-    """Turns a UserError anywhere below into one line on stderr and exit code 2."""
+    """Turns a UserError, or a value click rejects, anywhere below into one line on stderr and exit code 2."""
 
     def invoke(self, ctx):
         try:
@@ -22,6 +24,58 @@ class LabbookGroup(click.Group):
         except UserError as error:
             click.echo(f"labbook: error: {error}", err=True)
             sys.exit(2)
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "labbook"
+            click.echo(f"labbook: error: {error.format_message()} (see '{where} --help')", err=True)
+            sys.exit(2)
+
+
+def options(*declarations):
+    """A decorator that applies click options in the order they are listed, to share them between commands."""
+    def apply(function):
+        for option in reversed(declarations):
+            function = option(function)
+        return function
+    return apply
+
+
+# Options of `labbook run`, shared with `labbook build` (which trains the same way).
+training_options = options(
+    click.option("--preset", type=click.Choice(tuple(PRESETS)), default=None,
+                 help="Starting point: 'seed' (the lab exactly: 20 epochs, SGD lr 0.001) or 'fast' (>= 99% in "
+                      "minutes).  [default: seed, or the config file's]"),
+    click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+                 help="TOML config file (e.g. a previous run's config.toml to reproduce it)."),
+    click.option("--epochs", type=int, default=None, help="Override train.epochs."),
+    click.option("--seed", type=int, default=None, help="Override train.seed."),
+    click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                 help="Override any config key, e.g. --set train.learning_rate=0.01 (repeatable)."),
+    click.option("--device", type=click.Choice(choices(RuntimeConfig, "device")), default=None,
+                 help="Where to train; auto picks CUDA when present.  [default: auto]"),
+    click.option("--threads", type=int, default=None, help="CPU threads for PyTorch (0 = PyTorch's default)."),
+    click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"),
+                 help="Folder that receives the run folder."),
+    click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                 help="Read the four MNIST files from here (gz or not, or DIR/MNIST/raw) instead of the vendored copy."),
+    click.option("--name", default=None, help="Label for the run id.  [default: the preset name]"),
+    click.option("--author", default="", help="Author's name, recorded in run.json and the report."),
+    click.option("--student-id", default="", help="Author's student id, recorded in run.json."),
+    click.option("--progress/--no-progress", default=None,
+                 help="Force the progress bar on or off.  [default: a bar on a terminal, plain lines otherwise]"),
+)
+
+report_options = options(
+    click.option("--lang", "languages", type=click.Choice(LANGUAGE_SETS), multiple=True, default=LANGUAGE_SETS,
+                 help="Report language (repeatable); zh-en: each section in Chinese, then in English."),
+    click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS,
+                 help="Output format (repeatable)."),
+    click.option("--templates", type=click.Path(path_type=Path), default=None,
+                 help="A course's template folder, searched before the built-in templates (extend them as builtin/NAME)."),
+    click.option("--notes", type=click.Path(path_type=Path), default=None,
+                 help="Markdown file with the author's reflections.  [default: notes.zh.md / notes.en.md in the run folder]"),
+    click.option("--course", default=None, help="Course name for the title block.  [default: Deep learning laboratory]"),
+    click.option("--title", default=None, help="Report title.  [default: the experiment's title]"),
+)
 
 
 @click.group(cls=LabbookGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -30,46 +84,19 @@ def main():
     """labbook: train the lab's MNIST CNN, take it apart, and write the lab book."""
 
 
-@main.command()
-@click.option("--preset", default=None, help=PRESET_HELP + "  [default: seed, or the config file's]")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="TOML config file (e.g. a previous run's config.toml to reproduce it).")
-@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
-@click.option("--seed", type=int, default=None, help="Override train.seed.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Override any config key, e.g. --set train.learning_rate=0.01 (repeatable).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-              help="Where to train; auto picks CUDA when present.  [default: auto]")
-@click.option("--threads", type=int, default=None, help="CPU threads for PyTorch (0 = PyTorch's default).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"),
-              help="Folder that receives the run folder.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Read the four MNIST files from here (gz or not, or DIR/MNIST/raw) instead of the vendored copy.")
-@click.option("--name", default=None, help="Label for the run id.  [default: the preset name]")
-@click.option("--author", default="", help="Author's name, recorded in run.json and the report.")
-@click.option("--student-id", default="", help="Author's student id, recorded in run.json.")
-@click.option("--progress/--no-progress", default=None,
-              help="Force the progress bar on or off.  [default: a bar on a terminal, plain lines otherwise]")
-@click.option("--dissect/--no-dissect", default=True, help="Dissect the network when training has finished.")
-def run(preset, config_file, epochs, seed, assignments, device, threads, runs_dir, data_dir, name, author,
-        student_id, progress, dissect):
-    """Train the network and write a run folder under RUNS_DIR."""
+def _train(preset, config_file, epochs, seed, assignments, device, threads, runs_dir, data_dir, name, author,
+           student_id, progress) -> Path:
     from labbook.config import load_config, parse_override
     from labbook.experiment import run_experiment
 
-    overrides = [parse_override(item) for item in assignments]
     direct = {"train": {}, "runtime": {}}
-    if epochs is not None:
-        direct["train"]["epochs"] = epochs
-    if seed is not None:
-        direct["train"]["seed"] = seed
-    if device is not None:
-        direct["runtime"]["device"] = device
-    if threads is not None:
-        direct["runtime"]["threads"] = threads
+    for section, key, value in (("train", "epochs", epochs), ("train", "seed", seed), ("runtime", "device", device),
+                                ("runtime", "threads", threads)):
+        if value is not None:
+            direct[section][key] = value
     if name:
         direct["name"] = name
-    config = load_config(config_file, preset, [direct, *overrides])
+    config = load_config(config_file, preset, [direct, *(parse_override(item) for item in assignments)])
     outcome = run_experiment(config, runs_dir, data_dir, author=author, student_id=student_id,
                              show_progress=progress)
     click.echo(f"run folder: {outcome.folder}")
@@ -80,8 +107,6 @@ def run(preset, config_file, epochs, seed, assignments, device, threads, runs_di
     click.echo(f"validation accuracy: {100 * metrics['validation_accuracy']:.2f}%  "
                f"test accuracy: {100 * metrics['test_accuracy']:.2f}%  "
                f"({metrics['train_seconds']:.1f} s of training, {metrics['samples_per_second']:,.0f} img/s)")
-    if dissect:
-        _dissect(outcome.folder, progress)
     return outcome.folder
 
 
@@ -96,68 +121,71 @@ def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None)
                f"one-pixel flip probability: {100 * robustness['flip_probability_one_pixel']['mean']:.2f}%")
 
 
-REPORT_OPTIONS = [
-    click.option("--lang", "languages", default="zh,en,zh-en",
-                 help="Report languages, comma-separated: zh, en, zh-en (zh-en: each section in Chinese, then English)."),
-    click.option("--format", "formats", default="html,pdf", help="Output formats, comma-separated: html, pdf."),
-    click.option("--templates", type=click.Path(path_type=Path), default=None,
-                 help="A course's template folder, searched before the built-in templates (extend them as builtin/NAME)."),
-    click.option("--notes", type=click.Path(path_type=Path), default=None,
-                 help="Markdown file with the author's reflections.  [default: notes.zh.md / notes.en.md in the run folder]"),
-    click.option("--course", default=None, help="Course name for the title block.  [default: Deep learning laboratory]"),
-    click.option("--title", default=None, help="Report title.  [default: the experiment's title]"),
-]
-
-
-def report_options(function):
-    for option in reversed(REPORT_OPTIONS):
-        function = option(function)
-    return function
-
-
-def _report(folder: Path, languages: str, formats: str, templates, notes, course, title) -> None:
+def _report(folder: Path, languages, formats, templates, notes, course, title) -> None:
     from labbook.report import ReportOptions, render_report
 
-    options = ReportOptions(languages=tuple(item.strip() for item in languages.split(",") if item.strip()),
-                            formats=tuple(item.strip() for item in formats.split(",") if item.strip()),
-                            templates=templates, notes=notes, course=course, title=title)
-    for path in render_report(folder, options):
+    report = ReportOptions(languages=tuple(languages), formats=tuple(formats), templates=templates, notes=notes,
+                           course=course, title=title)
+    for path in render_report(folder, report):
         click.echo(f"report: {path}")
+
+
+@main.command()
+@training_options
+@click.option("--dissect/--no-dissect", default=True, help="Dissect the network when training has finished.")
+def run(dissect, **training):
+    """Train the network and write a run folder under RUNS_DIR."""
+    folder = _train(**training)
+    if dissect:
+        _dissect(folder, training["progress"])
+
+
+@main.command()
+@click.argument("run_folder", type=click.Path(path_type=Path))
+@click.option("--image-index", type=int, default=None,
+              help="Test image to take apart (index into the test split).  [default: config's, 4]")
+@click.option("--shift", type=(int, int), default=None, metavar="DX DY",
+              help="Shift for the lab's single-image test, in pixels.  [default: config's, 2 2]")
+@click.option("--radius", type=int, default=None, help="Translation grid covers [-R, R]^2.  [default: config's, 4]")
+@click.option("--figures-only", is_flag=True,
+              help="Only draw the figures again from dissection.json (e.g. after editing a translation).")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+def dissect(run_folder, image_index, shift, radius, figures_only, progress):
+    """Take a finished run apart: figures/ (zh and en, SVG and PNG) and dissection.json.
+
+    Nothing is retrained; the same run dissected twice gives identical files.
+    """
+    if figures_only:
+        from labbook.dissect import redraw_run
+        drawn = redraw_run(run_folder)
+        click.echo(f"figures: {len(drawn)} figures in {Path(run_folder) / 'figures'}")
+        return
+    overrides = {key: value for key, value in
+                 (("image_index", image_index), ("shift", list(shift) if shift else None), ("shift_radius", radius))
+                 if value is not None}
+    _dissect(run_folder, progress, overrides)
 
 
 @main.command()
 @click.argument("run_folder", type=click.Path(path_type=Path))
 @report_options
-def report(run_folder, languages, formats, templates, notes, course, title):
+def report(run_folder, **report):
     """Render a dissected run as a lab report: RUN/report/report.<lang>.html and .pdf."""
-    _report(run_folder, languages, formats, templates, notes, course, title)
+    _report(run_folder, **report)
 
 
 @main.command()
 @click.option("--run", "run_folder", type=click.Path(path_type=Path), default=None,
               help="Render this existing run instead of training a new one (dissecting it first if needed).")
-@click.option("--preset", default=None, help=PRESET_HELP + "  [default: seed]")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="TOML config file.")
-@click.option("--epochs", type=int, default=None, help="Override train.epochs.")
-@click.option("--seed", type=int, default=None, help="Override train.seed.")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
-@click.option("--threads", type=int, default=None, help="CPU threads for PyTorch (0 = PyTorch's default).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), help="Folder for the new run folder.")
-@click.option("--author", default="", help="Author's name.")
-@click.option("--student-id", default="", help="Author's student id.")
-@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@training_options
 @report_options
-@click.pass_context
-def build(ctx, run_folder, preset, config_file, epochs, seed, assignments, threads, runs_dir, author, student_id,
-          progress, languages, formats, templates, notes, course, title):
+def build(run_folder, languages, formats, templates, notes, course, title, **training):
     """Train (seed preset by default), dissect and render the report: the whole lab in one command."""
     if run_folder is None:
-        run_folder = ctx.invoke(run, preset=preset, config_file=config_file, epochs=epochs, seed=seed,
-                                assignments=assignments, device=None, threads=threads, runs_dir=runs_dir,
-                                data_dir=None, name=None, author=author, student_id=student_id, progress=progress,
-                                dissect=True)
+        run_folder = _train(**training)
+        _dissect(run_folder, training["progress"])
     elif not (Path(run_folder) / "dissection.json").is_file():
-        _dissect(run_folder, progress)
+        _dissect(run_folder, training["progress"])
     _report(run_folder, languages, formats, templates, notes, course, title)
 
 
@@ -185,8 +213,9 @@ def site(sources, out):
 @click.option("--rubric", type=click.Path(path_type=Path), default=Path("rubric.toml"), help="The grading rubric (TOML).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("grades"),
               help="Folder for grades.csv, grades.json, feedback/ and summary.html.")
-@click.option("--workers", type=int, default=2, help="Submissions graded at once, each in its own process.")
-@click.option("--timeout", type=float, default=120.0, help="Seconds one submission may take before it is given up.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, help="Submissions graded at once, each in its own process.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
+              help="Seconds one submission may take before it is given up.")
 @click.option("--init-rubric", "init_rubric", type=click.Path(path_type=Path), default=None,
               help="Write a commented example rubric to this file and stop.")
 def grade(submissions, rubric, out, workers, timeout, init_rubric):
@@ -196,19 +225,18 @@ def grade(submissions, rubric, out, workers, timeout, init_rubric):
     temporary folder, weights are read only from .safetensors, and the network is
     re-evaluated on labbook's own test split.
     """
-    from labbook import grade as grading
+    from labbook.grade import grade_class
+    from labbook.grade.rubric import write_example_rubric
 
     if init_rubric is not None:
-        if init_rubric.exists():
-            raise UserError(f"{init_rubric}: already exists; not overwritten")
-        init_rubric.write_text(grading.EXAMPLE_RUBRIC, encoding="utf-8")
+        write_example_rubric(init_rubric)
         click.echo(f"example rubric: {init_rubric}")
         return
     if submissions is None:
         raise UserError("grade: give the folder of submissions (or --init-rubric FILE)")
-    summary = grading.grade(submissions, rubric, out, workers=workers, timeout=timeout)
-    click.echo(f"graded {summary['students']} submissions into {out} "
-               f"({summary['copying']} possible copying pair(s)); see {out / 'summary.html'}")
+    summary = grade_class(submissions, rubric, out, workers=workers, timeout=timeout)
+    click.echo(f"graded {summary.students} submissions into {out} "
+               f"({summary.copying} possible copying pair(s)); see {out / 'summary.html'}")
 
 
 @main.command()
@@ -228,21 +256,3 @@ def serve(directory, port):
             server.serve_forever()
         except KeyboardInterrupt:
             pass
-
-
-@main.command()
-@click.argument("run_folder", type=click.Path(path_type=Path))
-@click.option("--image-index", type=int, default=None, help="Test image to take apart (index into the test split).  [default: config's, 4]")
-@click.option("--shift", type=(int, int), default=None, metavar="DX DY",
-              help="Shift for the lab's single-image test, in pixels.  [default: config's, 2 2]")
-@click.option("--radius", type=int, default=None, help="Translation grid covers [-R, R]^2.  [default: config's, 4]")
-@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
-def dissect(run_folder, image_index, shift, radius, progress):
-    """Take a finished run apart: figures/ (zh and en, SVG and PNG) and dissection.json.
-
-    Nothing is retrained; the same run dissected twice gives identical files.
-    """
-    overrides = {key: value for key, value in
-                 (("image_index", image_index), ("shift", list(shift) if shift else None), ("shift_radius", radius))
-                 if value is not None}
-    _dissect(run_folder, progress, overrides)

@@ -19,8 +19,22 @@ import tomllib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
+
+import tomlkit
 
 from labbook.errors import UserError
+
+# The lab's data and network, fixed (not settings). Every stage uses these names.
+IMAGE_SIZE = 28                       # MNIST images are 28 x 28 pixels
+NUM_CLASSES = 10                      # the digits 0..9
+TRAIN_IMAGES = 60_000                 # the MNIST training set, all of it used for training
+VALIDATION_INDICES = range(0, 5000)   # validation = MNIST test images 0..4999, as the lab split them
+TEST_INDICES = range(5000, 10_000)    # test = MNIST test images 5000..9999
+TEST_SIZE = len(TEST_INDICES)
+# A shift of half the image or more leaves no digit; the grid and the shift test stay below.
+MAX_SHIFT_RADIUS = IMAGE_SIZE // 2 - 1
+MAX_SHIFT = IMAGE_SIZE - 1
 
 
 @dataclass
@@ -52,7 +66,7 @@ class TrainConfig:
     # Images per optimisation step.
     batch_size: int = 64
     # "sgd" (the lab's), "adam" or "adamw".
-    optimizer: str = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     # Peak learning rate.
     learning_rate: float = 0.001
     # SGD momentum (ignored by adam/adamw).
@@ -60,7 +74,7 @@ class TrainConfig:
     # L2 weight decay (decoupled for adamw).
     weight_decay: float = 0.0
     # "constant" (the lab's) or "onecycle" (warm-up then cosine decay, per step).
-    schedule: str = "constant"
+    schedule: Literal["constant", "onecycle"] = "constant"
     # Evaluate the validation set and record a history row every N batches.
     record_every: int = 100
     # Seed for weight initialisation, shuffling and dropout.
@@ -70,7 +84,7 @@ class TrainConfig:
 @dataclass
 class RuntimeConfig:
     # "auto" (CUDA when present), "cpu" or "cuda".
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     # CPU threads for PyTorch (0 = PyTorch's default). Results are reproducible per thread count.
     threads: int = 0
     # Images per forward pass when evaluating; does not change any result's meaning.
@@ -97,7 +111,7 @@ class DissectConfig:
 @dataclass
 class Config:
     # Preset this config started from: "seed" (the lab exactly) or "fast".
-    preset: str = "seed"
+    preset: Literal["seed", "fast"] = "seed"
     # Short label used in the run id (defaults to the preset name).
     name: str = ""
     data: DataConfig = field(default_factory=DataConfig)
@@ -117,12 +131,6 @@ class Config:
         return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
-CHOICES = {
-    ("train", "optimizer"): ("sgd", "adam", "adamw"),
-    ("train", "schedule"): ("constant", "onecycle"),
-    ("runtime", "device"): ("auto", "cpu", "cuda"),
-}
-
 # Each preset is a set of overrides on the dataclass defaults (which are the lab's values).
 PRESETS: dict[str, dict] = {
     "seed": {},
@@ -138,8 +146,18 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def choices(section: type, name: str) -> tuple[str, ...]:
+    """The values a Literal-typed field allows, e.g. choices(RuntimeConfig, "device")."""
+    return typing.get_args(typing.get_type_hints(section)[name])
+
+
 def _check_value(key: str, value, expected):
     origin = typing.get_origin(expected)
+    if origin is Literal:
+        allowed = typing.get_args(expected)
+        if value not in allowed:
+            raise UserError(f"config: {key} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
     if origin is list:
         (item_type,) = typing.get_args(expected)
         if not isinstance(value, list):
@@ -165,11 +183,7 @@ def _apply(target, overrides: dict, prefix: str = "") -> None:
                 raise UserError(f"config: {key} must be a table of settings, got {value!r}")
             _apply(current, value, prefix=f"{key}.")
             continue
-        value = _check_value(key, value, hints[name])
-        allowed = CHOICES.get(tuple(key.split(".")))
-        if allowed and value not in allowed:
-            raise UserError(f"config: {key} must be one of {', '.join(allowed)}, got {value!r}")
-        setattr(target, name, value)
+        setattr(target, name, _check_value(key, value, hints[name]))
 
 
 def apply_overrides(config: Config, overrides: dict) -> Config:
@@ -201,10 +215,12 @@ def _validate(config: Config) -> None:
     dissect = config.dissect
     if len(dissect.shift) != 2:
         raise UserError(f"config: dissect.shift must be [dx, dy], got {dissect.shift}")
-    if not 0 <= dissect.image_index < 5000 or not 0 <= dissect.train_image_index < 60000:
-        raise UserError("config: dissect.image_index must be in 0..4999 and dissect.train_image_index in 0..59999")
-    if not 0 <= dissect.shift_radius <= 13 or max(map(abs, dissect.shift)) > 27:
-        raise UserError("config: dissect.shift_radius must be in 0..13 and dissect.shift within +-27 pixels")
+    if not 0 <= dissect.image_index < TEST_SIZE or not 0 <= dissect.train_image_index < TRAIN_IMAGES:
+        raise UserError(f"config: dissect.image_index must be in 0..{TEST_SIZE - 1} and "
+                        f"dissect.train_image_index in 0..{TRAIN_IMAGES - 1}")
+    if not 0 <= dissect.shift_radius <= MAX_SHIFT_RADIUS or max(map(abs, dissect.shift)) > MAX_SHIFT:
+        raise UserError(f"config: dissect.shift_radius must be in 0..{MAX_SHIFT_RADIUS} and dissect.shift "
+                        f"within +-{MAX_SHIFT} pixels")
     if dissect.mistakes < 0:
         raise UserError("config: dissect.mistakes must not be negative")
 
@@ -254,22 +270,4 @@ def load_config(path: Path | None = None, preset: str | None = None, overrides: 
 
 def to_toml(config: Config) -> str:
     """The full resolved config as TOML that load_config reads back to the same Config."""
-    def render(value) -> str:
-        if isinstance(value, str):
-            return json.dumps(value, ensure_ascii=False)
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, list):
-            return "[" + ", ".join(render(item) for item in value) + "]"
-        return repr(value)
-
-    lines = []
-    top = config.to_dict()
-    for key, value in top.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {render(value)}")
-    for key, value in top.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{key}]")
-            lines.extend(f"{name} = {render(item)}" for name, item in value.items())
-    return "\n".join(lines) + "\n"
+    return tomlkit.dumps(config.to_dict())

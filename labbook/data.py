@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from labbook.config import TEST_INDICES, VALIDATION_INDICES
 from labbook.errors import UserError
 
 VENDORED_ROOT = Path(__file__).parent / "datasets"
@@ -29,9 +30,6 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte": (2051, 10000, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
     "t10k-labels-idx1-ubyte": (2049, 10000, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
 }
-
-VALIDATION_INDICES = range(0, 5000)
-TEST_INDICES = range(5000, 10000)
 
 
 @dataclass
@@ -129,6 +127,10 @@ def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
     return Split(pixels, torch.from_numpy(labels.astype(np.int64)))
 
 
+def _part(images: np.ndarray, labels: np.ndarray, indices: range) -> Split:
+    return _to_split(images[indices.start:indices.stop], labels[indices.start:indices.stop])
+
+
 def load_mnist(data_dir: Path | None = None) -> Mnist:
     """Load the lab's three splits; `data_dir` defaults to the vendored copy."""
     root = Path(data_dir) if data_dir is not None else VENDORED_ROOT
@@ -138,11 +140,8 @@ def load_mnist(data_dir: Path | None = None) -> Mnist:
                       read_mnist_file(root, "train-labels-idx1-ubyte"))
     test_images = read_mnist_file(root, "t10k-images-idx3-ubyte")
     test_labels = read_mnist_file(root, "t10k-labels-idx1-ubyte")
-    validation = _to_split(test_images[VALIDATION_INDICES.start:VALIDATION_INDICES.stop],
-                           test_labels[VALIDATION_INDICES.start:VALIDATION_INDICES.stop])
-    test = _to_split(test_images[TEST_INDICES.start:TEST_INDICES.stop],
-                     test_labels[TEST_INDICES.start:TEST_INDICES.stop])
-    return Mnist(train=train, validation=validation, test=test)
+    return Mnist(train=train, validation=_part(test_images, test_labels, VALIDATION_INDICES),
+                 test=_part(test_images, test_labels, TEST_INDICES))
 
 
 def load_test_split(data_dir: Path | None = None) -> Split:
@@ -150,4 +149,4 @@ def load_test_split(data_dir: Path | None = None) -> Split:
     root = Path(data_dir) if data_dir is not None else VENDORED_ROOT
     images = read_mnist_file(root, "t10k-images-idx3-ubyte")
     labels = read_mnist_file(root, "t10k-labels-idx1-ubyte")
-    return _to_split(images[TEST_INDICES.start:TEST_INDICES.stop], labels[TEST_INDICES.start:TEST_INDICES.stop])
+    return _part(images, labels, TEST_INDICES)

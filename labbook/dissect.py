@@ -1,16 +1,18 @@
-"""Dissection: what the trained network learned and how robust it is, as numbers.
+"""Dissection: what the trained network learned and how robust it is.
 
-Everything here reads a finished run folder and computes; figures.py draws.
-Nothing is retrained and nothing random is left unseeded, so the same run
-dissected twice gives the same dissection.json.
+Two halves that can run alone. `measure` computes every number of
+dissection.json from the run's weights and labbook's own data; `draw` draws the
+figures (functions in figures.py) from a run and its measurements, so figures
+can be redrawn, e.g. after a translation changed, without measuring again.
+`dissect_run` does both and refreshes the manifest. Nothing is retrained and
+nothing random is left unseeded: the same run dissected twice gives the same bytes.
 """
 
 from __future__ import annotations
 
-import csv
 import math
+import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,29 +21,22 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from labbook.config import Config, load_config
+from labbook import __version__, figures
+from labbook import robustness as rb
+from labbook.config import DissectConfig, apply_overrides
 from labbook.data import Mnist, load_mnist
 from labbook.errors import UserError
-from labbook.model import ConvNet
-from labbook.runfolder import read_json, verify_manifest
-from labbook.train import build_model, confusion_matrix, log_probabilities
+from labbook.evaluate import confusion_matrix, log_probabilities, per_class_accuracy
+from labbook.localization import N_
+from labbook.model import ConvNet, build_model, layer_shapes
+from labbook.runfolder import (DISSECTION, DISSECTION_OUTPUTS, REPORT_OUTPUTS, Run, atomic_write_json,
+                               read_run, write_manifest)
 
-REQUIRED_FILES = ("run.json", "config.toml", "history.csv", "metrics.json", "model.safetensors",
-                  "snapshots.safetensors", "manifest.json")
+# Edge orientations as dissection.json names them; the report translates them.
+ORIENTATIONS = (N_("horizontal"), N_("diagonal /"), N_("vertical"), N_("diagonal \\"))
 
 
-@dataclass
-class Run:
-    """A complete run folder, read and checked."""
-
-    folder: Path
-    info: dict
-    config: Config
-    metrics: dict
-    history: list[dict]
-    model: ConvNet
-    snapshots: dict[str, torch.Tensor]
-
+# ---------------------------------------------------------------- the run's network and data
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
@@ -50,47 +45,19 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: not a readable safetensors file ({error})") from None
 
 
-def read_history(path: Path) -> list[dict]:
-    """history.csv as a list of rows; integer columns as int, the rest as float."""
-    integers = {"epoch", "batch", "samples_seen"}
+def load_model(run: Run) -> ConvNet:
+    """A plain ConvNet with the run's weights, in evaluation mode."""
+    model = build_model(run.config)
     try:
-        with open(path, newline="", encoding="utf-8") as stream:
-            return [{key: int(value) if key in integers else float(value) for key, value in row.items()}
-                    for row in csv.DictReader(stream)]
-    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not a valid history file ({error})") from None
-
-
-def read_run(folder: Path) -> Run:
-    """Read a run folder; a missing, unfinished, altered or corrupt file is a UserError naming it."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: not a run folder (no such directory)")
-    for name in REQUIRED_FILES:
-        if not (folder / name).is_file():
-            status = ""
-            if (folder / "run.json").is_file():
-                status = f" (run status: {read_json(folder / 'run.json').get('status')})"
-            raise UserError(f"{folder / name}: missing; only a complete run can be dissected{status}")
-    info = read_json(folder / "run.json")
-    if info.get("status") != "complete":
-        raise UserError(f"{folder / 'run.json'}: run status is {info.get('status')!r}, not 'complete'")
-    problems = [p for p in verify_manifest(folder) if not p.startswith(("figures/", "dissection.json", "report/"))]
-    if problems:
-        raise UserError(f"{folder}: {problems[0]} (manifest.json no longer matches)")
-    try:
-        config = load_config(folder / "config.toml")
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{folder / 'config.toml'}: not valid TOML ({error})") from None
-    history = read_history(folder / "history.csv")
-    model = build_model(config)
-    try:
-        model.load_state_dict(_load_tensors(folder / "model.safetensors"))
+        model.load_state_dict(_load_tensors(run.folder / "model.safetensors"))
     except RuntimeError as error:
-        raise UserError(f"{folder / 'model.safetensors'}: weights do not fit the configured network "
+        raise UserError(f"{run.folder / 'model.safetensors'}: weights do not fit the configured network "
                         f"({str(error).splitlines()[0]})") from None
-    return Run(folder, info, config, read_json(folder / "metrics.json"), history, model.eval(),
-               _load_tensors(folder / "snapshots.safetensors"))
+    return model.eval()
+
+
+def load_snapshots(run: Run) -> dict[str, torch.Tensor]:
+    return _load_tensors(run.folder / "snapshots.safetensors")
 
 
 def run_data(run: Run) -> Mnist:
@@ -99,6 +66,13 @@ def run_data(run: Run) -> Mnist:
     return Mnist(data.train.head(run.config.data.train_limit),
                  data.validation.head(run.config.data.validation_limit),
                  data.test.head(run.config.data.test_limit))
+
+
+def use_run_threads(run: Run) -> None:
+    """The run's own thread count: float sums (saliency, borderline predictions) depend on it."""
+    threads = run.config.runtime.threads or run.info.get("environment", {}).get("threads")
+    if isinstance(threads, int) and threads > 0:
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- kernels
@@ -127,8 +101,7 @@ def kernel_descriptor(kernel: np.ndarray) -> dict:
     spread = kernel.std() or 1.0
     centre_surround = bool(np.sign(centre) != np.sign(surround) and abs(centre - surround) > spread
                            and coherence < 0.5)
-    names = ("horizontal", "diagonal /", "vertical", "diagonal \\")
-    orientation = names[int(((edge_angle + 22.5) % 180.0) // 45.0)]
+    orientation = ORIENTATIONS[int(((edge_angle + 22.5) % 180.0) // 45.0)]
     if centre_surround:
         kind = "centre-surround"
     elif coherence >= 0.5:
@@ -185,142 +158,202 @@ def attributions(model: ConvNet, image: torch.Tensor, target: int) -> dict[str, 
     return {"saliency": saliency[0, 0].detach().numpy(), "occlusion": occlusion[0, 0].detach().numpy()}
 
 
+# ---------------------------------------------------------------- measuring
+
+@dataclass
+class Subject:
+    """What every measurement looks at: the run's network, its data, and the settings."""
+
+    run: Run
+    model: ConvNet
+    data: Mnist
+    settings: DissectConfig
+    test_log_probabilities: torch.Tensor
+
+    @property
+    def image(self) -> torch.Tensor:
+        return self.data.test.images[self.settings.image_index]
+
+    @property
+    def matrix(self) -> list[list[int]]:
+        return confusion_matrix(self.data.test.labels, self.test_log_probabilities.argmax(dim=1))
+
+
+def _settings(subject: Subject) -> dict:
+    settings = subject.settings
+    return {"image_index": settings.image_index, "train_image_index": settings.train_image_index,
+            "shift": list(settings.shift), "shift_radius": settings.shift_radius,
+            "rotation_degrees": settings.rotation_degrees, "mistakes": settings.mistakes}
+
+
+def _network(subject: Subject) -> dict:
+    config = subject.run.config.model
+    return {"layers": layer_shapes(tuple(config.depth), config.hidden)}
+
+
+def _samples(subject: Subject) -> dict:
+    settings, data = subject.settings, subject.data
+    probabilities = subject.test_log_probabilities[settings.image_index].exp()
+    return {"train": {"index": settings.train_image_index, "label": int(data.train.labels[settings.train_image_index])},
+            "test": {"index": settings.image_index, "label": int(data.test.labels[settings.image_index]),
+                     "prediction": int(probabilities.argmax()), "probabilities": probabilities.tolist()}}
+
+
+def _kernels(subject: Subject) -> dict:
+    return {"conv1": [kernel_descriptor(kernel) for kernel in subject.model.conv1.weight.detach()[:, 0].numpy()],
+            "conv2": [[kernel_descriptor(kernel) for kernel in out_channel]
+                      for out_channel in subject.model.conv2.weight.detach().numpy()]}
+
+
+def _kernel_evolution(subject: Subject) -> dict:
+    evolution = kernel_evolution(load_snapshots(subject.run))
+    return {**evolution, "drawn_records": evolution_points(len(evolution["samples_seen"]))}
+
+
+def _shift_test(subject: Subject) -> dict:
+    dx, dy = subject.settings.shift
+    label = int(subject.data.test.labels[subject.settings.image_index])
+    return rb.shift_test(subject.model, subject.image, label, dx, dy)
+
+
+def _robustness(subject: Subject) -> dict:
+    model, test, radius = subject.model, subject.data.test, subject.settings.shift_radius
+    grid = rb.shift_grid(model, test, radius)
+    by_distance = rb.accuracy_by_distance(grid, radius)
+    return {
+        "shift_grid": {"radius": radius, "dx": list(range(-radius, radius + 1)),
+                       "dy": list(range(-radius, radius + 1)), "accuracy": grid},
+        "accuracy_by_distance": by_distance,
+        "largest_shift_with_accuracy_at_least_95_percent": rb.largest_safe_shift(by_distance, 0.95),
+        "consistency": rb.consistency(model, test.images, radius),
+        "flip_probability_one_pixel": rb.flip_probability(model, test.images),
+        "rotation": rb.rotation_curve(model, test, subject.settings.rotation_degrees),
+    }
+
+
+def _evaluation(subject: Subject) -> dict:
+    labels, matrix = subject.data.test.labels, subject.matrix
+    predicted = subject.test_log_probabilities.argmax(dim=1)
+    return {"test_accuracy": (predicted == labels).sum().item() / len(labels),
+            "per_class_accuracy": per_class_accuracy(matrix), "confusion_matrix": matrix,
+            "confusion_pairs": confusion_pairs(matrix),
+            "confident_mistakes": confident_mistakes(subject.test_log_probabilities, labels,
+                                                     subject.settings.mistakes)}
+
+
+def _attribution(subject: Subject) -> dict:
+    target = int(subject.test_log_probabilities[subject.settings.image_index].argmax())
+    maps = attributions(subject.model, subject.image, target)
+    saliency_peak = np.unravel_index(int(np.argmax(maps["saliency"])), maps["saliency"].shape)
+    occlusion_low = np.unravel_index(int(np.argmin(maps["occlusion"])), maps["occlusion"].shape)
+    return {"target": target, "saliency_peak": [int(v) for v in saliency_peak],
+            "occlusion_most_harmful": [int(v) for v in occlusion_low], "occlusion_window": 4, "occlusion_stride": 2}
+
+
+# Each key of dissection.json and the step that measures it, in the order they run.
+MEASUREMENTS = (("settings", _settings), ("network", _network), ("samples", _samples), ("kernels", _kernels),
+                ("kernel_evolution", _kernel_evolution), ("shift_test", _shift_test),
+                ("robustness", _robustness), ("evaluation", _evaluation), ("attribution", _attribution))
+
+
+def _progress(show_progress: bool | None):
+    from tqdm import tqdm
+    shown = sys.stderr.isatty() if show_progress is None else show_progress
+    return tqdm(total=len(MEASUREMENTS) + 1, desc="dissect", unit="step", disable=not shown)
+
+
+def measure(run: Run, settings: DissectConfig, progress=None) -> dict:
+    """Every number of dissection.json, measured on the run's own test split."""
+    data = run_data(run)
+    if settings.image_index >= len(data.test) or settings.train_image_index >= len(data.train):
+        raise UserError(f"{run.folder / 'config.toml'}: dissect.image_index/train_image_index lies outside this "
+                        f"run's data ({len(data.test)} test, {len(data.train)} training images)")
+    model = load_model(run)
+    subject = Subject(run, model, data, settings, log_probabilities(model, data.test.images))
+    dissection = {"labbook_version": __version__, "run_id": run.id}
+    for key, step in MEASUREMENTS:
+        if progress is not None:
+            progress.set_postfix_str(key)
+        dissection[key] = step(subject)
+        if progress is not None:
+            progress.update()
+    return dissection
+
+
+# ---------------------------------------------------------------- drawing
+
+def figure_jobs(run: Run, dissection: dict) -> list[tuple]:
+    """(figure name, drawing function of figures.py, its arguments) for every figure: plain data
+    and module-level functions, so that the languages can be drawn in processes of their own."""
+    model, data, settings = load_model(run), run_data(run), dissection["settings"]
+    sample, shift = dissection["samples"]["test"], dissection["shift_test"]
+    image = data.test.images[sample["index"]]
+    train_image = data.train.images[settings["train_image_index"]]
+    shifted = rb.shift_images(image, shift["dx"], shift["dy"])
+    with torch.inference_mode():
+        maps1, maps2 = (maps[0].numpy() for maps in model.retrieve_features(image.unsqueeze(0)))
+        shifted_maps1 = model.retrieve_features(shifted.unsqueeze(0))[0][0].numpy()
+    snapshots = load_snapshots(run)["conv1.weight"][:, :, 0].numpy()
+    evolution, robustness, evaluation = (dissection[key] for key in ("kernel_evolution", "robustness", "evaluation"))
+    mistakes = evaluation["confident_mistakes"]
+    mistake_images = data.test.images[[entry["index"] for entry in mistakes]][:, 0].numpy() if mistakes else \
+        np.zeros((0, image.shape[-2], image.shape[-1]))
+    maps = attributions(model, image, dissection["attribution"]["target"])
+    return [
+        ("error_curve", figures.error_curve, (run.history,)),
+        ("samples", figures.samples, (train_image[0].numpy(), dissection["samples"]["train"]["label"],
+                                      settings["train_image_index"], image[0].numpy(), sample["label"],
+                                      sample["index"], np.array(sample["probabilities"]))),
+        ("conv1_kernels", figures.conv1_kernels, (model.conv1.weight.detach()[:, 0].numpy(),)),
+        ("conv1_features", figures.feature_maps, (maps1, "conv1", sample["index"])),
+        ("conv2_kernels", figures.conv2_kernels, (model.conv2.weight.detach().numpy(),)),
+        ("conv2_features", figures.feature_maps, (maps2, "conv2", sample["index"])),
+        ("shift_test", figures.shift_test, (image[0].numpy(), shifted[0].numpy(), maps1, shifted_maps1, shift)),
+        ("kernel_evolution", figures.kernel_evolution, (snapshots, evolution["samples_seen"],
+                                                        evolution["drawn_records"],
+                                                        evolution["distance_from_first"])),
+        ("shift_grid", figures.shift_grid, (robustness["shift_grid"]["accuracy"], robustness["shift_grid"]["radius"],
+                                            robustness["accuracy_by_distance"])),
+        ("rotation", figures.rotation, (robustness["rotation"],)),
+        ("confusion", figures.confusion, (evaluation["confusion_matrix"], evaluation["per_class_accuracy"])),
+        ("mistakes", figures.mistakes, (mistake_images, mistakes)),
+        ("attribution", figures.attribution, (image[0].numpy(), maps["saliency"], maps["occlusion"])),
+    ]
+
+
+def draw(run: Run, dissection: dict, parallel: bool = True) -> dict:
+    """Draw every figure of a measured run into RUN/figures/; returns {name: {language: [paths]}}."""
+    folder = run.folder / "figures"
+    folder.mkdir(exist_ok=True)
+    return figures.draw_all(figure_jobs(run, dissection), folder, parallel)
+
+
 # ---------------------------------------------------------------- the whole dissection
 
-def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool | None = None) -> dict:
-    """Dissect a complete run folder: write figures/ and dissection.json, then refresh the manifest.
+def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool | None = None,
+                parallel: bool = True) -> dict:
+    """Measure and draw a complete run: write figures/ and dissection.json, then refresh the manifest.
 
     `overrides` ({"image_index": 7, "shift": [3, 0], ...}) change this dissection's
     settings only; the settings used are recorded in dissection.json."""
-    from tqdm import tqdm
-
-    from labbook import __version__, figures
-    from labbook import robustness as rb
-    from labbook.runfolder import atomic_write_json, write_manifest
-
-    run = read_run(folder)
-    # Same thread count as the run: float sums (saliency, borderline predictions) depend on it.
-    threads = run.config.runtime.threads or run.info.get("environment", {}).get("threads")
-    if isinstance(threads, int) and threads > 0:
-        torch.set_num_threads(threads)
-    figures.configure_matplotlib()
-    settings = run.config.dissect
-    if overrides:
-        from labbook.config import apply_overrides
-        settings = apply_overrides(run.config, {"dissect": overrides}).dissect
-    data = run_data(run)
-    if settings.image_index >= len(data.test) or settings.train_image_index >= len(data.train):
-        raise UserError(f"{folder / 'config.toml'}: dissect.image_index/train_image_index lies outside this "
-                        f"run's data ({len(data.test)} test, {len(data.train)} training images)")
-    model, started = run.model, time.perf_counter()
-    steps = tqdm(total=8, desc="dissect", unit="step", disable=not (show_progress if show_progress is not None
-                                                                     else __import__("sys").stderr.isatty()))
-
-    image, label = data.test.images[settings.image_index], int(data.test.labels[settings.image_index])
-    train_image = data.train.images[settings.train_image_index]
-    test_log_probabilities = log_probabilities(model, data.test.images)
-    probabilities = test_log_probabilities[settings.image_index].exp()
-    test_predictions = test_log_probabilities.argmax(dim=1)
-    matrix = confusion_matrix(data.test.labels, test_predictions)
-    steps.update()
-
-    conv1 = run.model.conv1.weight.detach()[:, 0].numpy()
-    conv2 = run.model.conv2.weight.detach().numpy()
-    with torch.inference_mode():
-        maps1, maps2 = (maps[0].numpy() for maps in model.retrieve_features(image.unsqueeze(0)))
-    dx, dy = settings.shift
-    shifted = rb.shift_images(image, dx, dy)
-    shift_result = rb.shift_test(model, image, label, dx, dy)
-    with torch.inference_mode():
-        shifted_maps1 = model.retrieve_features(shifted.unsqueeze(0))[0][0].numpy()
-    steps.update()
-
-    grid = rb.shift_grid(model, data.test, settings.shift_radius)
-    by_distance = rb.accuracy_by_distance(grid, settings.shift_radius)
-    steps.update()
-    robustness = {
-        "shift_grid": {"radius": settings.shift_radius,
-                       "dx": list(range(-settings.shift_radius, settings.shift_radius + 1)),
-                       "dy": list(range(-settings.shift_radius, settings.shift_radius + 1)),
-                       "accuracy": grid},
-        "accuracy_by_distance": by_distance,
-        "largest_shift_with_accuracy_at_least_95_percent": rb.largest_safe_shift(by_distance, 0.95),
-        "consistency": rb.consistency(model, data.test.images, settings.shift_radius),
-        "flip_probability_one_pixel": rb.flip_probability(model, data.test.images),
-        "rotation": rb.rotation_curve(model, data.test, settings.rotation_degrees),
-    }
-    steps.update()
-
-    evolution = kernel_evolution(run.snapshots)
-    points = evolution_points(len(evolution["samples_seen"]))
-    mistakes = confident_mistakes(test_log_probabilities, data.test.labels, settings.mistakes)
-    attribution = attributions(model, image, int(probabilities.argmax()))
-    steps.update()
-
-    figure_folder = Path(folder) / "figures"
-    figure_folder.mkdir(exist_ok=True)
-    per_class = [matrix[d][d] / max(1, sum(matrix[d])) for d in range(10)]
-    mistake_images = data.test.images[[entry["index"] for entry in mistakes]][:, 0].numpy() if mistakes else \
-        np.zeros((0, 28, 28))
-    # (figure name, drawing function in figures.py, its arguments): plain data, so that the two
-    # languages can be drawn in two processes at once.
-    jobs = [
-        ("error_curve", "error_curve", (run.history,)),
-        ("samples", "samples", (train_image[0].numpy(), int(data.train.labels[settings.train_image_index]),
-                                settings.train_image_index, image[0].numpy(), label, settings.image_index,
-                                probabilities.numpy())),
-        ("conv1_kernels", "conv1_kernels", (conv1,)),
-        ("conv1_features", "feature_maps", (maps1, "conv1_features", settings.image_index)),
-        ("conv2_kernels", "conv2_kernels", (conv2,)),
-        ("conv2_features", "feature_maps", (maps2, "conv2_features", settings.image_index)),
-        ("shift_test", "shift_test", (image[0].numpy(), shifted[0].numpy(), maps1, shifted_maps1, shift_result)),
-        ("kernel_evolution", "kernel_evolution", (run.snapshots["conv1.weight"][:, :, 0].numpy(),
-                                                  evolution["samples_seen"], points,
-                                                  evolution["distance_from_first"])),
-        ("shift_grid", "shift_grid", (grid, settings.shift_radius, by_distance)),
-        ("rotation", "rotation", (robustness["rotation"],)),
-        ("confusion", "confusion", (matrix, per_class)),
-        ("mistakes", "mistakes", (mistake_images, mistakes)),
-        ("attribution", "attribution", (image[0].numpy(), attribution["saliency"], attribution["occlusion"])),
-    ]
-    drawn = figures.draw_all(jobs, figure_folder)
-    steps.update(2)
-
-    saliency_peak = np.unravel_index(int(np.argmax(attribution["saliency"])), attribution["saliency"].shape)
-    occlusion_low = np.unravel_index(int(np.argmin(attribution["occlusion"])), attribution["occlusion"].shape)
-    dissection = {
-        "labbook_version": __version__,
-        "run_id": run.info["id"],
-        "settings": {"image_index": settings.image_index, "train_image_index": settings.train_image_index,
-                     "shift": [dx, dy], "shift_radius": settings.shift_radius,
-                     "rotation_degrees": settings.rotation_degrees, "mistakes": settings.mistakes},
-        "samples": {
-            "train": {"index": settings.train_image_index, "label": int(data.train.labels[settings.train_image_index])},
-            "test": {"index": settings.image_index, "label": label, "prediction": int(probabilities.argmax()),
-                     "probabilities": probabilities.tolist()},
-        },
-        "kernels": {
-            "conv1": [kernel_descriptor(kernel) for kernel in conv1],
-            "conv2": [[kernel_descriptor(kernel) for kernel in out_channel] for out_channel in conv2],
-        },
-        "kernel_evolution": {**evolution, "drawn_records": points},
-        "shift_test": shift_result,
-        "robustness": robustness,
-        "evaluation": {
-            "test_accuracy": (test_predictions == data.test.labels).sum().item() / len(data.test),
-            "per_class_accuracy": per_class,
-            "confusion_matrix": matrix,
-            "confusion_pairs": confusion_pairs(matrix),
-            "confident_mistakes": mistakes,
-        },
-        "attribution": {"target": int(probabilities.argmax()), "saliency_peak": [int(v) for v in saliency_peak],
-                        "occlusion_most_harmful": [int(v) for v in occlusion_low],
-                        "occlusion_window": 4, "occlusion_stride": 2},
-        "figures": drawn,
-    }
-    atomic_write_json(Path(folder) / "dissection.json", dissection)
+    started = time.perf_counter()
+    run = read_run(folder, regenerated=DISSECTION_OUTPUTS)
+    use_run_threads(run)
+    settings = apply_overrides(run.config, {"dissect": overrides}).dissect if overrides else run.config.dissect
+    with _progress(show_progress) as progress:
+        dissection = measure(run, settings, progress)
+        progress.set_postfix_str("figures")
+        dissection["figures"] = draw(run, dissection, parallel)
+        progress.update()
+    atomic_write_json(Path(folder) / DISSECTION, dissection)
     write_manifest(folder)
-    steps.update()
-    steps.close()
-    dissection["seconds"] = time.perf_counter() - started
-    return dissection
+    return {**dissection, "seconds": time.perf_counter() - started}
+
+
+def redraw_run(folder: Path, parallel: bool = True) -> dict:
+    """Draw the figures of a dissected run again from its dissection.json (nothing is measured)."""
+    run = read_run(folder, dissected=True, regenerated=("figures/", *REPORT_OUTPUTS))
+    use_run_threads(run)
+    drawn = draw(run, run.dissection, parallel)
+    write_manifest(folder)
+    return drawn

@@ -13,12 +13,13 @@ from safetensors.torch import load_file, save
 from labbook import __version__
 from labbook.config import Config, to_toml
 from labbook.data import load_mnist
-from labbook.model import ConvNet
+from labbook.evaluate import confusion_matrix, evaluate, per_class_accuracy
+from labbook.model import ConvNet, build_model
 from labbook.progress import Progress
-from labbook.runfolder import (RUN_JSON, atomic_write_bytes, atomic_write_json, atomic_write_text, create_run_folder, environment,
-                               git_commit, iso, utc_now, write_history, write_manifest)
-from labbook.train import (NonFiniteLoss, TrainState, build_model, confusion_matrix, evaluate, pick_device,
-                           train)
+from labbook.runfolder import (RUN_JSON, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                               create_run_folder, environment, git_commit, iso, utc_now, write_history,
+                               write_manifest)
+from labbook.train import NonFiniteLoss, TrainState, pick_device, train
 
 
 @dataclass
@@ -44,7 +45,6 @@ def _metrics(folder: Path, state: TrainState, data, config: Config) -> dict:
     validation = evaluate(model, data.validation, batch)
     test = evaluate(model, data.test, batch)
     matrix = confusion_matrix(data.test.labels, test.predictions)
-    per_class = [row[digit] / max(1, sum(row)) for digit, row in enumerate(matrix)]
     return {
         "validation_accuracy": validation.accuracy,
         "validation_loss": validation.loss,
@@ -53,7 +53,7 @@ def _metrics(folder: Path, state: TrainState, data, config: Config) -> dict:
         "test_correct": int(round(test.accuracy * len(data.test))),
         "test_size": len(data.test),
         "validation_size": len(data.validation),
-        "per_class_test_accuracy": per_class,
+        "per_class_test_accuracy": per_class_accuracy(matrix),
         "test_confusion_matrix": matrix,
         "best_recorded_validation_accuracy": max(row["validation_accuracy"] for row in state.history),
         "train_seconds": state.train_seconds,
@@ -108,9 +108,15 @@ def run_experiment(config: Config, runs_dir: Path, data_dir: Path | None = None,
     # Pessimistic until proven otherwise: any exception not handled below leaves "failed".
     status, message, metrics = "failed", "labbook stopped on an unexpected error", None
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    def record(row: dict) -> None:
+        progress.record(row)
+        # history.csv grows as training goes, so a running (or killed) run shows how far it got.
+        write_history(folder / "history.csv", state.history)
+
     try:
         with progress:
-            train(config, data, device, state, on_step=progress.step, on_record=progress.record)
+            train(config, data, device, state, on_step=progress.step, on_record=record)
         _save_weights(folder, state)
         metrics = _metrics(folder, state, data, config)
         atomic_write_json(folder / "metrics.json", metrics)

@@ -1,8 +1,10 @@
 """Figures of a dissection, each drawn once per language and saved as SVG (web) and PNG (print).
 
 Colour maps: viridis/cividis for magnitudes (readable in grey and by colour-blind
-readers), a diverging map centred on zero (RdBu_r) for signed weights. Text
-goes through `text()` so every label exists in Chinese and English.
+readers), a diverging map centred on zero (RdBu_r) for signed weights. Each
+drawing function takes the language last and binds _ to its catalog, so every
+label is an English message translated in labbook/locale (extracted like the
+templates' text).
 """
 
 from __future__ import annotations
@@ -19,64 +21,14 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 from labbook.errors import UserError  # noqa: E402
+from labbook.localization import N_, gettext_for  # noqa: E402
+from labbook.runfolder import atomic_write_bytes  # noqa: E402
 
 LANGUAGES = ("zh", "en")
 A4_WIDTH_INCHES = 7.0
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto Serif CJK SC",
                 "Noto Serif CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei")
 CJK_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", str(Path.home() / ".fonts"))
-
-TEXT = {
-    "samples_seen": ("训练样本数", "Training images seen"),
-    "error_rate": ("错误率 (%)", "Error rate (%)"),
-    "train_error": ("训练错误率", "Training error"),
-    "validation_error": ("验证错误率", "Validation error"),
-    "error_curve_title": ("训练过程中的错误率", "Error rate during training"),
-    "train_image": ("训练图像 {index}，标签 {label}", "Training image {index}, label {label}"),
-    "test_image": ("测试图像 {index}\n标签 {label}，预测 {prediction}",
-                   "Test image {index}\nlabel {label}, predicted {prediction}"),
-    "digit": ("数字", "Digit"),
-    "probability": ("概率", "Probability"),
-    "class_probabilities": ("十个类别的概率", "Probabilities of the ten classes"),
-    "kernel": ("卷积核 {index}", "Kernel {index}"),
-    "weight": ("权重", "Weight"),
-    "conv1_kernels": ("第一层卷积核 (5×5)", "conv1 kernels (5×5)"),
-    "conv2_kernels": ("第二层卷积核：行 = 输出通道，列 = 输入通道", "conv2 kernels: rows = output channel, columns = input channel"),
-    "channel": ("通道 {index}", "Channel {index}"),
-    "activation": ("激活值", "Activation"),
-    "conv1_features": ("第一层特征图（测试图像 {index}）", "conv1 feature maps (test image {index})"),
-    "conv2_features": ("第二层特征图（测试图像 {index}）", "conv2 feature maps (test image {index})"),
-    "original": ("原图：预测 {prediction}", "Original: predicted {prediction}"),
-    "shifted": ("平移 ({dx}, {dy})：预测 {prediction}", "Shifted ({dx}, {dy}): predicted {prediction}"),
-    "cosine": ("余弦相似度 {value}", "cosine {value}"),
-    "shift_test_title": ("平移测试：原图与平移后的第一层特征图", "Shift test: conv1 feature maps, original vs shifted"),
-    "evolution_title": ("训练过程中的第一层卷积核", "conv1 kernels during training"),
-    "after_samples": ("{samples} 个样本后", "after {samples} images"),
-    "distance_from_first": ("与首个快照的距离 (L2)", "Distance from first snapshot (L2)"),
-    "dx": ("水平平移 dx（像素）", "Horizontal shift dx (pixels)"),
-    "dy": ("垂直平移 dy（像素）", "Vertical shift dy (pixels)"),
-    "accuracy_percent": ("准确率 (%)", "Accuracy (%)"),
-    "shift_grid_title": ("平移后的测试准确率", "Test accuracy under translation"),
-    "shift_distance": ("平移距离（像素）", "Shift distance (pixels)"),
-    "accuracy_vs_distance": ("准确率与平移距离", "Accuracy against shift distance"),
-    "rotation_degrees": ("旋转角度（度）", "Rotation (degrees)"),
-    "rotation_title": ("旋转后的测试准确率", "Test accuracy under rotation"),
-    "true_digit": ("真实数字", "True digit"),
-    "predicted_digit": ("预测数字", "Predicted digit"),
-    "confusion_title": ("测试集混淆矩阵", "Test confusion matrix"),
-    "per_class_title": ("各类别准确率", "Per-class accuracy"),
-    "mistake": ("真 {label} → 预测 {prediction}\n置信度 {confidence}", "true {label} → pred {prediction}\nconf. {confidence}"),
-    "mistakes_title": ("置信度最高的错误", "Most confident mistakes"),
-    "input": ("输入", "Input"),
-    "saliency": ("梯度显著性", "Gradient saliency"),
-    "occlusion": ("遮挡敏感度", "Occlusion sensitivity"),
-}
-
-
-def text(key: str, language: str, **values) -> str:
-    chinese, english = TEXT[key]
-    template = chinese if language == "zh" else english
-    return template.format(**values)
 
 
 def cjk_font_family() -> str:
@@ -113,7 +65,6 @@ def configure_matplotlib() -> None:
 
 def save(figure, folder: Path, name: str, language: str) -> list[str]:
     """Write <name>.<language>.svg and .png atomically; return their paths relative to the run folder."""
-    from labbook.runfolder import atomic_write_bytes
     written = []
     for extension, metadata in (("svg", {"Date": None}), ("png", {"Software": None})):
         buffer = io.BytesIO()
@@ -125,22 +76,26 @@ def save(figure, folder: Path, name: str, language: str) -> list[str]:
     return written
 
 
-def _draw_language(jobs: list[tuple], folder: Path, language: str) -> dict[str, list[str]]:
+def draw_language(jobs: list[tuple], folder: Path, language: str) -> dict[str, list[str]]:
+    """Draw every (name, drawing function, arguments) job in one language."""
     configure_matplotlib()
-    return {name: save(globals()[function](*arguments, language), folder, name, language)
-            for name, function, arguments in jobs}
+    return {name: save(function(*arguments, language), folder, name, language) for name, function, arguments in jobs}
 
 
-def draw_all(jobs: list[tuple], folder: Path) -> dict[str, dict[str, list[str]]]:
-    """Draw every (name, function, arguments) job in every language, one process per language.
+def draw_all(jobs: list[tuple], folder: Path, parallel: bool = True) -> dict[str, dict[str, list[str]]]:
+    """Draw every job in every language; {name: {language: paths}}.
 
-    Spawned, not forked: the parent holds PyTorch's thread pool, which a fork would copy broken."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    In parallel, one process per language, spawned rather than forked: the parent holds
+    PyTorch's thread pool, which a fork would copy broken."""
+    if parallel:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=len(LANGUAGES), mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = dict(zip(LANGUAGES, pool.map(_draw_language, [jobs] * len(LANGUAGES), [folder] * len(LANGUAGES),
-                                               LANGUAGES)))
+        with ProcessPoolExecutor(max_workers=len(LANGUAGES), mp_context=multiprocessing.get_context("spawn")) as pool:
+            drawn = pool.map(draw_language, [jobs] * len(LANGUAGES), [folder] * len(LANGUAGES), LANGUAGES)
+    else:
+        drawn = [draw_language(jobs, folder, language) for language in LANGUAGES]
+    results = dict(zip(LANGUAGES, drawn))
     return {name: {language: results[language][name] for language in LANGUAGES} for name, _, _ in jobs}
 
 
@@ -156,16 +111,17 @@ def _image_axis(axis, image, title=None, cmap="gray", **kwargs):
 # ---------------------------------------------------------------- one function per figure
 
 def error_curve(history: list[dict], language: str):
+    _ = gettext_for(language)
     figure, axis = plt.subplots(figsize=(A4_WIDTH_INCHES, 3.2))
     samples = [row["samples_seen"] for row in history]
-    axis.plot(samples, [100 * (1 - row["train_accuracy"]) for row in history], label=text("train_error", language),
+    axis.plot(samples, [100 * (1 - row["train_accuracy"]) for row in history], label=_("Training error"),
               color="#0072B2")
     axis.plot(samples, [100 * (1 - row["validation_accuracy"]) for row in history], linestyle="--",
-              label=text("validation_error", language), color="#D55E00")
-    axis.set_xlabel(text("samples_seen", language))
-    axis.set_ylabel(text("error_rate", language))
+              label=_("Validation error"), color="#D55E00")
+    axis.set_xlabel(_("Training images seen"))
+    axis.set_ylabel(_("Error rate (%)"))
     axis.set_ylim(bottom=0)
-    axis.set_title(text("error_curve_title", language))
+    axis.set_title(_("Error rate during training"))
     axis.grid(True, alpha=0.3)
     axis.legend()
     return figure
@@ -173,17 +129,19 @@ def error_curve(history: list[dict], language: str):
 
 def samples(train_image, train_label, train_index, test_image, test_label, test_index, probabilities,
             language: str):
+    _ = gettext_for(language)
     figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.4), gridspec_kw={"width_ratios": [1, 1, 2]})
-    _image_axis(axes[0], train_image, text("train_image", language, index=train_index, label=train_label))
+    _image_axis(axes[0], train_image,
+                _("Training image %(index)s, label %(label)s") % {"index": train_index, "label": train_label})
     prediction = int(np.argmax(probabilities))
-    _image_axis(axes[1], test_image, text("test_image", language, index=test_index, label=test_label,
-                                          prediction=prediction))
+    _image_axis(axes[1], test_image, _("Test image %(index)s\nlabel %(label)s, predicted %(prediction)s")
+                % {"index": test_index, "label": test_label, "prediction": prediction})
     axes[2].bar(range(10), probabilities, color=["#D55E00" if d == prediction else "#0072B2" for d in range(10)])
     axes[2].set_xticks(range(10))
-    axes[2].set_xlabel(text("digit", language))
-    axes[2].set_ylabel(text("probability", language))
+    axes[2].set_xlabel(_("Digit"))
+    axes[2].set_ylabel(_("Probability"))
     axes[2].set_ylim(0, 1)
-    axes[2].set_title(text("class_probabilities", language), fontsize=8)
+    axes[2].set_title(_("Probabilities of the ten classes"), fontsize=8)
     return figure
 
 
@@ -194,19 +152,21 @@ def _signed_norm(values: np.ndarray) -> TwoSlopeNorm:
 
 def conv1_kernels(kernels: np.ndarray, language: str):
     """kernels: (out, 5, 5); one colour scale for all, centred on zero."""
+    _ = gettext_for(language)
     count = kernels.shape[0]
     figure, axes = plt.subplots(1, count, figsize=(A4_WIDTH_INCHES, 2.2), squeeze=False)
     norm = _signed_norm(kernels)
     for index in range(count):
-        shown = _image_axis(axes[0, index], kernels[index], text("kernel", language, index=index), cmap="RdBu_r",
+        shown = _image_axis(axes[0, index], kernels[index], _("Kernel %(index)s") % {"index": index}, cmap="RdBu_r",
                             norm=norm)
-    figure.colorbar(shown, ax=axes[0].tolist(), label=text("weight", language), shrink=0.8)
-    figure.suptitle(text("conv1_kernels", language))
+    figure.colorbar(shown, ax=axes[0].tolist(), label=_("Weight"), shrink=0.8)
+    figure.suptitle(_("conv1 kernels (5×5)"))
     return figure
 
 
 def conv2_kernels(kernels: np.ndarray, language: str):
     """kernels: (out, in, 5, 5) drawn as an out x in grid with one shared signed scale."""
+    _ = gettext_for(language)
     rows, cols = kernels.shape[:2]
     figure, axes = plt.subplots(rows, cols, figsize=(A4_WIDTH_INCHES * 0.6, A4_WIDTH_INCHES * 0.6 * rows / cols),
                                 squeeze=False)
@@ -217,13 +177,18 @@ def conv2_kernels(kernels: np.ndarray, language: str):
         axes[row, 0].set_ylabel(str(row), rotation=0, labelpad=8)
     for col in range(cols):
         axes[-1, col].set_xlabel(str(col))
-    figure.colorbar(shown, ax=axes.ravel().tolist(), label=text("weight", language), shrink=0.6)
-    figure.suptitle(text("conv2_kernels", language), fontsize=9)
+    figure.colorbar(shown, ax=axes.ravel().tolist(), label=_("Weight"), shrink=0.6)
+    figure.suptitle(_("conv2 kernels: rows = output channel, columns = input channel"), fontsize=9)
     return figure
 
 
-def feature_maps(maps: np.ndarray, title_key: str, image_index: int, language: str):
+FEATURE_TITLES = {"conv1": N_("conv1 feature maps (test image %(index)s)"),
+                  "conv2": N_("conv2 feature maps (test image %(index)s)")}
+
+
+def feature_maps(maps: np.ndarray, layer: str, image_index: int, language: str):
     """maps: (channels, H, W) of ReLU outputs; viridis, one scale for all channels."""
+    _ = gettext_for(language)
     count = maps.shape[0]
     columns = min(count, 4)
     rows = -(-count // columns)
@@ -234,33 +199,35 @@ def feature_maps(maps: np.ndarray, title_key: str, image_index: int, language: s
         if index >= count:
             axis.axis("off")
             continue
-        shown = _image_axis(axis, maps[index], text("channel", language, index=index), cmap="viridis", vmin=0,
+        shown = _image_axis(axis, maps[index], _("Channel %(index)s") % {"index": index}, cmap="viridis", vmin=0,
                             vmax=top)
-    figure.colorbar(shown, ax=axes.ravel().tolist(), label=text("activation", language), shrink=0.8)
-    figure.suptitle(text(title_key, language, index=image_index))
+    figure.colorbar(shown, ax=axes.ravel().tolist(), label=_("Activation"), shrink=0.8)
+    figure.suptitle(_(FEATURE_TITLES[layer]) % {"index": image_index})
     return figure
 
 
 def shift_test(image, shifted, maps, shifted_maps, result: dict, language: str):
+    _ = gettext_for(language)
     channels = maps.shape[0]
     figure, axes = plt.subplots(2, channels + 1, figsize=(A4_WIDTH_INCHES, 3.6), squeeze=False)
-    _image_axis(axes[0, 0], image, text("original", language, prediction=result["prediction"]))
-    _image_axis(axes[1, 0], shifted, text("shifted", language, dx=result["dx"], dy=result["dy"],
-                                          prediction=result["shifted_prediction"]))
+    _image_axis(axes[0, 0], image, _("Original: predicted %(prediction)s") % {"prediction": result["prediction"]})
+    _image_axis(axes[1, 0], shifted, _("Shifted (%(dx)s, %(dy)s): predicted %(prediction)s")
+                % {"dx": result["dx"], "dy": result["dy"], "prediction": result["shifted_prediction"]})
     top = float(max(maps.max(), shifted_maps.max())) or 1.0
     for channel in range(channels):
-        _image_axis(axes[0, channel + 1], maps[channel], text("channel", language, index=channel), cmap="viridis",
+        _image_axis(axes[0, channel + 1], maps[channel], _("Channel %(index)s") % {"index": channel}, cmap="viridis",
                     vmin=0, vmax=top)
         similarity = result["feature_similarity"]["conv1"][channel]
-        _image_axis(axes[1, channel + 1], shifted_maps[channel], text("cosine", language, value=f"{similarity:.3f}"),
+        _image_axis(axes[1, channel + 1], shifted_maps[channel], _("cosine %(value)s") % {"value": f"{similarity:.3f}"},
                     cmap="viridis", vmin=0, vmax=top)
-    figure.suptitle(text("shift_test_title", language))
+    figure.suptitle(_("Shift test: conv1 feature maps, original vs shifted"))
     return figure
 
 
 def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: list[int], distances: list[list[float]],
                      language: str):
     """snapshots: (records, out, 5, 5) conv1 weights; points: record indices to draw."""
+    _ = gettext_for(language)
     out = snapshots.shape[1]
     figure = plt.figure(figsize=(A4_WIDTH_INCHES, 1.3 * out + 2.4))
     grid = figure.add_gridspec(out + 2, len(points))
@@ -268,23 +235,24 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     for column, record in enumerate(points):
         for kernel in range(out):
             axis = figure.add_subplot(grid[kernel, column])
-            title = text("after_samples", language, samples=f"{samples_seen[record]:,}") if kernel == 0 else None
+            title = _("after %(samples)s images") % {"samples": f"{samples_seen[record]:,}"} if kernel == 0 else None
             _image_axis(axis, snapshots[record, kernel], title, cmap="RdBu_r", norm=norm)
             if column == 0:
-                axis.set_ylabel(text("kernel", language, index=kernel), fontsize=7)
+                axis.set_ylabel(_("Kernel %(index)s") % {"index": kernel}, fontsize=7)
     axis = figure.add_subplot(grid[out:, :])
     for kernel, series in enumerate(distances):
-        axis.plot(samples_seen, series, label=text("kernel", language, index=kernel))
-    axis.set_xlabel(text("samples_seen", language))
-    axis.set_ylabel(text("distance_from_first", language))
+        axis.plot(samples_seen, series, label=_("Kernel %(index)s") % {"index": kernel})
+    axis.set_xlabel(_("Training images seen"))
+    axis.set_ylabel(_("Distance from first snapshot (L2)"))
     axis.legend(fontsize=7, ncol=4)
     axis.grid(alpha=0.3)
-    figure.suptitle(text("evolution_title", language))
+    figure.suptitle(_("conv1 kernels during training"))
     figure.tight_layout()
     return figure
 
 
 def shift_grid(grid: list[list[float]], radius: int, by_distance: list[dict], language: str):
+    _ = gettext_for(language)
     figure, axes = plt.subplots(1, 2, figsize=(A4_WIDTH_INCHES, 3.2))
     values = 100 * np.array(grid)
     shown = axes[0].imshow(values, cmap="cividis", origin="upper", extent=(-radius - .5, radius + .5, radius + .5,
@@ -293,31 +261,33 @@ def shift_grid(grid: list[list[float]], radius: int, by_distance: list[dict], la
         for col in range(values.shape[1]):
             axes[0].text(col - radius, row - radius, f"{values[row, col]:.0f}", ha="center", va="center", fontsize=5,
                          color="white" if values[row, col] < values.mean() else "black")
-    axes[0].set_xlabel(text("dx", language))
-    axes[0].set_ylabel(text("dy", language))
-    axes[0].set_title(text("shift_grid_title", language), fontsize=9)
-    figure.colorbar(shown, ax=axes[0], label=text("accuracy_percent", language))
+    axes[0].set_xlabel(_("Horizontal shift dx (pixels)"))
+    axes[0].set_ylabel(_("Vertical shift dy (pixels)"))
+    axes[0].set_title(_("Test accuracy under translation"), fontsize=9)
+    figure.colorbar(shown, ax=axes[0], label=_("Accuracy (%)"))
     axes[1].plot([e["distance"] for e in by_distance], [100 * e["accuracy"] for e in by_distance], marker="o",
                  color="#0072B2")
-    axes[1].set_xlabel(text("shift_distance", language))
-    axes[1].set_ylabel(text("accuracy_percent", language))
-    axes[1].set_title(text("accuracy_vs_distance", language), fontsize=9)
+    axes[1].set_xlabel(_("Shift distance (pixels)"))
+    axes[1].set_ylabel(_("Accuracy (%)"))
+    axes[1].set_title(_("Accuracy against shift distance"), fontsize=9)
     axes[1].grid(alpha=0.3)
     figure.tight_layout()
     return figure
 
 
 def rotation(curve: list[dict], language: str):
+    _ = gettext_for(language)
     figure, axis = plt.subplots(figsize=(A4_WIDTH_INCHES, 2.8))
     axis.plot([e["degrees"] for e in curve], [100 * e["accuracy"] for e in curve], marker="o", color="#0072B2")
-    axis.set_xlabel(text("rotation_degrees", language))
-    axis.set_ylabel(text("accuracy_percent", language))
-    axis.set_title(text("rotation_title", language))
+    axis.set_xlabel(_("Rotation (degrees)"))
+    axis.set_ylabel(_("Accuracy (%)"))
+    axis.set_title(_("Test accuracy under rotation"))
     axis.grid(alpha=0.3)
     return figure
 
 
 def confusion(matrix: list[list[int]], per_class: list[float], language: str):
+    _ = gettext_for(language)
     figure, axes = plt.subplots(1, 2, figsize=(A4_WIDTH_INCHES, 3.3), gridspec_kw={"width_ratios": [1.2, 1]})
     values = np.array(matrix)
     shown = axes[0].imshow(values, cmap="viridis", norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(2, values.max()))
@@ -329,22 +299,23 @@ def confusion(matrix: list[list[int]], per_class: list[float], language: str):
                              color="black" if true == predicted else "white")
     axes[0].set_xticks(range(10))
     axes[0].set_yticks(range(10))
-    axes[0].set_xlabel(text("predicted_digit", language))
-    axes[0].set_ylabel(text("true_digit", language))
-    axes[0].set_title(text("confusion_title", language), fontsize=9)
+    axes[0].set_xlabel(_("Predicted digit"))
+    axes[0].set_ylabel(_("True digit"))
+    axes[0].set_title(_("Test confusion matrix"), fontsize=9)
     figure.colorbar(shown, ax=axes[0], shrink=0.8)
     axes[1].barh(range(10), [100 * value for value in per_class], color="#0072B2")
     axes[1].set_yticks(range(10))
     axes[1].invert_yaxis()
     axes[1].set_xlim(max(0, 100 * min(per_class) - 2), 100)
-    axes[1].set_xlabel(text("accuracy_percent", language))
-    axes[1].set_ylabel(text("digit", language))
-    axes[1].set_title(text("per_class_title", language), fontsize=9)
+    axes[1].set_xlabel(_("Accuracy (%)"))
+    axes[1].set_ylabel(_("Digit"))
+    axes[1].set_title(_("Per-class accuracy"), fontsize=9)
     figure.tight_layout()
     return figure
 
 
 def mistakes(images: np.ndarray, entries: list[dict], language: str):
+    _ = gettext_for(language)
     columns = 8
     rows = max(1, -(-len(entries) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(A4_WIDTH_INCHES, 1.25 * rows + 0.4), squeeze=False)
@@ -353,19 +324,20 @@ def mistakes(images: np.ndarray, entries: list[dict], language: str):
             axis.axis("off")
             continue
         entry = entries[index]
-        _image_axis(axis, images[index], text("mistake", language, label=entry["label"],
-                                              prediction=entry["prediction"],
-                                              confidence=f"{entry['confidence']:.2f}"))
-    figure.suptitle(text("mistakes_title", language))
+        _image_axis(axis, images[index], _("true %(label)s → pred %(prediction)s\nconf. %(confidence)s")
+                    % {"label": entry["label"], "prediction": entry["prediction"],
+                       "confidence": f"{entry['confidence']:.2f}"})
+    figure.suptitle(_("Most confident mistakes"))
     figure.tight_layout()
     return figure
 
 
 def attribution(image: np.ndarray, saliency: np.ndarray, occlusion: np.ndarray, language: str):
+    _ = gettext_for(language)
     figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.6))
-    _image_axis(axes[0], image, text("input", language))
-    shown = _image_axis(axes[1], saliency, text("saliency", language), cmap="viridis")
+    _image_axis(axes[0], image, _("Input"))
+    shown = _image_axis(axes[1], saliency, _("Gradient saliency"), cmap="viridis")
     figure.colorbar(shown, ax=axes[1], shrink=0.8)
-    shown = _image_axis(axes[2], occlusion, text("occlusion", language), cmap="RdBu_r", norm=_signed_norm(occlusion))
+    shown = _image_axis(axes[2], occlusion, _("Occlusion sensitivity"), cmap="RdBu_r", norm=_signed_norm(occlusion))
     figure.colorbar(shown, ax=axes[2], shrink=0.8)
     return figure

@@ -1,9 +1,10 @@
-"""Languages for the report: Babel message catalogs wired into Jinja2's i18n extension,
-and locale-aware number and date formatting.
+"""Languages: Babel message catalogs for templates, figures and grading, and
+locale-aware number and date formatting.
 
-The catalogs are the .po files under labbook/locale/; they are compiled in memory
-when loaded, so no build step and no binary .mo file is needed. English is the
-source language of the templates; zh_CN translates it.
+English is the source language: templates mark text with _() and Python code
+with _() or N_(). The Chinese catalog, labbook/locale/zh_CN/LC_MESSAGES/messages.po,
+is the one place its translations live; it is compiled in memory when loaded,
+so no build step and no binary .mo file is needed. English needs no catalog.
 """
 
 from __future__ import annotations
@@ -18,25 +19,38 @@ from babel.dates import format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
-from babel.support import Translations
+from babel.support import NullTranslations, Translations
 from markupsafe import Markup
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGE_LOCALES = {"zh": "zh_CN", "en": "en"}
+SOURCE_LANGUAGE = "en"
 
 
-def catalog_path(language: str) -> Path:
-    return LOCALE_DIR / LANGUAGE_LOCALES[language] / "LC_MESSAGES" / "messages.po"
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is defined; it is translated where it is shown."""
+    return message
+
+
+def catalog_path(language: str, locale_dir: Path | None = None) -> Path:
+    return (locale_dir or LOCALE_DIR) / LANGUAGE_LOCALES[language] / "LC_MESSAGES" / "messages.po"
 
 
 @lru_cache(maxsize=None)
-def translations(language: str) -> Translations:
+def translations(language: str) -> NullTranslations:
+    if language == SOURCE_LANGUAGE:
+        return NullTranslations()
     with open(catalog_path(language), "rb") as stream:
         catalog = read_po(stream, locale=LANGUAGE_LOCALES[language])
     buffer = io.BytesIO()
     write_mo(buffer, catalog)
     buffer.seek(0)
     return Translations(fp=buffer)
+
+
+def gettext_for(language: str):
+    """The gettext function of one language, to be bound to _ where text is made."""
+    return translations(language).gettext
 
 
 class Formatter:

@@ -1,11 +1,14 @@
-"""The lab's network, `ConvNet`, exactly as the lab wrote it.
+"""The lab's network, `ConvNet`: the lab's layers, names and function.
 
 conv1 (1 -> depth[0], 5x5, padding 2) -> ReLU -> max-pool 2x2
 -> conv2 (depth[0] -> depth[1], 5x5, padding 2) -> ReLU -> max-pool 2x2
 -> flatten (7 * 7 * depth[1]) -> fc1 (-> hidden) -> ReLU -> dropout -> fc2 (-> 10) -> log_softmax
 
 The state_dict keys are `conv1.*, conv2.*, fc1.*, fc2.*`, so weights saved by
-labbook load into the lab's own class (and vice versa).
+labbook load into the lab's own class (and vice versa). Two things differ from
+the lab's code, neither in what it computes: forward() pools before the ReLU
+(the same values and gradients, with the ReLU on a quarter of them), and dropout
+draws its mask from random bytes (see dropout()).
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IMAGE_SIZE = 28
-NUM_CLASSES = 10
+from labbook.config import IMAGE_SIZE, NUM_CLASSES, Config
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -57,3 +59,36 @@ class ConvNet(nn.Module):
         feature_map1 = F.relu(self.conv1(x))
         feature_map2 = F.relu(self.conv2(self.pool(feature_map1)))
         return feature_map1, feature_map2
+
+
+def build_model(config: Config) -> ConvNet:
+    return ConvNet(depth=tuple(config.model.depth), hidden=config.model.hidden, dropout=config.model.dropout)
+
+
+def parameter_shapes(depth: tuple[int, int], hidden: int) -> dict[str, list[int]]:
+    """Name -> shape of every weight of a ConvNet, from the class itself on the meta device
+    (no memory is allocated, whatever the size)."""
+    with torch.device("meta"):
+        network = ConvNet(depth, hidden)
+    return {name: list(tensor.shape) for name, tensor in network.state_dict().items()}
+
+
+def layer_shapes(depth: tuple[int, int], hidden: int) -> list[dict]:
+    """Each layer in the order forward() calls it, with its output shape per image, traced by
+    one meta-device pass through the class itself. The pooling module runs twice: pool1, pool2."""
+    with torch.device("meta"):
+        network = ConvNet(depth, hidden).eval()
+        image = torch.empty(1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    calls: list[tuple[str, list[int]]] = []
+    hooks = [module.register_forward_hook(lambda _m, _i, output, name=name: calls.append((name, list(output.shape[1:]))))
+             for name, module in network.named_children()]
+    network(image)
+    for hook in hooks:
+        hook.remove()
+    counts: dict[str, int] = {}
+    layers = []
+    for name, shape in calls:
+        counts[name] = counts.get(name, 0) + 1
+        repeated = sum(1 for other, _ in calls if other == name) > 1
+        layers.append({"name": f"{name}{counts[name]}" if repeated else name, "output_shape": shape})
+    return layers

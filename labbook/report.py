@@ -9,8 +9,8 @@ can hold a section in Chinese and then in English.
 
 from __future__ import annotations
 
-import inspect
-import tomllib
+import ast
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +22,11 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from labbook import __version__, analysis, model
+from labbook import __version__, analysis
 from labbook.errors import UserError
 from labbook.localization import Formatter, translations
-from labbook.runfolder import atomic_write_bytes, atomic_write_text, read_json, verify_manifest, write_manifest
+from labbook.runfolder import (REPORT_OUTPUTS, Run, atomic_write_bytes, atomic_write_text, read_run, read_text,
+                               write_manifest)
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 if not BUILTIN_TEMPLATES.is_dir():  # running from a source checkout: templates/ beside the package
@@ -97,17 +98,26 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
 
 # ---------------------------------------------------------------- what the templates get
 
-def _layer_table(config_model: dict) -> tuple[list[dict], int]:
-    network = model.ConvNet(tuple(config_model["depth"]), config_model["hidden"], config_model["dropout"])
-    d1, d2 = config_model["depth"]
-    shapes = {"conv1": (d1, 28, 28), "pool1": (d1, 14, 14), "conv2": (d2, 14, 14), "pool2": (d2, 7, 7),
-              "fc1": (config_model["hidden"],), "fc2": (10,)}
+def _layer_table(run: Run) -> tuple[list[dict], analysis.Fact]:
+    """Layers with output shapes (traced through the network by the dissection) and parameter
+    counts (from the weight file's header), each count citing the weights it counts."""
+    if "network" not in run.dissection:
+        raise UserError(f"{run.folder / 'dissection.json'}: made by an older labbook without the network's "
+                        f"layer shapes; run `labbook dissect {run.folder}` again")
     rows = []
-    for name, shape in shapes.items():
-        module = getattr(network, name, None)
-        parameters = sum(p.numel() for p in module.parameters()) if module is not None else 0
-        rows.append({"name": name, "shape": " × ".join(map(str, shape)), "parameters": parameters})
-    return rows, sum(p.numel() for p in network.parameters())
+    for layer in run.dissection["network"]["layers"]:
+        shapes = [shape for name, shape in run.weight_shapes.items() if name.startswith(layer["name"] + ".")]
+        rows.append({"name": layer["name"], "shape": " × ".join(map(str, layer["output_shape"])),
+                     "parameters": analysis.Fact(sum(map(math.prod, shapes)), f"model.safetensors:{layer['name']}.*")})
+    return rows, analysis.Fact(sum(map(math.prod, run.weight_shapes.values())), "model.safetensors:*")
+
+
+def _model_source() -> str:
+    """The source of the ConvNet class, read from model.py as a file: importing it would load torch."""
+    path = Path(__file__).with_name("model.py")
+    source = path.read_text(encoding="utf-8")
+    node = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "ConvNet")
+    return ast.get_source_segment(source, node) + "\n"
 
 
 def _notes(folder: Path, notes: Path | None) -> dict[str, Markup | None]:
@@ -120,10 +130,7 @@ def _notes(folder: Path, notes: Path | None) -> dict[str, Markup | None]:
                 raise UserError(f"{notes}: notes file not found")
             found[language] = None
             continue
-        try:
-            source = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: notes must be UTF-8 text") from None
+        source = read_text(path)
         rendered = markdown.markdown(source, extensions=["tables", "fenced_code"])
         clean = nh3.clean(rendered, tags=NOTES_TAGS, attributes={"a": {"href", "title"}, "td": {"align"},
                                                                  "th": {"align"}},
@@ -153,41 +160,30 @@ def _walk(data, source: str, path: str = "") -> dict:
 
 
 def build_context(folder: Path, options: ReportOptions) -> dict:
-    from labbook.dissect import read_history
-    folder = Path(folder)
-    for name in ("run.json", "metrics.json", "dissection.json", "config.toml", "history.csv", "manifest.json"):
-        if not (folder / name).is_file():
-            hint = " (run `labbook dissect` first)" if name == "dissection.json" else ""
-            raise UserError(f"{folder / name}: missing; a report needs a complete, dissected run{hint}")
-    run = read_json(folder / "run.json")
-    if run.get("status") != "complete":
-        raise UserError(f"{folder / 'run.json'}: run status is {run.get('status')!r}, not 'complete'")
-    problems = [p for p in verify_manifest(folder) if not p.startswith("report/")]
-    if problems:
-        raise UserError(f"{folder}: {problems[0]} (manifest.json no longer matches)")
-    metrics, dissection = read_json(folder / "metrics.json"), read_json(folder / "dissection.json")
-    config_text = (folder / "config.toml").read_text(encoding="utf-8")
-    config = tomllib.loads(config_text)
-    history = read_history(folder / "history.csv")
-    layers, total_parameters = _layer_table(config["model"])
-    manifest = read_json(folder / "manifest.json")
-    source = inspect.getsource(model.ConvNet)
+    return context_of(read_run(folder, dissected=True, regenerated=REPORT_OUTPUTS), options)
+
+
+def context_of(run: Run, options: ReportOptions) -> dict:
+    """Everything the report templates use, from one read, checked, dissected run."""
+    metrics, dissection, config = run.metrics, run.dissection, run.config.to_dict()
+    layers, total_parameters = _layer_table(run)
     return {
-        "run": run, "config": config, "config_text": config_text, "metrics": metrics, "dissection": dissection,
+        "run": run.info, "config": config, "config_text": run.config_text, "metrics": metrics,
+        "dissection": dissection,
         "m": _walk(metrics, "metrics.json"), "d": _walk(dissection, "dissection.json"),
-        "r": _walk(run, "run.json"), "c": _walk(config, "config.toml"),
-        "history_rows": _history_facts_rows(history), "history_length": len(history),
-        "training": analysis.training_facts(history, metrics),
+        "r": _walk(run.info, "run.json"), "c": _walk(config, "config.toml"),
+        "history_rows": _history_facts_rows(run.history), "history_length": len(run.history),
+        "training": analysis.training_facts(run.history, metrics),
         "evaluation": analysis.evaluation_facts(metrics, dissection),
         "kernels": analysis.kernel_facts(dissection),
         "robustness": analysis.robustness_facts(dissection),
-        "layers": layers, "total_parameters": analysis.Fact(total_parameters, "model.safetensors:*"),
-        "model_source": Markup(highlight(source, PythonLexer(), HtmlFormatter(cssclass="source", nowrap=False))),
+        "layers": layers, "total_parameters": total_parameters,
+        "model_source": Markup(highlight(_model_source(), PythonLexer(), HtmlFormatter(cssclass="source", nowrap=False))),
         "pygments_css": HtmlFormatter(cssclass="source").get_style_defs(".source"),
-        "notes": _notes(folder, options.notes),
+        "notes": _notes(run.folder, options.notes),
         # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
-        "manifest": sorted((name, entry) for name, entry in manifest["files"].items()
-                           if not name.startswith("report/")),
+        "manifest": sorted((name, entry) for name, entry in run.manifest["files"].items()
+                           if not name.startswith(REPORT_OUTPUTS)),
         "course": options.course, "title": options.title,
         "labbook_version": __version__,
         "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURES)},

@@ -16,13 +16,7 @@ import torch
 
 from labbook.data import Split, random_shift
 from labbook.model import ConvNet
-from labbook.train import log_probabilities
-
-
-# ---------------------------------------------------------------- evaluation helpers
-
-def predictions(model: ConvNet, images: torch.Tensor) -> torch.Tensor:
-    return log_probabilities(model, images).argmax(dim=1)
+from labbook.evaluate import predictions
 
 
 def _spans(shift: int, size: int, margin: int = 0) -> tuple[slice, slice]:

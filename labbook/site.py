@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labbook.errors import UserError
-from labbook.localization import Formatter
-from labbook.report import BUILTIN_TEMPLATES, ReportOptions, build_context, environment
-from labbook.runfolder import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from labbook.localization import Formatter, gettext_for
+from labbook.report import BUILTIN_TEMPLATES, ReportOptions, context_of, environment
+from labbook.runfolder import (REPORT_OUTPUTS, RUN_JSON, Run, atomic_write_bytes, atomic_write_json,
+                               atomic_write_text, check_manifest, read_json, read_run)
 
 STATE_FILE = ".labbook-site.json"
 LANGUAGES = ("zh", "en")
@@ -41,27 +42,21 @@ def page_name(name: str, language: str) -> str:
     return f"{name}.html" if language == "zh" else f"{name}.en.html"
 
 
-def find_runs(sources: list[Path], skipped: list[str]) -> list[Path]:
-    """Run folders among `sources` (each a run folder or a folder of them) that a site can show."""
+def find_runs(sources: list[Path], skipped: list[str]) -> list[Run]:
+    """The runs among `sources` (each a run folder or a folder of them) that a site can show:
+    complete and dissected. Each is read once here; the others are listed in `skipped` with the reason."""
     found = []
     for source in map(Path, sources):
         if not source.is_dir():
             raise UserError(f"{source}: no such folder of runs")
-        candidates = [source] if (source / "run.json").is_file() else sorted(p for p in source.iterdir() if p.is_dir())
+        candidates = [source] if (source / RUN_JSON).is_file() else sorted(p for p in source.iterdir() if p.is_dir())
         for folder in candidates:
-            if not (folder / "run.json").is_file():
+            if not (folder / RUN_JSON).is_file():
                 continue
             try:
-                status = read_json(folder / "run.json").get("status")
+                found.append(read_run(folder, dissected=True, regenerated=None))
             except UserError as error:
                 skipped.append(f"{folder.name}: {error}")
-                continue
-            if status != "complete" or not (folder / "manifest.json").is_file():
-                skipped.append(f"{folder.name}: run status {status!r}, not complete")
-            elif not (folder / "dissection.json").is_file():
-                skipped.append(f"{folder.name}: not dissected (run `labbook dissect {folder}`)")
-            else:
-                found.append(folder)
     return found
 
 
@@ -84,22 +79,22 @@ def _write_assets(out: Path) -> dict[str, str]:
     return names
 
 
-def _manifest_digest(folder: Path) -> str:
-    return hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+def _manifest_digest(run: Run) -> str:
+    return hashlib.sha256(json.dumps(run.manifest, sort_keys=True).encode()).hexdigest()
 
 
-def _summary(folder: Path) -> dict:
-    run, metrics = read_json(folder / "run.json"), read_json(folder / "metrics.json")
-    import tomllib
-    config = tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
-    return {"id": run["id"], "name": config.get("name", ""), "author": run.get("author") or "",
-            "student_id": run.get("student_id") or "", "finished": run["finished"], "preset": config["preset"],
-            "epochs": config["train"]["epochs"], "validation_accuracy": metrics["validation_accuracy"],
+def _summary(run: Run) -> dict:
+    info, metrics, config = run.info, run.metrics, run.config
+    return {"id": run.id, "name": config.name, "author": info.get("author") or "",
+            "student_id": info.get("student_id") or "", "finished": info["finished"], "preset": config.preset,
+            "epochs": config.train.epochs, "validation_accuracy": metrics["validation_accuracy"],
             "test_accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
-            "config": config, "folder": folder}
+            "config": config.to_dict(), "history": run.history}
 
 
-def _render_run(folder: Path, target: Path, env, assets: dict[str, str]) -> None:
+def _render_run(run: Run, target: Path, env, assets: dict[str, str]) -> None:
+    check_manifest(run.folder, REPORT_OUTPUTS)
+    folder = run.folder
     if target.exists():
         shutil.rmtree(target)
     (target / "figures").mkdir(parents=True)
@@ -111,7 +106,7 @@ def _render_run(folder: Path, target: Path, env, assets: dict[str, str]) -> None
         if (folder / relative).is_file():
             shutil.copyfile(folder / relative, target / "files" / Path(relative).name)
             downloads.append(Path(relative).name)
-    context = build_context(folder, ReportOptions())
+    context = context_of(run, ReportOptions())
     template = env.get_template("site/run.html.j2")
     for language in LANGUAGES:
         page = template.render(**context, languages=(language,), lang=language, for_pdf=False,
@@ -146,16 +141,15 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     import io
 
     from labbook import figures
-    from labbook.dissect import read_history
     figures.configure_matplotlib()
-    plt = figures.plt
+    plt, _ = figures.plt, gettext_for(language)
     figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
     for summary in summaries:
-        history = read_history(summary["folder"] / "history.csv")
+        history = summary["history"]
         axis.plot([row["samples_seen"] for row in history], [100 * (1 - row["validation_accuracy"]) for row in history],
                   label=summary["id"], linewidth=1)
-    axis.set_xlabel(figures.text("samples_seen", language))
-    axis.set_ylabel(figures.text("validation_error", language) + " (%)")
+    axis.set_xlabel(_("Training images seen"))
+    axis.set_ylabel(_("Validation error") + " (%)")
     axis.set_yscale("log")
     axis.grid(True, which="both", alpha=0.3)
     if len(summaries) <= 12:
@@ -175,8 +169,8 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = SiteResult(out=out)
-    folders = find_runs(sources, result.skipped)
-    summaries = [_summary(folder) for folder in folders]  # each run's files read once
+    runs = find_runs(sources, result.skipped)
+    summaries = [_summary(run) for run in runs]
     ids = [summary["id"] for summary in summaries]
     duplicates = [run_id for run_id, count in Counter(ids).items() if count > 1]
     if duplicates:
@@ -186,12 +180,12 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
     assets = _write_assets(out)
     env = environment()
     previous_assets = state.get("__assets__")
-    for folder, run_id in zip(folders, ids):
-        digest = _manifest_digest(folder)
+    for run, run_id in zip(runs, ids):
+        digest = _manifest_digest(run)
         target = out / "runs" / run_id
         if state.get(run_id) == digest and previous_assets == assets and (target / "index.html").is_file():
             continue
-        _render_run(folder, target, env, assets)
+        _render_run(run, target, env, assets)
         state[run_id] = digest
         result.rendered.append(run_id)
         if progress:

@@ -10,8 +10,8 @@ the data sit in memory as one tensor and batches are gathered by an index
 permutation (no DataLoader, no per-image PIL conversion); the network trains
 in channels-last memory format, where oneDNN's small-channel convolutions and
 pooling run about 20% faster per step and evaluation nearly 3x faster;
-evaluation runs in batches of a thousand under inference mode; see also the
-notes in model.py (pool before ReLU, byte-mask dropout).
+evaluation (evaluate.py) runs in batches of a thousand under inference mode;
+see also the notes in model.py (pool before ReLU, byte-mask dropout).
 """
 
 from __future__ import annotations
@@ -24,22 +24,16 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from labbook.config import Config
+from labbook.config import IMAGE_SIZE, Config
 from labbook.data import Mnist, Split, random_shift
-from labbook.model import NUM_CLASSES, ConvNet
+from labbook.evaluate import evaluate, fast_layout
+from labbook.model import ConvNet, build_model
 
 SNAPSHOT_KEYS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")
 
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass
-class Evaluation:
-    accuracy: float          # fraction correct
-    loss: float              # mean cross-entropy
-    predictions: torch.Tensor
 
 
 @dataclass
@@ -61,45 +55,6 @@ def pick_device(requested: str) -> torch.device:
         from labbook.errors import UserError
         raise UserError("--device cuda: no CUDA device is available on this machine")
     return torch.device(requested)
-
-
-def _fast_layout(images: torch.Tensor) -> torch.Tensor:
-    return images.contiguous(memory_format=torch.channels_last)
-
-
-def build_model(config: Config) -> ConvNet:
-    return ConvNet(depth=tuple(config.model.depth), hidden=config.model.hidden, dropout=config.model.dropout)
-
-
-def log_probabilities(model: ConvNet, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """The model's log-probabilities for many images, in eval and inference mode.
-
-    Every evaluation in labbook (metrics, dissection, grading) goes through here, so
-    the same weights always give the same numbers. Model and input are put in
-    channels-last format: mixing formats is the slowest path oneDNN has here.
-    """
-    was_training = model.training
-    model.to(memory_format=torch.channels_last).eval()
-    with torch.inference_mode():
-        output = torch.cat([model(_fast_layout(images[start:start + batch_size]))
-                            for start in range(0, len(images), batch_size)])
-    model.train(was_training)
-    return output
-
-
-def evaluate(model: ConvNet, split: Split, batch_size: int = 1000) -> Evaluation:
-    """Accuracy and mean loss of `model` on `split`."""
-    output = log_probabilities(model, split.images, batch_size)
-    loss = F.cross_entropy(output, split.labels, reduction="sum").item() / len(split)
-    predicted = output.argmax(dim=1)
-    correct = (predicted == split.labels).sum().item()
-    return Evaluation(accuracy=correct / len(split), loss=loss, predictions=predicted.cpu())
-
-
-def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor) -> list[list[int]]:
-    """Rows are true digits, columns predicted digits."""
-    counts = torch.bincount(labels * NUM_CLASSES + predictions, minlength=NUM_CLASSES * NUM_CLASSES)
-    return counts.view(NUM_CLASSES, NUM_CLASSES).tolist()
 
 
 def _optimizer(config: Config, model: ConvNet, steps: int):
@@ -143,10 +98,10 @@ def train(config: Config, data: Mnist, device: torch.device, state: TrainState |
         right, seen = 0, 0
         for batch in range(batches_per_epoch):
             index = order[batch * batch_size:(batch + 1) * batch_size]
-            inputs = flat_images.index_select(0, index).view(-1, 1, 28, 28)
+            inputs = flat_images.index_select(0, index).view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
             if config.data.augment_shift:
                 inputs = random_shift(inputs, config.data.augment_shift, shuffle)
-            inputs = _fast_layout(inputs)
+            inputs = fast_layout(inputs)
             targets = labels.index_select(0, index)
             output = model(inputs)
             loss = F.cross_entropy(output, targets)

@@ -1,9 +1,18 @@
+"""Shared fixtures: one small real run made through the CLI (trained and dissected once per
+session), and a reported copy of it, reused by the report, site and grading tests."""
+
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from labbook.cli import main
+from labbook.runfolder import write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
@@ -15,10 +24,26 @@ SMALL = ["--set", "data.train_limit=2000", "--set", "data.validation_limit=500",
 
 
 def run_cli(*args, cwd=None, timeout=300, **kwargs):
-    """Run `python -m labbook ARGS` the way a user would, capturing its output."""
+    """Run `python -m labbook ARGS` as its own process, the way a user would, capturing its output."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "labbook", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def invoke(*args):
+    """Run the CLI in this process (no start-up cost): for checking what it says and its exit code."""
+    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def copy_run(source: Path, target: Path, **run_changes) -> Path:
+    """A copy of a complete run folder with some run.json fields changed, its manifest
+    re-written as if labbook had written it that way."""
+    shutil.copytree(source, target)
+    info = json.loads((target / "run.json").read_text(encoding="utf-8"))
+    info.update(run_changes)
+    (target / "run.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+    write_manifest(target)
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +54,20 @@ def mnist():
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory):
-    """One complete small run made through the CLI, shared by the read-only tests."""
+    """One complete, dissected small run made through the CLI, shared by the read-only tests."""
     runs = tmp_path_factory.mktemp("runs")
     result = run_cli("run", *SMALL, "--runs-dir", runs, "--author", "张三 Zhang", "--student-id", "2024001")
     assert result.returncode == 0, result.stderr
     (folder,) = runs.iterdir()
     return folder, result
+
+
+@pytest.fixture(scope="session")
+def reported(small_run, tmp_path_factory):
+    """A copy of the small run with its three reports in HTML and PDF, made through the CLI."""
+    folder, _ = small_run
+    copy = tmp_path_factory.mktemp("reported") / folder.name
+    shutil.copytree(folder, copy)
+    result = run_cli("report", copy)
+    assert result.returncode == 0, result.stderr
+    return copy

@@ -7,8 +7,9 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
-from conftest import SMALL, run_cli
+from conftest import SMALL, invoke, run_cli
 from lab_convnet import ConvNet as LabConvNet
 from safetensors.torch import load_file
 
@@ -59,34 +60,41 @@ def test_weights_in_the_labs_own_class_give_the_reported_accuracy(small_run):
 
 def test_config_toml_reproduces_the_run(small_run, tmp_path):
     folder, _ = small_run
-    result = run_cli("run", "--config", folder / "config.toml", "--runs-dir", tmp_path)
+    result = run_cli("run", "--config", folder / "config.toml", "--runs-dir", tmp_path, "--no-dissect")
     assert result.returncode == 0, result.stderr
     (again,) = tmp_path.iterdir()
     first, second = (json.loads((f / "metrics.json").read_text()) for f in (folder, again))
     for key in ("validation_accuracy", "test_accuracy", "test_loss", "test_confusion_matrix"):
         assert first[key] == second[key]
     assert (folder / "model.safetensors").read_bytes() == (again / "model.safetensors").read_bytes()
+    assert (folder / "config.toml").read_text() == (again / "config.toml").read_text()
 
 
-def test_user_errors_are_one_line_and_exit_2(tmp_path):
-    cases = [
-        (["run", "--set", "train.epochz=1"], "unknown key 'train.epochz'"),
-        (["run", "--set", "train.epochs=many"], "train.epochs must be int"),
-        (["run", "--preset", "turbo"], "unknown preset 'turbo'"),
-        (["run", "--data-dir", tmp_path], "train-images-idx3-ubyte[.gz]: not found"),
-    ]
-    for args, message in cases:
-        result = run_cli(*args, "--runs-dir", tmp_path / "runs")
-        assert result.returncode == 2, result.stderr
-        assert message in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+@pytest.mark.parametrize("args, message", [
+    (["run", "--set", "train.epochz=1"], "config: unknown key 'train.epochz'"),
+    (["run", "--set", "train.epochs=many"], "config: train.epochs must be int"),
+    (["run", "--set", "train.optimizer=rmsprop"], "config: train.optimizer must be one of sgd, adam, adamw"),
+    (["run", "--preset", "turbo"], "Invalid value for '--preset': 'turbo' is not one of 'seed', 'fast'"),
+    (["run", "--device", "tpu"], "Invalid value for '--device': 'tpu' is not one of 'auto', 'cpu', 'cuda'"),
+    (["run", "--data-dir", "{tmp}"], "train-images-idx3-ubyte[.gz]: not found"),
+    (["report", "{tmp}", "--lang", "fr"], "Invalid value for '--lang': 'fr' is not one of 'zh', 'en', 'zh-en'"),
+    (["report", "{tmp}", "--format", "docx"], "Invalid value for '--format': 'docx'"),
+    (["report", "{tmp}/nothing"], "nothing: not a run folder"),
+    (["grade", "{tmp}", "--rubric", "{tmp}/none.toml"], "none.toml: rubric not found"),
+])
+def test_user_errors_are_one_line_and_exit_2(tmp_path, args, message):
+    runs = ["--runs-dir", tmp_path / "runs"] if args[0] == "run" else []
+    result = invoke(*[arg.replace("{tmp}", str(tmp_path)) for arg in args], *runs)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("labbook: error: ") and message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_exploding_loss_leaves_a_failed_run(tmp_path):
-    result = run_cli("run", *SMALL, "--set", "train.learning_rate=1e12", "--runs-dir", tmp_path)
-    assert result.returncode == 1
-    assert "run failed: training loss became" in result.stderr and "Traceback" not in result.stderr
+    result = invoke("run", *SMALL, "--set", "train.learning_rate=1e12", "--runs-dir", tmp_path, "--no-progress")
+    assert result.exit_code == 1
+    assert "run failed: training loss became" in result.output and "Traceback" not in result.output
     (folder,) = tmp_path.iterdir()
     assert json.loads((folder / "run.json").read_text())["status"] == "failed"
     assert not (folder / "manifest.json").exists() and not (folder / "metrics.json").exists()
@@ -96,17 +104,14 @@ def test_ctrl_c_leaves_an_interrupted_run(tmp_path):
     command = [sys.executable, "-m", "labbook", "run", *SMALL, "--epochs", "200", "--runs-dir", str(tmp_path)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline:  # wait until training has recorded something
-        histories = list(tmp_path.glob("*/run.json"))
-        if histories and process.stderr and any(tmp_path.iterdir()):
-            break
-        time.sleep(0.2)
-    time.sleep(3)
+    while time.time() < deadline and not list(tmp_path.glob("*/history.csv")):  # training has recorded something
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "run interrupted" in stderr and "Traceback" not in stderr
     (folder,) = tmp_path.iterdir()
     assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
-    assert not (folder / "manifest.json").exists()
-    assert (folder / "history.csv").read_text().startswith("epoch,batch")
+    assert not (folder / "manifest.json").exists() and not (folder / "metrics.json").exists()
+    rows = list(csv.DictReader((folder / "history.csv").open()))
+    assert rows and rows[0]["batch"] == "0"   # what was recorded before the interruption is kept

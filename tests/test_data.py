@@ -45,7 +45,12 @@ def test_vendored_data_has_the_labs_splits(mnist):
     assert both.tolist() == test_counts
     assert torch.bincount(mnist.train.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918,
                                                            6265, 5851, 5949]
-    assert mnist.test.labels[4 - 0].item() in range(10)
+    # The lab's test split starts at MNIST test image 5000: its image 4 is the file's image 5004.
+    labels = gzip.decompress((RAW / "t10k-labels-idx1-ubyte.gz").read_bytes())[8:]
+    images = gzip.decompress((RAW / "t10k-images-idx3-ubyte.gz").read_bytes())[16:]
+    assert mnist.test.labels[4].item() == labels[5004] and mnist.validation.labels[4].item() == labels[4]
+    assert torch.equal(mnist.test.images[4, 0], torch.tensor(list(images[5004 * 784:5005 * 784]),
+                                                              dtype=torch.float32).view(28, 28) / 255)
 
 
 def test_data_dir_accepts_uncompressed_files_and_torchvision_layout(tmp_path, mnist):

@@ -4,10 +4,12 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import invoke
 
-from labbook.dissect import kernel_descriptor, read_run
+from labbook.config import apply_overrides
+from labbook.dissect import dissect_run, kernel_descriptor, measure, redraw_run
 from labbook.errors import UserError
+from labbook.runfolder import read_run
 
 
 def test_kernel_descriptors_of_synthetic_kernels():
@@ -50,28 +52,27 @@ def test_dissection_of_a_run(small_run):
     assert "dissection.json" in manifest["files"] and "figures/samples.zh.png" in manifest["files"]
 
 
-def test_dissecting_again_changes_no_byte(small_run, tmp_path):
+def test_each_half_alone_gives_the_same_bytes_and_every_glyph_exists(small_run, tmp_path):
+    """Figures redrawn alone (in this process, so that a missing glyph's warning reaches the test)
+    and numbers measured alone are exactly those of the dissection made by `labbook run`."""
     folder, _ = small_run
     copy = tmp_path / folder.name
     shutil.copytree(folder, copy)
-    result = run_cli("dissect", copy)
-    assert result.returncode == 0, result.stderr
+    shutil.rmtree(copy / "figures")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        redraw_run(copy, parallel=False)
+    glyphs = [str(w.message) for w in caught if "missing from" in str(w.message) or "Glyph" in str(w.message)]
+    assert glyphs == []
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             assert (copy / path.relative_to(folder)).read_bytes() == path.read_bytes(), path.name
 
-
-def test_chinese_figures_have_every_glyph(small_run, tmp_path):
-    from labbook.dissect import dissect_run
-    folder, _ = small_run
-    copy = tmp_path / "copy"
-    shutil.copytree(folder, copy)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        dissect_run(copy, {"image_index": 7})
-    glyphs = [str(w.message) for w in caught if "missing from" in str(w.message) or "Glyph" in str(w.message)]
-    assert glyphs == []
-    assert json.loads((copy / "dissection.json").read_text())["settings"]["image_index"] == 7
+    run = read_run(copy, dissected=True)
+    dissection = {key: value for key, value in run.dissection.items() if key != "figures"}
+    assert json.loads(json.dumps(measure(run, run.config.dissect))) == dissection
+    settings = apply_overrides(run.config, {"dissect": {"image_index": 7}}).dissect
+    assert measure(run, settings)["samples"]["test"]["index"] == 7
 
 
 def test_broken_run_folders_get_a_clear_error(small_run, tmp_path):
@@ -79,20 +80,19 @@ def test_broken_run_folders_get_a_clear_error(small_run, tmp_path):
     missing = tmp_path / "missing"
     shutil.copytree(folder, missing)
     (missing / "model.safetensors").unlink()
-    result = run_cli("dissect", missing)
-    assert result.returncode == 2 and "model.safetensors: missing" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = invoke("dissect", missing)
+    assert result.exit_code == 2 and "model.safetensors: missing" in result.output
 
     altered = tmp_path / "altered"
     shutil.copytree(folder, altered)
     with open(altered / "snapshots.safetensors", "r+b") as stream:
         stream.truncate(100)
     with pytest.raises(UserError, match="snapshots.safetensors: changed after the run"):
-        read_run(altered)
+        dissect_run(altered)
 
     unfinished = tmp_path / "unfinished"
     shutil.copytree(folder, unfinished)
     info = json.loads((unfinished / "run.json").read_text())
     (unfinished / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
-    result = run_cli("dissect", unfinished)
-    assert result.returncode == 2 and "not 'complete'" in result.stderr
+    result = invoke("dissect", unfinished)
+    assert result.exit_code == 2 and "not 'complete'" in result.output

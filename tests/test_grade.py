@@ -6,6 +6,8 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -13,13 +15,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import copy_run, invoke, run_cli
 from safetensors.torch import load_file, save_file
 
+from labbook.grade.rubric import EXAMPLE_RUBRIC
+from labbook.model import ConvNet
+from labbook.report import ReportOptions, render_report
 from labbook.runfolder import write_manifest
 
+# Graded on all 5,000 test images, as a claim must be; a small translation grid keeps the dissection short.
 HONEST = ["--set", "data.train_limit=3000", "--set", "data.validation_limit=500", "--set", "train.optimizer=adam",
-          "--set", "train.learning_rate=0.003", "--epochs", "1", "--threads", "1"]
+          "--set", "train.learning_rate=0.003", "--set", "train.record_every=20", "--set", "dissect.shift_radius=1",
+          "--set", "dissect.rotation_degrees=[-10, 0, 10]", "--epochs", "1", "--threads", "1"]
 NOTES = {"S001": "这次实验让我看到卷积核学到了边缘检测的模式，平移测试说明网络对小的平移比较鲁棒，但旋转会明显降低准确率。",
          "S002": "I trained with Adam for one epoch. 训练只用了一轮，验证准确率上升很快；混淆最多的是 4 和 9，"
                  "这与它们的笔画相似有关。下次想试试数据增强。"}
@@ -80,24 +87,27 @@ class Booby:
         return (open, (self.marker, "w"))
 
 
-def honest_run(where: Path, author: str, student_id: str, seed: int) -> Path:
-    result = run_cli("run", *HONEST, "--seed", seed, "--author", author, "--student-id", student_id,
-                     "--runs-dir", where)
-    assert result.returncode == 0, result.stderr
-    folder = next(p for p in where.iterdir() if p.is_dir())
-    assert run_cli("report", folder, "--lang", "zh", "--format", "html").returncode == 0
-    (folder / "notes.zh.md").write_text(NOTES[student_id], encoding="utf-8")
-    return folder
+def honest_runs(where: Path, students: list[tuple[str, str, int]]) -> list[Path]:
+    """Real runs, trained and dissected through the CLI at the same time, each with its report and notes."""
+    processes = []
+    for author, student_id, seed in students:
+        command = [sys.executable, "-m", "labbook", "run", *HONEST, "--seed", str(seed), "--author", author,
+                   "--student-id", student_id, "--runs-dir", str(where / student_id)]
+        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    folders = []
+    for process, (_, student_id, _) in zip(processes, students):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+        (folder,) = (where / student_id).iterdir()
+        render_report(folder, ReportOptions(languages=("zh",), formats=("html",)))
+        (folder / "notes.zh.md").write_text(NOTES[student_id], encoding="utf-8")
+        folders.append(folder)
+    return folders
 
 
 def variant(source: Path, target: Path, student_id: str, **run_changes) -> Path:
     """A copy of a run handed in under another student id, re-hashed as if it were theirs."""
-    shutil.copytree(source, target)
-    info = json.loads((target / "run.json").read_text())
-    info.update(student_id=student_id, author=f"Student {student_id}", **run_changes)
-    (target / "run.json").write_text(json.dumps(info))
-    write_manifest(target)
-    return target
+    return copy_run(source, target, student_id=student_id, author=f"Student {student_id}", **run_changes)
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +115,7 @@ def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("class")
     runs, subs = base / "runs", base / "submissions"
     subs.mkdir()
-    a = honest_run(runs / "a", "李 雷", "S001", 1)
-    b = honest_run(runs / "b", "Bob Smith", "S002", 2)
+    a, b = honest_runs(runs, [("李 雷", "S001", 1), ("Bob Smith", "S002", 2)])
     marker = base / "PICKLE-WAS-LOADED"
     outside = base / "escaped.txt"
 
@@ -236,30 +245,55 @@ def test_feedback_pages_explain_in_both_languages(graded):
     assert "S002 ↔ S014" in summary and "zip bomb" in summary
 
 
-def test_regrading_gives_identical_output(graded, tmp_path):
+def test_the_example_rubric_grades_and_regrading_gives_identical_output(graded, tmp_path):
     base = graded["base"]
-    result = run_cli("grade", base / "submissions", "--rubric", base / "rubric.toml", "--out", tmp_path / "again")
-    assert result.returncode == 0, result.stderr
+    rubric = tmp_path / "rubric.toml"
+    assert invoke("grade", "--init-rubric", rubric).exit_code == 0
+    assert rubric.read_text(encoding="utf-8") == EXAMPLE_RUBRIC
+    for out in ("first", "again"):
+        result = run_cli("grade", base / "submissions", "--rubric", rubric, "--out", tmp_path / out)
+        assert result.returncode == 0, result.stderr
     for name in ("grades.csv", "grades.json", "summary.html", "feedback/S008.html"):
-        assert (tmp_path / "again" / name).read_bytes() == (base / "grades" / name).read_bytes(), name
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+    rows = {row["student_id"]: row for row in csv.DictReader(
+        io.StringIO((tmp_path / "first" / "grades.csv").read_text(encoding="utf-8-sig")))}
+    assert list(rows["S001"])[3:10] == ["accuracy", "claims", "integrity", "configuration", "figures",
+                                        "reflections", "on_time"]
+    # The example asks for the lab's seed preset with SGD over 20 epochs; the class trained one epoch with Adam.
+    assert rows["S001"]["configuration"] == "0" and rows["S001"]["claims"] == "20"
+    assert invoke("grade", "--init-rubric", rubric).exit_code == 2   # never overwritten
 
 
 def test_malformed_rubrics_name_the_line(tmp_path):
     bad = tmp_path / "rubric.toml"
     bad.write_text(RUBRIC.replace('kind = "integrity"', 'kind = "honesty"'))
-    result = run_cli("grade", tmp_path, "--rubric", bad)
-    assert result.returncode == 2 and f"{bad}:13: unknown item kind 'honesty'" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = invoke("grade", tmp_path, "--rubric", bad)
+    assert result.exit_code == 2 and f"{bad}:13: unknown item kind 'honesty'" in result.output
+    bad.write_text(RUBRIC.replace("thresholds = [[0.5, 40], [0.2, 10]]", "thresholds = 0.5"))
+    result = invoke("grade", tmp_path, "--rubric", bad)
+    assert result.exit_code == 2 and f"{bad}:2: thresholds must be a list" in result.output
 
 
-def test_a_submission_over_the_time_limit_is_given_up_and_the_rest_go_on(tmp_path):
+def slow_run(folder: Path, run_json: dict) -> Path:
+    """A run folder whose network is legal but huge (256 channels in both layers): re-evaluating it
+    on 5,000 images takes minutes on one thread."""
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({**run_json, "student_id": "SLOW", "environment": {"threads": 1}}))
+    (folder / "config.toml").write_text('[model]\ndepth = [256, 256]\nhidden = 64\n')
+    torch.manual_seed(0)
+    save_file(ConvNet((256, 256), 64).state_dict(), str(folder / "model.safetensors"))
+    return folder
+
+
+def test_a_submission_over_the_time_limit_is_given_up_and_the_rest_go_on(graded, tmp_path):
     subs = tmp_path / "subs"
-    for name in ("first", "second"):
-        (subs / name).mkdir(parents=True)
+    shutil.copytree(graded["base"] / "submissions" / "S014", subs / "a-honest")
+    slow_run(subs / "b-slow", json.loads((subs / "a-honest" / "run.json").read_text()))
     (tmp_path / "rubric.toml").write_text(RUBRIC)
     result = run_cli("grade", subs, "--rubric", tmp_path / "rubric.toml", "--out", tmp_path / "out",
-                     "--timeout", "0.001")
+                     "--workers", 2, "--timeout", 8)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "grades.csv").read_text(encoding="utf-8-sig"))))
-    assert [row["student_id"] for row in rows] == ["first", "second"]
-    assert all(row["score"] == "0" and "grading took longer than 0 s" in row["flags"] for row in rows)
+    assert [row["student_id"] for row in rows] == ["S014", "b-slow"]
+    assert rows[0]["accuracy"] == "40" and "grading took longer" not in rows[0]["flags"]
+    assert rows[1]["score"] == "0" and "grading took longer than 8 s" in rows[1]["flags"]

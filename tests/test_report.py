@@ -9,9 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
-from conftest import ROOT, run_cli
+from conftest import invoke
 from safetensors.torch import load_file
 
 from labbook.errors import UserError
@@ -19,16 +17,6 @@ from labbook.report import ReportOptions, render_report
 
 RULE_CONSTANTS = {"rule:validation_error_threshold": 0.05, "rule:shift_accuracy_threshold": 0.95,
                   "rule:rotation_accuracy_threshold": 0.9}
-
-
-@pytest.fixture(scope="module")
-def reported(small_run, tmp_path_factory):
-    folder, _ = small_run
-    copy = tmp_path_factory.mktemp("reported") / folder.name
-    shutil.copytree(folder, copy)
-    result = run_cli("report", copy)
-    assert result.returncode == 0, result.stderr
-    return copy
 
 
 class Numbers(HTMLParser):
@@ -132,7 +120,6 @@ def test_report_shows_the_runs_headline_numbers(reported):
     html = (reported / "report" / "report.en.html").read_text()
     assert f"{100 * metrics['test_accuracy']:.2f}%" in html
     assert "Figure&nbsp;2" in html and 'id="figure-error_curve-en"' in html
-    assert '<a class="xref"' not in html or "#figure-" in html
     zh = (reported / "report" / "report.zh.html").read_text()
     assert "实验过程和结果" in zh and "图&nbsp;2" in zh and "作者尚未撰写本节" in zh
     both = (reported / "report" / "report.zh-en.html").read_text()
@@ -155,14 +142,42 @@ def test_pdf_text_and_fonts(reported):
     assert all(line.split()[-5] == "yes" for line in fonts.splitlines()[2:])  # every font embedded
 
 
-def test_every_message_has_a_chinese_translation():
-    catalog = read_po(open(ROOT / "labbook" / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po", "rb"))
-    translated = {message.id: message.string for message in catalog if message.id and not message.fuzzy}
-    method_map = [("**.j2", "jinja2"), ("**.css", "ignore")]
-    options = {"**.j2": {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}}
-    extracted = {message[2] for message in extract_from_dir(ROOT / "templates", method_map, options)}
-    missing = sorted(str(m) for m in extracted if not translated.get(m if isinstance(m, str) else m[0]))
-    assert len(extracted) > 80 and missing == []
+class CrossReferences(HTMLParser):
+    """Every cross-reference (its target and text) and every figure/table caption (its id and text)."""
+
+    def __init__(self):
+        super().__init__()
+        self.references, self.captions, self.open = [], {}, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and attrs.get("class") == "xref":
+            self.open = ("ref", attrs["href"][1:], [])
+        elif tag == "figure" or tag == "caption":
+            self.open = ("caption", attrs["id"], [])
+
+    def handle_data(self, data):
+        if self.open:
+            self.open[2].append(data)
+
+    def handle_endtag(self, tag):
+        if self.open and tag in ("a", "figure", "caption"):
+            kind, target, text = self.open
+            if kind == "ref":
+                self.references.append((target, "".join(text)))
+            else:
+                self.captions[target] = "".join(text)
+            self.open = None
+
+
+def test_cross_references_name_the_figure_they_point_to(reported):
+    for language, label in (("zh", "图"), ("en", "Figure")):
+        parser = CrossReferences()
+        parser.feed((reported / "report" / f"report.{language}.html").read_text())
+        assert len(parser.references) >= 4
+        for target, text in parser.references:
+            caption = parser.captions[target]  # the id exists in the same document
+            assert text.startswith(label) and caption.strip().startswith(text.replace("\xa0", "\xa0") + "."), target
 
 
 def fresh(reported: Path, tmp_path: Path) -> Path:
@@ -198,8 +213,8 @@ def test_a_course_can_override_one_block(reported, tmp_path):
     reported = fresh(reported, tmp_path)
     (tmp_path / "report.html.j2").write_text(
         '{% extends "builtin/report.html.j2" %}{% block title_block %}<h1>Physics 101 lab</h1>{% endblock %}')
-    result = run_cli("report", reported, "--lang", "en", "--format", "html", "--templates", tmp_path)
-    assert result.returncode == 0, result.stderr
+    result = invoke("report", reported, "--lang", "en", "--format", "html", "--templates", tmp_path)
+    assert result.exit_code == 0, result.output
     html = (reported / "report" / "report.en.html").read_text()
     assert "<h1>Physics 101 lab</h1>" in html and 'class="title-block"' not in html
     assert 'id="section-robustness-en"' in html
@@ -218,5 +233,5 @@ def test_report_refuses_an_undissected_or_broken_run(small_run, tmp_path):
     copy = tmp_path / "x"
     shutil.copytree(folder, copy)
     (copy / "dissection.json").unlink()
-    result = run_cli("report", copy)
-    assert result.returncode == 2 and "dissection.json: missing" in result.stderr and "labbook dissect" in result.stderr
+    result = invoke("report", copy)
+    assert result.exit_code == 2 and "dissection.json: missing" in result.output and "labbook dissect" in result.output

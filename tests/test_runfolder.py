@@ -1,21 +1,25 @@
 import json
+import os
+import shutil
 from datetime import datetime, timezone
 
 import pytest
 
-from labbook.runfolder import atomic_write_bytes, atomic_write_json, create_run_folder, verify_manifest, write_manifest
+from labbook.errors import UserError
+from labbook.runfolder import (atomic_write_json, create_run_folder, read_run, verify_manifest,
+                               write_manifest)
 
 
-def test_atomic_write_leaves_old_content_when_interrupted(tmp_path):
+def test_atomic_write_leaves_old_content_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "metrics.json"
     atomic_write_json(target, {"test_accuracy": 0.9})
 
-    class Boom:
-        def __len__(self):
-            raise KeyboardInterrupt
+    def interrupted(descriptor):  # Ctrl-C after the new bytes are written, before they replace the old file
+        raise KeyboardInterrupt
 
-    with pytest.raises(TypeError):
-        atomic_write_bytes(target, Boom())
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(target, {"test_accuracy": 0.1})
     assert json.loads(target.read_text()) == {"test_accuracy": 0.9}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
@@ -40,3 +44,33 @@ def test_manifest_detects_changed_and_missing_files(tmp_path):
     (tmp_path / "a.txt").write_text("One")
     (tmp_path / "sub" / "b.txt").unlink()
     assert verify_manifest(tmp_path) == ["a.txt: changed after the run", "sub/b.txt: missing"]
+
+
+def test_the_run_reader_types_a_run_and_refuses_what_it_cannot_trust(reported, tmp_path):
+    run = read_run(reported, dissected=True)
+    assert run.id == reported.name and run.info["status"] == "complete"
+    assert run.config.train.optimizer == "adam" and run.config.data.train_limit == 2000
+    assert [row["batch"] for row in run.history] == [0, 10, 20, 30] and isinstance(run.history[0]["epoch"], int)
+    assert run.weight_shapes["conv2.weight"] == [8, 4, 5, 5]
+    assert run.dissection["network"]["layers"][0] == {"name": "conv1", "output_shape": [4, 28, 28]}
+
+    def broken(name, change):
+        folder = tmp_path / name
+        shutil.copytree(reported, folder)
+        change(folder)
+        with pytest.raises(UserError) as caught:
+            read_run(folder, dissected=True)
+        return str(caught.value)
+
+    assert "metrics.json: changed after the run" in broken("edited", lambda f: (f / "metrics.json").write_text("{}"))
+    assert "history.csv: a symbolic link" in broken("linked", lambda f: (
+        (f / "history.csv").unlink(), (f / "history.csv").symlink_to("/etc/hostname")))
+    assert "history.csv: not a regular file" in broken("fifo", lambda f: (
+        (f / "history.csv").unlink(), os.mkfifo(f / "history.csv")))
+    assert "run status is 'running'" in broken("running", lambda f: (f / "run.json").write_text(
+        json.dumps({**run.info, "status": "running"})))
+    assert "dissection.json: missing; the run has not been dissected" in broken("undissected", lambda f: (
+        (f / "dissection.json").unlink(), write_manifest(f)))
+    assert "config.toml: a symbolic link" in broken("linked-after", lambda f: (   # re-hashed through the link
+        (f / "config.toml").rename(f / "elsewhere.toml"), (f / "config.toml").symlink_to(f / "elsewhere.toml"),
+        write_manifest(f)))

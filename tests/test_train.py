@@ -3,7 +3,8 @@ import torch
 
 from labbook.config import load_config, parse_override
 from labbook.data import Mnist
-from labbook.train import NonFiniteLoss, TrainState, confusion_matrix, train
+from labbook.evaluate import confusion_matrix
+from labbook.train import NonFiniteLoss, TrainState, train
 
 
 def small(mnist, *overrides):
@@ -33,8 +34,12 @@ def test_records_at_the_labs_cadence(mnist):
     assert [row["samples_seen"] for row in state.history] == [64, 384, 704, 1024]
     assert state.snapshots["conv1.weight"][0].shape == (4, 1, 5, 5)
     assert len(state.snapshots["conv2.bias"]) == 4
-    # The running training accuracy restarts each epoch, as in the lab.
-    assert all(0 <= row["train_accuracy"] <= 1 for row in state.history)
+    # The running training accuracy restarts each epoch, as in the lab: at batch 0 it is over that
+    # batch's 64 images, at batch 5 over the epoch's first 384, in every epoch.
+    for row in state.history:
+        seen = 64 * (row["batch"] + 1)
+        correct = row["train_accuracy"] * seen
+        assert abs(correct - round(correct)) < 1e-9 and 0 <= correct <= seen, row
 
 
 def test_exploding_loss_stops_with_a_clear_message(mnist):

@@ -11,14 +11,20 @@ built; pickle-based files (.pt, .pth, .pkl, ...) are flagged and never opened.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import struct
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from safetensors import SafetensorError
+from safetensors.torch import load
+
+from labbook.errors import UserError
+from labbook.model import parameter_shapes
+from labbook.runfolder import read_bytes, read_safetensors_header
 
 MAX_MEMBERS = 2000
 MAX_MEMBER_BYTES = 64 * 2**20
@@ -165,13 +171,6 @@ def open_submission(path: Path, scratch: Path) -> Submission:
     return submission
 
 
-def expected_shapes(depth: list[int], hidden: int) -> dict[str, list[int]]:
-    first, second = depth
-    return {"conv1.weight": [first, 1, 5, 5], "conv1.bias": [first], "conv2.weight": [second, first, 5, 5],
-            "conv2.bias": [second], "fc1.weight": [hidden, 49 * second], "fc1.bias": [hidden],
-            "fc2.weight": [10, hidden], "fc2.bias": [10]}
-
-
 def read_weights(path: Path, depth, hidden):
     """The weights of a model.safetensors as tensors, after checking its header against the
     lab's ConvNet with this depth and width; raises ValueError with the reason otherwise."""
@@ -180,29 +179,21 @@ def read_weights(path: Path, depth, hidden):
         raise ValueError(f"declared depth {depth!r} is outside the lab's ConvNet family")
     if not isinstance(hidden, int) or not 0 < hidden <= MAX_HIDDEN:
         raise ValueError(f"declared hidden width {hidden!r} is outside the lab's ConvNet family")
-    data = path.read_bytes()
-    if len(data) < 8:
-        raise ValueError("model.safetensors is empty or truncated")
-    (header_size,) = struct.unpack("<Q", data[:8])
-    if header_size > min(len(data) - 8, 1 << 20):
-        raise ValueError("model.safetensors has a truncated or oversized header")
     try:
-        header = json.loads(data[8:8 + header_size])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError("model.safetensors header is not valid JSON") from None
-    header.pop("__metadata__", None)
-    expected = expected_shapes(depth, hidden)
+        header = read_safetensors_header(path)
+        data = read_bytes(path)
+    except UserError as error:
+        raise ValueError(str(error).replace(f"{path}: ", "model.safetensors: ", 1)) from None
+    expected = parameter_shapes(tuple(depth), hidden)
     if set(header) != set(expected):
         extra, missing = sorted(set(header) - set(expected)), sorted(set(expected) - set(header))
         raise ValueError(f"weights do not match the lab's ConvNet (extra: {extra or 'none'}, "
                          f"missing: {missing or 'none'})")
     for name, shape in expected.items():
-        entry = header[name]
+        entry = header[name] if isinstance(header[name], dict) else {}
         if entry.get("dtype") != "F32" or entry.get("shape") != shape:
             raise ValueError(f"{name} has dtype {entry.get('dtype')} and shape {entry.get('shape')}, "
                              f"expected F32 {shape}")
-    from safetensors import SafetensorError
-    from safetensors.torch import load
     try:
         tensors = load(data)
     except (SafetensorError, ValueError, RuntimeError) as error:
@@ -214,7 +205,6 @@ def read_weights(path: Path, depth, hidden):
 
 
 def private_scratch(base: Path | None = None) -> Path:
-    import tempfile
     folder = Path(tempfile.mkdtemp(prefix="labbook-grade-", dir=base))
     os.chmod(folder, 0o700)
     return folder

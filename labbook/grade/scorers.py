@@ -1,0 +1,201 @@
+"""Rubric item kinds: one scorer each, registered under the kind's name.
+
+A scorer turns one rubric item and one submission's `Measurement` into a
+`Score`: points, a reason the student reads (an English message translated in
+labbook/locale, with its values), and the numbers behind it. Its `check` tells
+what is wrong with an item of that kind in a rubric file, or None. Adding a
+kind is adding one function here (and its test).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from labbook.config import TEST_SIZE
+from labbook.grade.measurement import Measurement
+from labbook.localization import N_, gettext_for
+
+# What a student reads about each item, by key; values are filled in per submission.
+REASONS = {
+    "ok": N_("meets the requirement"),
+    "accuracy": N_("re-measured test accuracy %(measured)s"),
+    "claims_match": N_("claimed test accuracy %(claimed)s matches the re-measured %(measured)s"),
+    "claims_differ": N_("claimed test accuracy %(claimed)s differs from the re-measured %(measured)s"),
+    "claims_subset": N_("the run was evaluated on %(size)s test images only, so its claim cannot be checked"),
+    "integrity_changed": N_("files changed after the run: %(files)s"),
+    "pickle": N_("the submission holds pickle files (not loaded): %(files)s"),
+    "config": N_("configuration does not meet the rubric: %(problems)s"),
+    "missing": N_("missing: %(what)s"),
+    "notes_short": N_("%(language)s reflections have %(count)s characters (at least %(minimum)s)"),
+    "notes_missing": N_("no %(language)s reflections (notes.%(language)s.md)"),
+    "on_time": N_("submitted on time"),
+    "late": N_("%(days)s day(s) late, %(penalty)s points off"),
+    "unreadable": N_("cannot be graded: %(error)s"),
+    "timeout": N_("grading took longer than %(seconds)s s"),
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    key: str
+    values: dict[str, str] = field(default_factory=dict)
+
+    def text(self, language: str) -> str:
+        return gettext_for(language)(REASONS[self.key]) % self.values
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "values": self.values}
+
+
+def reason(key: str, **values) -> Reason:
+    return Reason(key, {name: str(value) for name, value in values.items()})
+
+
+@dataclass(frozen=True)
+class Score:
+    points: float
+    reason: Reason
+    numbers: dict = field(default_factory=dict)
+    late_days: int = 0
+
+
+@dataclass(frozen=True)
+class Kind:
+    score: Callable[[dict, Measurement], Score]
+    check: Callable[[dict], str | None]
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def kind(name: str, check: Callable[[dict], str | None] = lambda item: None):
+    """Register the decorated function as the scorer of rubric items of kind `name`."""
+    def register(score: Callable[[dict, Measurement], Score]):
+        KINDS[name] = Kind(score, check)
+        return score
+    return register
+
+
+def score_item(item: dict, measurement: Measurement) -> Score:
+    """The score of one checked rubric item; a submission that could not be read gets nothing."""
+    if measurement.failure is not None:
+        return Score(0, measurement.failure)
+    return KINDS[item["kind"]].score(item, measurement)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# ---------------------------------------------------------------- the kinds
+
+def _check_thresholds(item: dict) -> str | None:
+    thresholds = item.get("thresholds")
+    if not isinstance(thresholds, list) or not all(
+            isinstance(t, list) and len(t) == 2 and all(_number(v) for v in t) for t in thresholds):
+        return "thresholds must be a list of [minimum accuracy, points]"
+    return None
+
+
+@kind("verified_accuracy", check=_check_thresholds)
+def verified_accuracy(item: dict, m: Measurement) -> Score:
+    if m.measured_accuracy is None:
+        return Score(0, reason("unreadable", error=m.weights_error or "no weights"))
+    earned = max((points for minimum, points in item["thresholds"] if m.measured_accuracy >= minimum), default=0)
+    return Score(min(earned, item["points"]), reason("accuracy", measured=_percent(m.measured_accuracy)),
+                 {"measured": m.measured_accuracy})
+
+
+@kind("claimed_numbers")
+def claimed_numbers(item: dict, m: Measurement) -> Score:
+    if m.measured_accuracy is None or m.claimed_accuracy is None:
+        return Score(0, reason("unreadable", error=m.weights_error or m.metrics_error or "no claimed test accuracy"))
+    numbers = {"measured": m.measured_accuracy, "claimed": m.claimed_accuracy}
+    values = {"claimed": _percent(m.claimed_accuracy), "measured": _percent(m.measured_accuracy)}
+    if m.claimed_size != TEST_SIZE:
+        return Score(0, reason("claims_subset", size=m.claimed_size), numbers)
+    if abs(m.claimed_accuracy - m.measured_accuracy) > 1e-9:
+        return Score(0, reason("claims_differ", **values), numbers)
+    return Score(item["points"], reason("claims_match", **values), numbers)
+
+
+@kind("integrity")
+def integrity(item: dict, m: Measurement) -> Score:
+    if m.pickles:
+        return Score(0, reason("pickle", files=", ".join(m.pickles)))
+    if m.manifest_problems:
+        return Score(0, reason("integrity_changed", files="; ".join(m.manifest_problems)))
+    return Score(item["points"], reason("ok"))
+
+
+def _check_configuration(item: dict) -> str | None:
+    if "depth" in item and not (isinstance(item["depth"], list) and all(_number(d) for d in item["depth"])):
+        return "depth must be a list such as [4, 8]"
+    if "min_epochs" in item and not _number(item["min_epochs"]):
+        return "min_epochs must be a number"
+    if "optimizers" in item and not isinstance(item["optimizers"], list):
+        return "optimizers must be a list such as [\"sgd\"]"
+    return None
+
+
+@kind("configuration", check=_check_configuration)
+def configuration(item: dict, m: Measurement) -> Score:
+    config = m.config
+    if config is None:
+        return Score(0, reason("unreadable", error=m.config_error or "config.toml missing"))
+    problems = []
+    if "preset" in item and config.preset != item["preset"]:
+        problems.append(f"preset {config.preset!r} (required {item['preset']!r})")
+    if "depth" in item and config.model.depth != item["depth"]:
+        problems.append(f"depth {config.model.depth} (required {item['depth']})")
+    if "min_epochs" in item and config.train.epochs < item["min_epochs"]:
+        problems.append(f"epochs {config.train.epochs} (at least {item['min_epochs']})")
+    if "optimizers" in item and config.train.optimizer not in item["optimizers"]:
+        problems.append(f"optimizer {config.train.optimizer!r} (allowed {item['optimizers']})")
+    return Score(0, reason("config", problems="; ".join(problems))) if problems else Score(item["points"], reason("ok"))
+
+
+@kind("artifacts", check=lambda item: None if isinstance(item.get("require", []), list)
+      else "require must be a list such as [\"dissection\", \"figures\", \"report\"]")
+def artifacts(item: dict, m: Measurement) -> Score:
+    missing = [what for what in item.get("require", []) if not m.artifacts.get(what)]
+    return Score(0, reason("missing", what=", ".join(missing))) if missing else Score(item["points"], reason("ok"))
+
+
+@kind("reflections", check=lambda item: None if isinstance(item.get("languages", ["zh"]), list)
+      else "languages must be a list such as [\"zh\", \"en\"]")
+def reflections(item: dict, m: Measurement) -> Score:
+    for language in item.get("languages", ["zh"]):
+        if language not in m.notes:
+            return Score(0, reason("notes_missing", language=language))
+        count = len("".join(m.notes[language].split()))
+        if count < item.get("min_chars", 0):
+            return Score(0, reason("notes_short", language=language, count=count, minimum=item["min_chars"]))
+    return Score(item["points"], reason("ok"))
+
+
+def _check_deadline(item: dict) -> str | None:
+    if not isinstance(item.get("deadline"), dt.datetime):
+        return "on_time needs a deadline date-time, e.g. 2026-12-20T23:59:00+08:00"
+    if item["deadline"].tzinfo is None:
+        return "the deadline needs a time zone, e.g. +08:00"
+    return None
+
+
+@kind("on_time", check=_check_deadline)
+def on_time(item: dict, m: Measurement) -> Score:
+    if m.finished is None:
+        return Score(0, reason("unreadable", error="run.json has no finish time"))
+    late = (m.finished - item["deadline"]).total_seconds()
+    if late <= 0:
+        return Score(item["points"], reason("on_time"))
+    days = math.ceil(late / 86400)
+    return Score(0, reason("late", days=days, penalty=days * item.get("penalty_per_day", 0)), {"late_days": days},
+                 late_days=days)
