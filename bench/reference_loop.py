@@ -1,12 +1,18 @@
-"""The lab's own training loop, restored from the seed report, as a baseline.
+"""The lab's own training pipeline, restored from the seed report, as a baseline.
 
 torchvision's `MNIST` dataset with `ToTensor()`, `DataLoader`s, and a full pass
-over the validation loader every 100 batches, exactly the shape the lab wrote.
-Used by bench/train_speed.py; not part of labbook.
+over the validation loader every 100 batches, exactly the shape the lab wrote,
+then the accuracy on the test half. Used by bench/train_speed.py in-process
+(`lab_epoch`) and as a whole process, as a student would run it:
+
+    python bench/reference_loop.py --root DIR --epochs 2 [--threads 2]
+
+Not part of labbook.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import shutil
 import time
@@ -40,44 +46,64 @@ def rightness(predictions, labels):
     return rights, len(labels)
 
 
-def lab_epoch(root: Path, seed: int = 0, max_batches: int | None = None) -> float:
-    """One epoch of the lab's loop; returns its wall time in seconds."""
+def lab_pipeline(root: Path, epochs: int, seed: int = 0, max_batches: int | None = None) -> tuple[float, float]:
+    """The lab's training for `epochs` epochs, then its test accuracy; returns (training seconds, test accuracy)."""
     torch.manual_seed(seed)
     train_dataset = dsets.MNIST(root=str(root), train=True, transform=transforms.ToTensor(), download=False)
     test_dataset = dsets.MNIST(root=str(root), train=False, transform=transforms.ToTensor(), download=False)
     indices = range(len(test_dataset))
     sampler_val = torch.utils.data.SubsetRandomSampler(indices[:5000])
+    sampler_test = torch.utils.data.SubsetRandomSampler(indices[5000:])
     train_loader = torch.utils.data.DataLoader(dataset=train_dataset, batch_size=64, shuffle=True)
     validation_loader = torch.utils.data.DataLoader(dataset=test_dataset, batch_size=64, sampler=sampler_val)
+    test_loader = torch.utils.data.DataLoader(dataset=test_dataset, batch_size=64, sampler=sampler_test)
 
     net = ConvNet()
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
 
-    def evaluation_model():
+    def evaluation_model(loader):
         net.eval()
-        val_rights = []
-        for data, target in validation_loader:
-            val_rights.append(rightness(net(data), target))
-        return val_rights
+        return [rightness(net(data), target) for data, target in loader]
 
     start = time.perf_counter()
-    record, weights, train_rights = [], [], []
-    for batch_idx, (data, target) in enumerate(train_loader):
-        net.train()
-        output = net(data)
-        loss = criterion(output, target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        train_rights.append(rightness(output, target))
-        if batch_idx % 100 == 0:
-            val_rights = evaluation_model()
-            val_r = (sum(r for r, _ in val_rights), sum(n for _, n in val_rights))
-            train_r = (sum(r for r, _ in train_rights), sum(n for _, n in train_rights))
-            record.append((100 - 100.0 * train_r[0] / train_r[1], 100 - 100.0 * val_r[0] / val_r[1]))
-            weights.append([net.conv1.weight.data.clone(), net.conv1.bias.data.clone(),
-                            net.conv2.weight.data.clone(), net.conv2.bias.data.clone()])
-        if max_batches is not None and batch_idx + 1 >= max_batches:
-            break
-    return time.perf_counter() - start
+    record, weights = [], []
+    for _ in range(epochs):
+        train_rights = []
+        for batch_idx, (data, target) in enumerate(train_loader):
+            net.train()
+            output = net(data)
+            loss = criterion(output, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            train_rights.append(rightness(output, target))
+            if batch_idx % 100 == 0:
+                val_rights = evaluation_model(validation_loader)
+                val_r = (sum(r for r, _ in val_rights), sum(n for _, n in val_rights))
+                train_r = (sum(r for r, _ in train_rights), sum(n for _, n in train_rights))
+                record.append((100 - 100.0 * train_r[0] / train_r[1], 100 - 100.0 * val_r[0] / val_r[1]))
+                weights.append([net.conv1.weight.data.clone(), net.conv1.bias.data.clone(),
+                                net.conv2.weight.data.clone(), net.conv2.bias.data.clone()])
+            if max_batches is not None and batch_idx + 1 >= max_batches:
+                break
+    seconds = time.perf_counter() - start
+    test_rights = evaluation_model(test_loader)
+    return seconds, float(sum(r for r, _ in test_rights)) / sum(n for _, n in test_rights)
+
+
+def lab_epoch(root: Path, seed: int = 0, max_batches: int | None = None) -> float:
+    """One epoch of the lab's loop; returns its wall time in seconds (data set construction excluded)."""
+    return lab_pipeline(root, 1, seed, max_batches)[0]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The lab's training pipeline as one script.")
+    parser.add_argument("--root", type=Path, required=True, help="Folder that holds (or receives) MNIST/raw.")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_seconds, accuracy = lab_pipeline(prepare_torchvision_root(args.root), args.epochs)
+    print(f"lab pipeline: {args.epochs} epochs in {train_seconds:.1f} s, test accuracy {100 * accuracy:.2f}%")

@@ -9,6 +9,14 @@ WeasyPrint subsets fonts with HarfBuzz when libharfbuzz-subset is installed
 (`make` installs it as root) and with fontTools otherwise; the script says which
 path it measured. Both are rendered in this one process from the same run.
 
+Beside it, what a student waits for: `labbook report RUN` as a whole process
+(start-up included) writing all six files, on a copy of the run.
+
+Measured (README, "Performance"), on a 2-core AMD EPYC VM with HarfBuzz, a
+seed-preset run (`python bench/report_speed.py RUN --repeats 3`): naive 4.32 s,
+labbook 4.02 s for the three PDFs (1.07x; with fontTools subsetting, on the Intel
+VM, 41.51 s against 8.22 s, 5.05x); `labbook report RUN` as a whole process 5.05 s.
+
     python bench/report_speed.py RUN_FOLDER [--repeats 3]
 """
 
@@ -16,12 +24,17 @@ from __future__ import annotations
 
 import argparse
 import ctypes.util
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 from labbook import pdf
 from labbook.report import ReportOptions, build_context, environment, render_html
+from labbook.runfolder import environment as machine
 
 
 def main() -> None:
@@ -56,6 +69,14 @@ def main() -> None:
     print(f"naive WeasyPrint with the system CJK font: {naive:.2f} s")
     print(f"labbook with its cached font subset:      {ours:.2f} s  (subset made in {subset_seconds:.2f} s, once)")
     print(f"speed-up: {naive / ours:.2f}x")
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / args.run_folder.name
+        shutil.copytree(args.run_folder, copy)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "labbook", "report", str(copy)], check=True, stdout=subprocess.DEVNULL)
+        whole = time.perf_counter() - started
+    print(f"{machine('cpu', 1)['cpu']}")
+    print(f"whole process (`labbook report RUN`: 3 HTML + 3 PDF, start-up included): {whole:.2f} s")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from captum.attr import Occlusion, Saliency
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from tqdm import tqdm
 
 from labbook import __version__, figures
 from labbook import robustness as rb
@@ -28,7 +30,7 @@ from labbook.data import Mnist, load_mnist
 from labbook.errors import UserError
 from labbook.evaluate import confusion_matrix, log_probabilities, per_class_accuracy
 from labbook.localization import N_
-from labbook.model import ConvNet, build_model, layer_shapes
+from labbook.model import ConvNet, layer_shapes, load_weights
 from labbook.runfolder import (DISSECTION, DISSECTION_OUTPUTS, REPORT_OUTPUTS, Run, atomic_write_json,
                                read_run, write_manifest)
 
@@ -47,13 +49,13 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def load_model(run: Run) -> ConvNet:
     """A plain ConvNet with the run's weights, in evaluation mode."""
-    model = build_model(run.config)
+    path = run.folder / "model.safetensors"
     try:
-        model.load_state_dict(_load_tensors(run.folder / "model.safetensors"))
+        return load_weights(path, run.config)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable safetensors file ({error})") from None
     except RuntimeError as error:
-        raise UserError(f"{run.folder / 'model.safetensors'}: weights do not fit the configured network "
-                        f"({str(error).splitlines()[0]})") from None
-    return model.eval()
+        raise UserError(f"{path}: weights do not fit the configured network ({str(error).splitlines()[0]})") from None
 
 
 def load_snapshots(run: Run) -> dict[str, torch.Tensor]:
@@ -149,7 +151,6 @@ def confusion_pairs(matrix: list[list[int]]) -> list[dict]:
 
 def attributions(model: ConvNet, image: torch.Tensor, target: int) -> dict[str, np.ndarray]:
     """Gradient saliency and occlusion sensitivity of one image, through Captum."""
-    from captum.attr import Occlusion, Saliency
     model.eval()
     batch = image.unsqueeze(0).clone().requires_grad_(True)
     saliency = Saliency(model).attribute(batch, target=target, abs=True)
@@ -257,7 +258,6 @@ MEASUREMENTS = (("settings", _settings), ("network", _network), ("samples", _sam
 
 
 def _progress(show_progress: bool | None):
-    from tqdm import tqdm
     shown = sys.stderr.isatty() if show_progress is None else show_progress
     return tqdm(total=len(MEASUREMENTS) + 1, desc="dissect", unit="step", disable=not shown)
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from labbook import __version__
 from labbook.config import Config, to_toml
 from labbook.data import load_mnist
 from labbook.evaluate import confusion_matrix, evaluate, per_class_accuracy
-from labbook.model import ConvNet, build_model
+from labbook.model import build_model, load_weights
 from labbook.progress import Progress
 from labbook.runfolder import (RUN_JSON, atomic_write_bytes, atomic_write_json, atomic_write_text,
                                create_run_folder, environment, git_commit, iso, utc_now, write_history,
@@ -28,13 +28,6 @@ class RunOutcome:
     status: str                   # complete | failed | interrupted
     metrics: dict | None
     message: str = ""
-
-
-def load_weights(path: Path, config: Config) -> ConvNet:
-    """A plain ConvNet with the weights of a model.safetensors."""
-    model = build_model(config)
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
 
 
 def _metrics(folder: Path, state: TrainState, data, config: Config) -> dict:

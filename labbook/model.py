@@ -13,9 +13,12 @@ draws its mask from random bytes (see dropout()).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from labbook.config import IMAGE_SIZE, NUM_CLASSES, Config
 
@@ -63,6 +66,14 @@ class ConvNet(nn.Module):
 
 def build_model(config: Config) -> ConvNet:
     return ConvNet(depth=tuple(config.model.depth), hidden=config.model.hidden, dropout=config.model.dropout)
+
+
+def load_weights(path: Path, config: Config) -> ConvNet:
+    """A plain ConvNet with the weights of a model.safetensors, in evaluation mode: exactly what
+    anyone who loads the file into the lab's class gets."""
+    model = build_model(config)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
 
 
 def parameter_shapes(depth: tuple[int, int], hidden: int) -> dict[str, list[int]]:

@@ -10,12 +10,15 @@ renders again only the runs whose manifest changed (state in .labbook-site.json)
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pygments.formatters import HtmlFormatter
 
 from labbook.errors import UserError
 from labbook.localization import Formatter, gettext_for
@@ -64,7 +67,6 @@ def _write_assets(out: Path) -> dict[str, str]:
     """Copy CSS and JS under content-hashed names; return {logical name: path relative to the site}."""
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
-    from pygments.formatters import HtmlFormatter
     css = ((BUILTIN_TEMPLATES / "report.css").read_text(encoding="utf-8") + "\n"
            + (BUILTIN_TEMPLATES / "site" / "site.css").read_text(encoding="utf-8") + "\n"
            + HtmlFormatter(cssclass="source").get_style_defs(".source"))
@@ -138,9 +140,7 @@ def compare_table(summaries: list[dict]) -> tuple[list[str], list[dict]]:
 
 def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     """Validation error curves of every run in one figure; returns its path relative to the site."""
-    import io
-
-    from labbook import figures
+    from labbook import figures  # matplotlib: loaded only when there is a figure to draw
     figures.configure_matplotlib()
     plt, _ = figures.plt, gettext_for(language)
     figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
