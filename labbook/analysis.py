@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labbook.config import NUM_CLASSES
+
 
 @dataclass(frozen=True)
 class Fact:
@@ -50,7 +52,7 @@ def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) 
 
 def evaluation_facts(metrics: dict, dissection: dict) -> dict:
     per_class = metrics["per_class_test_accuracy"]
-    worst = min(range(10), key=lambda digit: (per_class[digit], digit))
+    worst = min(range(NUM_CLASSES), key=lambda digit: (per_class[digit], digit))
     facts = {"test_accuracy": Fact(metrics["test_accuracy"], "metrics.json:test_accuracy"),
              "test_loss": Fact(metrics["test_loss"], "metrics.json:test_loss"),
              "worst_digit": Fact(worst, "rule:argmin(metrics.json:per_class_test_accuracy)"),

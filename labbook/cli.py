@@ -10,9 +10,7 @@ import click
 from labbook import __version__
 from labbook.config import PRESETS, RuntimeConfig, choices
 from labbook.errors import UserError
-
-LANGUAGE_SETS = ("zh", "en", "zh-en")
-FORMATS = ("html", "pdf")
+from labbook.report import FORMATS, LANGUAGE_SETS
 
 
 class LabbookGroup(click.Group):
@@ -65,7 +63,8 @@ training_options = options(
 )
 
 report_options = options(
-    click.option("--lang", "languages", type=click.Choice(LANGUAGE_SETS), multiple=True, default=LANGUAGE_SETS,
+    click.option("--lang", "languages", type=click.Choice(tuple(LANGUAGE_SETS)), multiple=True,
+                 default=tuple(LANGUAGE_SETS),
                  help="Report language (repeatable); zh-en: each section in Chinese, then in English."),
     click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS,
                  help="Output format (repeatable)."),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from labbook.config import TEST_INDICES, VALIDATION_INDICES
+from labbook.config import TEST_INDICES, VALIDATION_INDICES, DataConfig
 from labbook.errors import UserError
 
 VENDORED_ROOT = Path(__file__).parent / "datasets"
@@ -54,6 +54,11 @@ class Mnist:
     train: Split
     validation: Split
     test: Split
+
+    def limited(self, config: DataConfig) -> "Mnist":
+        """The splits cut to the config's train/validation/test limits (0 = the whole split)."""
+        return Mnist(self.train.head(config.train_limit), self.validation.head(config.validation_limit),
+                     self.test.head(config.test_limit))
 
 
 def parse_idx(raw: bytes, name: str, expected_magic: int, expected_count: int) -> np.ndarray:

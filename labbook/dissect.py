@@ -10,6 +10,7 @@ nothing random is left unseeded: the same run dissected twice gives the same byt
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from labbook import __version__, figures
 from labbook import robustness as rb
-from labbook.config import DissectConfig, apply_overrides
+from labbook.config import NUM_CLASSES, DissectConfig, apply_overrides
 from labbook.data import Mnist, load_mnist
 from labbook.errors import UserError
 from labbook.evaluate import confusion_matrix, log_probabilities, per_class_accuracy
@@ -64,10 +65,7 @@ def load_snapshots(run: Run) -> dict[str, torch.Tensor]:
 
 def run_data(run: Run) -> Mnist:
     """The run's data splits, limited exactly as the run was."""
-    data = load_mnist()
-    return Mnist(data.train.head(run.config.data.train_limit),
-                 data.validation.head(run.config.data.validation_limit),
-                 data.test.head(run.config.data.test_limit))
+    return load_mnist().limited(run.config.data)
 
 
 def use_run_threads(run: Run) -> None:
@@ -145,7 +143,7 @@ def confident_mistakes(log_probabilities: torch.Tensor, labels: torch.Tensor, co
 
 def confusion_pairs(matrix: list[list[int]]) -> list[dict]:
     pairs = [{"true": t, "predicted": p, "count": matrix[t][p]}
-             for t in range(10) for p in range(10) if t != p and matrix[t][p] > 0]
+             for t in range(NUM_CLASSES) for p in range(NUM_CLASSES) if t != p and matrix[t][p] > 0]
     return sorted(pairs, key=lambda pair: (-pair["count"], pair["true"], pair["predicted"]))
 
 
@@ -181,10 +179,7 @@ class Subject:
 
 
 def _settings(subject: Subject) -> dict:
-    settings = subject.settings
-    return {"image_index": settings.image_index, "train_image_index": settings.train_image_index,
-            "shift": list(settings.shift), "shift_radius": settings.shift_radius,
-            "rotation_degrees": settings.rotation_degrees, "mistakes": settings.mistakes}
+    return dataclasses.asdict(subject.settings)
 
 
 def _network(subject: Subject) -> dict:

@@ -71,10 +71,7 @@ def run_experiment(config: Config, runs_dir: Path, data_dir: Path | None = None,
                    student_id: str = "", show_progress: bool | None = None) -> RunOutcome:
     """Train with `config` and write a complete run folder; never raises for a failed or
     interrupted training: the folder says what happened and the outcome carries it."""
-    data = load_mnist(data_dir)
-    data.train = data.train.head(config.data.train_limit)
-    data.validation = data.validation.head(config.data.validation_limit)
-    data.test = data.test.head(config.data.test_limit)
+    data = load_mnist(data_dir).limited(config.data)
 
     if config.runtime.threads:
         torch.set_num_threads(config.runtime.threads)

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
+from labbook.config import NUM_CLASSES  # noqa: E402
 from labbook.errors import UserError  # noqa: E402
 from labbook.localization import N_, gettext_for  # noqa: E402
 from labbook.runfolder import atomic_write_bytes  # noqa: E402
@@ -136,8 +137,8 @@ def samples(train_image, train_label, train_index, test_image, test_label, test_
     prediction = int(np.argmax(probabilities))
     _image_axis(axes[1], test_image, _("Test image %(index)s\nlabel %(label)s, predicted %(prediction)s")
                 % {"index": test_index, "label": test_label, "prediction": prediction})
-    axes[2].bar(range(10), probabilities, color=["#D55E00" if d == prediction else "#0072B2" for d in range(10)])
-    axes[2].set_xticks(range(10))
+    axes[2].bar(range(NUM_CLASSES), probabilities, color=["#D55E00" if d == prediction else "#0072B2" for d in range(NUM_CLASSES)])
+    axes[2].set_xticks(range(NUM_CLASSES))
     axes[2].set_xlabel(_("Digit"))
     axes[2].set_ylabel(_("Probability"))
     axes[2].set_ylim(0, 1)
@@ -292,19 +293,19 @@ def confusion(matrix: list[list[int]], per_class: list[float], language: str):
     values = np.array(matrix)
     shown = axes[0].imshow(values, cmap="viridis", norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(2, values.max()))
                            if values.max() > 0 else None)
-    for true in range(10):
-        for predicted in range(10):
+    for true in range(NUM_CLASSES):
+        for predicted in range(NUM_CLASSES):
             if values[true, predicted]:
                 axes[0].text(predicted, true, str(values[true, predicted]), ha="center", va="center", fontsize=5,
                              color="black" if true == predicted else "white")
-    axes[0].set_xticks(range(10))
-    axes[0].set_yticks(range(10))
+    axes[0].set_xticks(range(NUM_CLASSES))
+    axes[0].set_yticks(range(NUM_CLASSES))
     axes[0].set_xlabel(_("Predicted digit"))
     axes[0].set_ylabel(_("True digit"))
     axes[0].set_title(_("Test confusion matrix"), fontsize=9)
     figure.colorbar(shown, ax=axes[0], shrink=0.8)
-    axes[1].barh(range(10), [100 * value for value in per_class], color="#0072B2")
-    axes[1].set_yticks(range(10))
+    axes[1].barh(range(NUM_CLASSES), [100 * value for value in per_class], color="#0072B2")
+    axes[1].set_yticks(range(NUM_CLASSES))
     axes[1].invert_yaxis()
     axes[1].set_xlim(max(0, 100 * min(per_class) - 2), 100)
     axes[1].set_xlabel(_("Accuracy (%)"))

@@ -32,7 +32,9 @@ BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 if not BUILTIN_TEMPLATES.is_dir():  # running from a source checkout: templates/ beside the package
     BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
+# Each report language and the languages its sections come in, in order; the output formats.
 LANGUAGE_SETS = {"zh": ("zh",), "en": ("en",), "zh-en": ("zh", "en")}
+FORMATS = ("html", "pdf")
 SECTIONS = ("purpose", "process", "dissection", "robustness", "reflections", "appendix")
 FIGURES = ("samples", "error_curve", "confusion", "mistakes", "conv1_kernels", "conv1_features", "conv2_kernels",
            "conv2_features", "kernel_evolution", "attribution", "shift_test", "shift_grid", "rotation")
@@ -43,8 +45,8 @@ NOTES_TAGS = {"p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote
 
 @dataclass
 class ReportOptions:
-    languages: tuple[str, ...] = ("zh", "en", "zh-en")
-    formats: tuple[str, ...] = ("html", "pdf")
+    languages: tuple[str, ...] = tuple(LANGUAGE_SETS)
+    formats: tuple[str, ...] = FORMATS
     templates: Path | None = None
     notes: Path | None = None
     course: str | None = None
@@ -213,10 +215,10 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> list[Pa
     folder = Path(folder)
     for language_set in options.languages:
         if language_set not in LANGUAGE_SETS:
-            raise UserError(f"--lang {language_set!r}: choose zh, en or zh-en")
+            raise UserError(f"--lang {language_set!r}: choose from {', '.join(LANGUAGE_SETS)}")
     for output in options.formats:
-        if output not in ("html", "pdf"):
-            raise UserError(f"--format {output!r}: choose html, pdf or both")
+        if output not in FORMATS:
+            raise UserError(f"--format {output!r}: choose from {', '.join(FORMATS)}")
     if options.templates is not None and not Path(options.templates).is_dir():
         raise UserError(f"--templates {options.templates}: not a directory")
     context = build_context(folder, options)
