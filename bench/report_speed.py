@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 from labbook import pdf
-from labbook.report import ReportOptions, build_context, environment, render_html
+from labbook.report import ReportOptions, context_of, environment, render_html
+from labbook.run import read_run
 from labbook.runfolder import environment as machine
 
 
@@ -44,7 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     from weasyprint import HTML
 
-    context = build_context(args.run_folder, ReportOptions())
+    run = read_run(args.run_folder, dissected=True)
+    context = context_of(run, ReportOptions())
     env = environment()
     pages = {lang: render_html(context, lang, env, for_pdf=True) for lang in ("zh", "en", "zh-en")}
     base = str(args.run_folder / "report") + "/"
@@ -60,7 +62,7 @@ def main() -> None:
         naive_times.append(time.perf_counter() - started)
         started = time.perf_counter()
         for page in pages.values():
-            pdf.render_pdf(page, args.run_folder, font_css)
+            pdf.render_pdf(page, run.files.read, font_css)
         labbook_times.append(time.perf_counter() - started)
     naive, ours = statistics.median(naive_times), statistics.median(labbook_times)
     harfbuzz = ctypes.util.find_library("harfbuzz-subset") is not None

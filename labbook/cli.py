@@ -194,17 +194,23 @@ def build(run_folder, languages, formats, templates, notes, course, title, **tra
 def site(sources, out):
     """Build a static, bilingual website of every run in SOURCES (folders of runs, or run folders).
 
-    SOURCES defaults to ./runs. Only complete, dissected runs are shown; a rebuild
-    renders again only the runs whose manifest changed.
+    SOURCES defaults to ./runs. Runs are untrusted: only complete, dissected runs whose
+    files match their manifest are published; the others are listed with the reason,
+    and the exit code is then 3 (0 when every run was published). A rebuild renders
+    again only the runs whose manifest changed.
     """
     from labbook.site import build_site
 
     result = build_site(list(sources) or [Path("runs")], out)
     for reason in result.skipped:
         click.echo(f"skipped {reason}", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"site: {out / 'index.html'} ({len(result.runs)} runs, {len(result.rendered)} rendered, "
-               f"{result.seconds:.1f} s)")
+               f"{len(result.skipped)} skipped, {result.seconds:.1f} s)")
     click.echo(f"preview: labbook serve --dir {out}")
+    if result.skipped:
+        sys.exit(3)  # the site is written; some runs are not in it
 
 
 @main.command()

@@ -35,6 +35,10 @@ TEST_SIZE = len(TEST_INDICES)
 # A shift of half the image or more leaves no digit; the grid and the shift test stay below.
 MAX_SHIFT_RADIUS = IMAGE_SIZE // 2 - 1
 MAX_SHIFT = IMAGE_SIZE - 1
+# The ConvNet family labbook builds, trains and re-evaluates: wider than any lab needs, and small
+# enough that a run folder cannot make labbook allocate gigabytes.
+MAX_CHANNELS = 256
+MAX_HIDDEN = 8192
 
 
 @dataclass
@@ -201,8 +205,11 @@ def _validate(config: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise UserError(f"config: {key} must be at least 1, got {value}")
-    if len(config.model.depth) != 2 or min(config.model.depth) < 1:
-        raise UserError(f"config: model.depth must be two positive channel counts, got {config.model.depth}")
+    if len(config.model.depth) != 2 or not all(1 <= d <= MAX_CHANNELS for d in config.model.depth):
+        raise UserError(f"config: model.depth must be two channel counts in 1..{MAX_CHANNELS}, "
+                        f"got {config.model.depth}")
+    if config.model.hidden > MAX_HIDDEN:
+        raise UserError(f"config: model.hidden must be at most {MAX_HIDDEN}, got {config.model.hidden}")
     if not 0.0 <= config.model.dropout < 1.0:
         raise UserError(f"config: model.dropout must be in [0, 1), got {config.model.dropout}")
     if config.train.learning_rate <= 0:
@@ -243,19 +250,17 @@ def parse_override(assignment: str) -> dict:
     return nested
 
 
-def load_config(path: Path | None = None, preset: str | None = None, overrides: list[dict] = ()) -> Config:
-    """Resolve a config: preset (from the file, the argument, or "seed"), then the file, then overrides."""
-    file_values: dict = {}
-    if path is not None:
-        try:
-            file_values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: config file not found") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise UserError(f"{path}: not valid TOML ({error})") from None
+def _parse(text: str, path: Path | str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML ({error})") from None
+
+
+def _resolve(file_values: dict, preset: str | None, overrides: list[dict]) -> Config:
     chosen = preset or file_values.get("preset") or "seed"
     if chosen not in PRESETS:
-        raise UserError(f"unknown preset {chosen!r} (choose from: {', '.join(PRESETS)})")
+        raise UserError(f"unknown preset {str(chosen)[:40]!r} (choose from: {', '.join(PRESETS)})")
     config = Config(preset=chosen)
     _apply(config, PRESETS[chosen])
     _apply(config, {key: value for key, value in file_values.items() if key != "preset"})
@@ -266,6 +271,24 @@ def load_config(path: Path | None = None, preset: str | None = None, overrides: 
         config.name = chosen
     _validate(config)
     return config
+
+
+def load_config(path: Path | None = None, preset: str | None = None, overrides: list[dict] = ()) -> Config:
+    """Resolve a config: preset (from the file, the argument, or "seed"), then the file, then overrides."""
+    file_values: dict = {}
+    if path is not None:
+        try:
+            file_values = _parse(Path(path).read_text(encoding="utf-8"), path)
+        except FileNotFoundError:
+            raise UserError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"{path}: cannot be read as UTF-8 text ({error})") from None
+    return _resolve(file_values, preset, overrides)
+
+
+def load_config_text(text: str, path: Path | str) -> Config:
+    """The config that a config.toml's text (already read, e.g. from a run folder) resolves to."""
+    return _resolve(_parse(text, path), None, ())
 
 
 def to_toml(config: Config) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from captum.attr import Occlusion, Saliency
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load
 from tqdm import tqdm
 
 from labbook import __version__, figures
@@ -30,37 +30,35 @@ from labbook.config import NUM_CLASSES, DissectConfig, apply_overrides
 from labbook.data import Mnist, load_mnist
 from labbook.errors import UserError
 from labbook.evaluate import confusion_matrix, log_probabilities, per_class_accuracy
-from labbook.localization import N_
-from labbook.model import ConvNet, layer_shapes, load_weights
-from labbook.runfolder import (DISSECTION, DISSECTION_OUTPUTS, REPORT_OUTPUTS, Run, atomic_write_json,
-                               read_run, write_manifest)
-
-# Edge orientations as dissection.json names them; the report translates them.
-ORIENTATIONS = (N_("horizontal"), N_("diagonal /"), N_("vertical"), N_("diagonal \\"))
+from labbook.model import ConvNet, build_model, layer_shapes
+from labbook.run import DISSECTION, Run, read_run
+from labbook.runfolder import atomic_write_json, write_manifest
+from labbook.runschema import ORIENTATIONS
 
 
 # ---------------------------------------------------------------- the run's network and data
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _tensors(run: Run, name: str) -> dict[str, torch.Tensor]:
+    """The tensors of a weight file of the run, from bytes checked against its manifest."""
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise UserError(f"{path}: not a readable safetensors file ({error})") from None
+        return load(run.files.read(name))
+    except (SafetensorError, ValueError) as error:
+        raise UserError(f"{run.folder / name}: not a readable safetensors file ({error})") from None
 
 
 def load_model(run: Run) -> ConvNet:
     """A plain ConvNet with the run's weights, in evaluation mode."""
-    path = run.folder / "model.safetensors"
+    model = build_model(run.config)
     try:
-        return load_weights(path, run.config)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise UserError(f"{path}: not a readable safetensors file ({error})") from None
+        model.load_state_dict(_tensors(run, "model.safetensors"))
     except RuntimeError as error:
-        raise UserError(f"{path}: weights do not fit the configured network ({str(error).splitlines()[0]})") from None
+        raise UserError(f"{run.folder / 'model.safetensors'}: weights do not fit the configured network "
+                        f"({str(error).splitlines()[0]})") from None
+    return model.eval()
 
 
 def load_snapshots(run: Run) -> dict[str, torch.Tensor]:
-    return _load_tensors(run.folder / "snapshots.safetensors")
+    return _tensors(run, "snapshots.safetensors")
 
 
 def run_data(run: Run) -> Mnist:
@@ -332,7 +330,7 @@ def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool
     `overrides` ({"image_index": 7, "shift": [3, 0], ...}) change this dissection's
     settings only; the settings used are recorded in dissection.json."""
     started = time.perf_counter()
-    run = read_run(folder, regenerated=DISSECTION_OUTPUTS)
+    run = read_run(folder)
     use_run_threads(run)
     settings = apply_overrides(run.config, {"dissect": overrides}).dissect if overrides else run.config.dissect
     with _progress(show_progress) as progress:
@@ -347,7 +345,7 @@ def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool
 
 def redraw_run(folder: Path, parallel: bool = True) -> dict:
     """Draw the figures of a dissected run again from its dissection.json (nothing is measured)."""
-    run = read_run(folder, dissected=True, regenerated=("figures/", *REPORT_OUTPUTS))
+    run = read_run(folder, dissected=True)
     use_run_threads(run)
     drawn = draw(run, run.dissection, parallel)
     write_manifest(folder)

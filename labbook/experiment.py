@@ -16,7 +16,8 @@ from labbook.data import load_mnist
 from labbook.evaluate import confusion_matrix, evaluate, per_class_accuracy
 from labbook.model import build_model, load_weights
 from labbook.progress import Progress
-from labbook.runfolder import (RUN_JSON, atomic_write_bytes, atomic_write_json, atomic_write_text,
+from labbook.run import RUN_JSON
+from labbook.runfolder import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                                create_run_folder, environment, git_commit, iso, utc_now, write_history,
                                write_manifest)
 from labbook.train import NonFiniteLoss, TrainState, pick_device, train

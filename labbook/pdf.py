@@ -88,29 +88,31 @@ def font_stylesheet(html: str) -> str:
 VIRTUAL_BASE = "https://run.labbook.invalid/"
 
 
-def _fetcher_for(run_folder: Path):
-    """A fetcher that serves the run folder's own files and labbook's font cache, nothing else."""
+def _fetcher_for(read_run_file):
+    """A fetcher that serves the run's own files (through `read_run_file`, which reads only files
+    its manifest covers) and labbook's font cache, nothing else."""
     import mimetypes
+    from urllib.parse import unquote
 
     from weasyprint.urls import URLFetcher, URLFetcherResponse
-    run_folder, fonts = Path(run_folder).resolve(), cache_dir().resolve()
+    fonts = cache_dir().resolve()
 
     class RunFolderFetcher(URLFetcher):
         def fetch(self, url, headers=None):
             if url.startswith(VIRTUAL_BASE):
-                path = (run_folder / url[len(VIRTUAL_BASE):]).resolve()
-                if path.is_relative_to(run_folder) and path.is_file():
-                    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                    return URLFetcherResponse(url, body=path.read_bytes(), headers={"Content-Type": kind})
-            elif url.startswith("file://") and Path(url[len("file://"):]).resolve().is_relative_to(fonts):
+                relative = unquote(url[len(VIRTUAL_BASE):].split("?")[0].split("#")[0])
+                kind = mimetypes.guess_type(relative)[0] or "application/octet-stream"
+                return URLFetcherResponse(url, body=read_run_file(relative), headers={"Content-Type": kind})
+            if url.startswith("file://") and Path(url[len("file://"):]).resolve().is_relative_to(fonts):
                 return super().fetch(url, headers)
             raise ValueError(f"labbook renders only files of the run: refused {url}")
 
     return RunFolderFetcher(fail_on_errors=True)
 
 
-def render_pdf(html: str, run_folder: Path, font_css: str) -> bytes:
-    """PDF bytes of one report page of `run_folder` (the page sits in its report/ folder)."""
+def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
+    """PDF bytes of one report page of a run (the page sits in its report/ folder); images come
+    through `read_run_file(relative path)`."""
     import logging
 
     from weasyprint import CSS, HTML
@@ -118,7 +120,7 @@ def render_pdf(html: str, run_folder: Path, font_css: str) -> bytes:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     # @font-face rules only take effect through a FontConfiguration shared by the CSS and the writer.
-    fonts, fetcher = FontConfiguration(), _fetcher_for(run_folder)
+    fonts, fetcher = FontConfiguration(), _fetcher_for(read_run_file)
     document = HTML(string=html, base_url=VIRTUAL_BASE + "report/", url_fetcher=fetcher)
     stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
     return document.write_pdf(stylesheets=[stylesheet], font_config=fonts)

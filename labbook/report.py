@@ -25,20 +25,28 @@ from pygments.lexers import PythonLexer
 from labbook import __version__, analysis
 from labbook.errors import UserError
 from labbook.localization import Formatter, translations
-from labbook.runfolder import (REPORT_OUTPUTS, Run, atomic_write_bytes, atomic_write_text, read_run, read_text,
-                               write_manifest)
+from labbook.run import Run, read_run, read_text
+from labbook.runschema import ORIENTATIONS
+from labbook.runfolder import atomic_write_bytes, atomic_write_text, write_manifest
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 if not BUILTIN_TEMPLATES.is_dir():  # running from a source checkout: templates/ beside the package
     BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 # Each report language and the languages its sections come in, in order; the output formats.
+LANGUAGES = ("zh", "en")
 LANGUAGE_SETS = {"zh": ("zh",), "en": ("en",), "zh-en": ("zh", "en")}
+REPORT_FOLDER = "report/"
 FORMATS = ("html", "pdf")
 SECTIONS = ("purpose", "process", "dissection", "robustness", "reflections", "appendix")
 FIGURES = ("samples", "error_curve", "confusion", "mistakes", "conv1_kernels", "conv1_features", "conv2_kernels",
            "conv2_features", "kernel_evolution", "attribution", "shift_test", "shift_grid", "rotation")
 TABLES = ("environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
+TERMS = frozenset(ORIENTATIONS)
+# Pages hold no script of their own and fetch nothing from elsewhere: whatever a run smuggled
+# past escaping and sanitising could not run or call out. (The site adds its one script file.)
+CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                           "base-uri 'none'; form-action 'none'")
 NOTES_TAGS = {"p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote", "code", "pre", "h3", "h4",
               "a", "table", "thead", "tbody", "tr", "th", "td", "hr"}
 
@@ -81,6 +89,15 @@ def _reference(context, kind: str, name: str) -> Markup:
 
 
 @jinja2.pass_context
+def _term(context, value: str) -> str:
+    """A word that comes from a run's data (an edge orientation), translated only if it is one of the
+    fixed terms: a value from a run is never used as a message of its own."""
+    if value not in TERMS:
+        raise UserError(f"dissection.json: {str(value)[:40]!r} is not a known term")
+    return translations(context["lang"]).gettext(value)
+
+
+@jinja2.pass_context
 def _sentence_gap(context) -> str:
     """What separates two sentences: a space in English, nothing after a Chinese full stop."""
     return "" if context["lang"] == "zh" else " "
@@ -94,7 +111,8 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
                              extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
-    env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap)
+    env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap, term=_term,
+                       csp=CONTENT_SECURITY_POLICY)
     return env
 
 
@@ -103,9 +121,6 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
 def _layer_table(run: Run) -> tuple[list[dict], analysis.Fact]:
     """Layers with output shapes (traced through the network by the dissection) and parameter
     counts (from the weight file's header), each count citing the weights it counts."""
-    if "network" not in run.dissection:
-        raise UserError(f"{run.folder / 'dissection.json'}: made by an older labbook without the network's "
-                        f"layer shapes; run `labbook dissect {run.folder}` again")
     rows = []
     for layer in run.dissection["network"]["layers"]:
         shapes = [shape for name, shape in run.weight_shapes.items() if name.startswith(layer["name"] + ".")]
@@ -122,18 +137,21 @@ def _model_source() -> str:
     return ast.get_source_segment(source, node) + "\n"
 
 
-def _notes(folder: Path, notes: Path | None) -> dict[str, Markup | None]:
-    """The author's reflections per language, Markdown rendered and sanitised (untrusted input)."""
+def _notes(run: Run, notes: Path | None) -> dict[str, Markup | None]:
+    """The author's reflections per language (from --notes, else the run's), Markdown rendered and
+    sanitised: they are untrusted input."""
+    if notes is not None:
+        if not Path(notes).is_file():
+            raise UserError(f"{notes}: notes file not found")
+        sources = dict.fromkeys(LANGUAGES, read_text(notes))
+    else:
+        sources = run.notes
     found: dict[str, Markup | None] = {}
-    for language in ("zh", "en"):
-        path = notes if notes is not None else folder / f"notes.{language}.md"
-        if not path.is_file():
-            if notes is not None:
-                raise UserError(f"{notes}: notes file not found")
+    for language in LANGUAGES:
+        if language not in sources:
             found[language] = None
             continue
-        source = read_text(path)
-        rendered = markdown.markdown(source, extensions=["tables", "fenced_code"])
+        rendered = markdown.markdown(sources[language], extensions=["tables", "fenced_code"])
         clean = nh3.clean(rendered, tags=NOTES_TAGS, attributes={"a": {"href", "title"}, "td": {"align"},
                                                                  "th": {"align"}},
                           url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")
@@ -161,10 +179,6 @@ def _walk(data, source: str, path: str = "") -> dict:
     return {path: analysis.Fact(data, f"{source}:{path}")}
 
 
-def build_context(folder: Path, options: ReportOptions) -> dict:
-    return context_of(read_run(folder, dissected=True, regenerated=REPORT_OUTPUTS), options)
-
-
 def context_of(run: Run, options: ReportOptions) -> dict:
     """Everything the report templates use, from one read, checked, dissected run."""
     metrics, dissection, config = run.metrics, run.dissection, run.config.to_dict()
@@ -182,10 +196,10 @@ def context_of(run: Run, options: ReportOptions) -> dict:
         "layers": layers, "total_parameters": total_parameters,
         "model_source": Markup(highlight(_model_source(), PythonLexer(), HtmlFormatter(cssclass="source", nowrap=False))),
         "pygments_css": HtmlFormatter(cssclass="source").get_style_defs(".source"),
-        "notes": _notes(run.folder, options.notes),
+        "notes": _notes(run, options.notes),
         # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
-        "manifest": sorted((name, entry) for name, entry in run.manifest["files"].items()
-                           if not name.startswith(REPORT_OUTPUTS)),
+        "manifest": sorted((name, entry) for name, entry in run.manifest.items()
+                           if not name.startswith(REPORT_FOLDER)),
         "course": options.course, "title": options.title,
         "labbook_version": __version__,
         "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURES)},
@@ -221,7 +235,9 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> list[Pa
             raise UserError(f"--format {output!r}: choose from {', '.join(FORMATS)}")
     if options.templates is not None and not Path(options.templates).is_dir():
         raise UserError(f"--templates {options.templates}: not a directory")
-    context = build_context(folder, options)
+    # The author rendering their own run: notes written since the last manifest are theirs to show.
+    run = read_run(folder, dissected=True, uncovered_notes=True)
+    context = context_of(run, options)
     env = environment(options.templates)
     report_folder = folder / "report"
     report_folder.mkdir(exist_ok=True)
@@ -237,7 +253,7 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> list[Pa
         for language_set in options.languages:
             page = render_html(context, language_set, env, for_pdf=True)
             path = report_folder / f"report.{language_set}.pdf"
-            atomic_write_bytes(path, pdf.render_pdf(page, folder, font_css))
+            atomic_write_bytes(path, pdf.render_pdf(page, run.files.read, font_css))
             written.append(path)
     write_manifest(folder)
     return written

@@ -12,21 +12,26 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import re
 import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pygments.formatters import HtmlFormatter
 
 from labbook.errors import UserError
 from labbook.localization import Formatter, gettext_for
 from labbook.report import BUILTIN_TEMPLATES, ReportOptions, context_of, environment
-from labbook.runfolder import (REPORT_OUTPUTS, RUN_JSON, Run, atomic_write_bytes, atomic_write_json,
-                               atomic_write_text, check_manifest, read_json, read_run)
+from labbook.run import RUN_JSON, Run, read_json, read_run
+from labbook.runfolder import atomic_write_bytes, atomic_write_json, atomic_write_text
+from labbook.runschema import clean_text
+from labbook.svgsafe import clean_svg
 
 STATE_FILE = ".labbook-site.json"
+SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}-[0-9a-f]{10}")
 LANGUAGES = ("zh", "en")
 DOWNLOADS = ("config.toml", "metrics.json", "history.csv", "model.safetensors", "report/report.zh.pdf",
              "report/report.en.pdf", "report/report.zh-en.pdf")
@@ -37,7 +42,8 @@ class SiteResult:
     out: Path
     runs: list[str] = field(default_factory=list)
     rendered: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)     # runs not published, each with its reason
+    warnings: list[str] = field(default_factory=list)    # runs published without something, and why
     seconds: float = 0.0
 
 
@@ -45,21 +51,32 @@ def page_name(name: str, language: str) -> str:
     return f"{name}.html" if language == "zh" else f"{name}.en.html"
 
 
-def find_runs(sources: list[Path], skipped: list[str]) -> list[Run]:
+def slot_name(run: Run) -> str:
+    """The run's folder in the site, made by labbook: a slug of its id (letters, digits, '.', '_', '-'
+    only; never '..', never a path) and a short hash of its manifest, so two runs never share one."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", run.id).strip(".-")[:48] or "run"
+    return f"{slug}-{_manifest_digest(run)[:10]}"
+
+
+def find_runs(sources: list[Path], result: SiteResult) -> list[Run]:
     """The runs among `sources` (each a run folder or a folder of them) that a site can show:
-    complete and dissected. Each is read once here; the others are listed in `skipped` with the reason."""
+    complete, dissected and verified. Each is read once here; the others are listed in
+    `result.skipped` with their reason, and nothing they hold is used."""
     found = []
     for source in map(Path, sources):
         if not source.is_dir():
             raise UserError(f"{source}: no such folder of runs")
-        candidates = [source] if (source / RUN_JSON).is_file() else sorted(p for p in source.iterdir() if p.is_dir())
+        candidates = [source] if (source / RUN_JSON).exists() else sorted(source.iterdir())
         for folder in candidates:
-            if not (folder / RUN_JSON).is_file():
+            if not os.path.lexists(folder / RUN_JSON):
                 continue
             try:
-                found.append(read_run(folder, dissected=True, regenerated=None))
+                run = read_run(folder, dissected=True)
             except UserError as error:
-                skipped.append(f"{folder.name}: {error}")
+                result.skipped.append(f"{folder.name}: {error}")
+                continue
+            result.warnings.extend(f"{folder.name}: {warning}" for warning in run.warnings)
+            found.append(run)
     return found
 
 
@@ -87,7 +104,8 @@ def _manifest_digest(run: Run) -> str:
 
 def _summary(run: Run) -> dict:
     info, metrics, config = run.info, run.metrics, run.config
-    return {"id": run.id, "name": config.name, "author": info.get("author") or "",
+    return {"id": run.id, "slot": slot_name(run), "name": clean_text(config.name)[:60],
+            "author": info.get("author") or "",
             "student_id": info.get("student_id") or "", "finished": info["finished"], "preset": config.preset,
             "epochs": config.train.epochs, "validation_accuracy": metrics["validation_accuracy"],
             "test_accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
@@ -95,27 +113,38 @@ def _summary(run: Run) -> dict:
 
 
 def _render_run(run: Run, target: Path, env, assets: dict[str, str]) -> None:
-    check_manifest(run.folder, REPORT_OUTPUTS)
-    folder = run.folder
-    if target.exists():
-        shutil.rmtree(target)
-    (target / "figures").mkdir(parents=True)
-    (target / "files").mkdir()
-    for svg in sorted((folder / "figures").glob("*.svg")):
-        shutil.copyfile(svg, target / "figures" / svg.name)
-    downloads = []
-    for relative in DOWNLOADS:
-        if (folder / relative).is_file():
-            shutil.copyfile(folder / relative, target / "files" / Path(relative).name)
-            downloads.append(Path(relative).name)
-    context = context_of(run, ReportOptions())
-    template = env.get_template("site/run.html.j2")
-    for language in LANGUAGES:
-        page = template.render(**context, languages=(language,), lang=language, for_pdf=False,
-                               figure_base="figures/", root="../../", assets=assets, downloads=downloads,
-                               here=page_name("index", language), other=page_name("index", _other(language)),
-                               date=Formatter(language).date(context["run"]["finished"]))
-        atomic_write_text(target / page_name("index", language), page)
+    """Write the run's pages, its figures (each SVG rebuilt from an allow-list) and its downloads
+    into `target`, from files checked against the manifest. Built beside the target and moved into
+    place, so a run that fails half-way leaves nothing half-written."""
+    building = target.with_name(f".building-{target.name}")
+    if building.exists():
+        shutil.rmtree(building)
+    (building / "figures").mkdir(parents=True)
+    (building / "files").mkdir()
+    try:
+        for paths in run.dissection["figures"].values():
+            for relative in (path for language_paths in paths.values() for path in language_paths):
+                if relative.endswith(".svg"):
+                    name = PurePosixPath(relative).name
+                    atomic_write_bytes(building / "figures" / name, clean_svg(run.files.read(relative), relative))
+        downloads = []
+        for relative in DOWNLOADS:
+            if run.files.covers(relative):
+                atomic_write_bytes(building / "files" / PurePosixPath(relative).name, run.files.read(relative))
+                downloads.append(PurePosixPath(relative).name)
+        context = context_of(run, ReportOptions())
+        template = env.get_template("site/run.html.j2")
+        for language in LANGUAGES:
+            page = template.render(**context, languages=(language,), lang=language, for_pdf=False,
+                                   figure_base="figures/", root="../../", assets=assets, downloads=downloads,
+                                   here=page_name("index", language), other=page_name("index", _other(language)),
+                                   date=Formatter(language).date(context["run"]["finished"]))
+            atomic_write_text(building / page_name("index", language), page)
+        if target.exists():
+            shutil.rmtree(target)
+        building.rename(target)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
 
 def _other(language: str) -> str:
@@ -146,8 +175,9 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
     for summary in summaries:
         history = summary["history"]
+        # A run's id is only a label: never read as a formula ("$...$") or anything else.
         axis.plot([row["samples_seen"] for row in history], [100 * (1 - row["validation_accuracy"]) for row in history],
-                  label=summary["id"], linewidth=1)
+                  label=summary["id"][:60], linewidth=1)
     axis.set_xlabel(_("Training images seen"))
     axis.set_ylabel(_("Validation error") + " (%)")
     axis.set_yscale("log")
@@ -164,35 +194,55 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     return name
 
 
+def _labbook_slots(state: dict) -> set[str]:
+    """The run folders that an earlier build wrote (from its state file); only these are ever removed."""
+    return {slot for slot in state.get("runs", {}) if isinstance(slot, str) and SLOT.fullmatch(slot)}
+
+
 def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
+    """Publish every good run of `sources` into `out`; a run that cannot be read, verified or rendered
+    is skipped with its reason in `result.skipped`, never fatal. Nothing outside `out` is written,
+    and only folders that labbook wrote there are removed."""
     started = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     result = SiteResult(out=out)
-    runs = find_runs(sources, result.skipped)
-    summaries = [_summary(run) for run in runs]
-    ids = [summary["id"] for summary in summaries]
-    duplicates = [run_id for run_id, count in Counter(ids).items() if count > 1]
-    if duplicates:
-        raise UserError(f"run id {duplicates[0]!r} appears in more than one source folder")
     state_path = out / STATE_FILE
     state = read_json(state_path) if state_path.is_file() else {}
+    state = state if isinstance(state, dict) else {}
+    written = _labbook_slots(state)
+    previous = state.get("runs", {}) if isinstance(state.get("runs"), dict) else {}
     assets = _write_assets(out)
     env = environment()
-    previous_assets = state.get("__assets__")
-    for run, run_id in zip(runs, ids):
-        digest = _manifest_digest(run)
-        target = out / "runs" / run_id
-        if state.get(run_id) == digest and previous_assets == assets and (target / "index.html").is_file():
+    summaries, digests = [], {}
+    for run in find_runs(sources, result):
+        summary = _summary(run)
+        slot, digest = summary["slot"], _manifest_digest(run)
+        target = out / "runs" / slot
+        if slot in digests:
+            result.skipped.append(f"{run.folder.name}: the same run as another folder (run {run.id!r})")
             continue
-        _render_run(run, target, env, assets)
-        state[run_id] = digest
-        result.rendered.append(run_id)
-        if progress:
-            progress(run_id)
-    for stale in set(state) - set(ids) - {"__assets__"}:
-        shutil.rmtree(out / "runs" / stale, ignore_errors=True)
-        del state[stale]
+        if os.path.lexists(target) and slot not in written:
+            result.skipped.append(f"{run.folder.name}: {target} exists and was not written by labbook")
+            continue
+        if not (previous.get(slot) == digest and state.get("assets") == assets and (target / "index.html").is_file()):
+            try:
+                _render_run(run, target, env, assets)
+            except UserError as error:
+                result.skipped.append(f"{run.folder.name}: {error}")
+                continue
+            except Exception as error:  # noqa: BLE001 - a run that breaks labbook must not stop the class
+                result.skipped.append(f"{run.folder.name}: could not be rendered ({type(error).__name__}: "
+                                      f"{str(error)[:120]})")
+                continue
+            result.rendered.append(run.id)
+            if progress:
+                progress(run.id)
+        digests[slot] = digest
+        summaries.append(summary)
+    for stale in written - set(digests):
+        if (out / "runs" / stale).is_dir() and not (out / "runs" / stale).is_symlink():
+            shutil.rmtree(out / "runs" / stale)
 
     summaries.sort(key=lambda s: (s["finished"], s["id"]), reverse=True)
     differing, compare_rows = compare_table(summaries)
@@ -208,10 +258,9 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
             atomic_write_text(out / page_name(name, language), page)
     atomic_write_text(out / "404.html", env.get_template("site/404.html.j2").render(lang="zh", root=""))
     for asset in (out / "assets").iterdir():  # content-hashed files that this build no longer uses
-        if f"assets/{asset.name}" not in used:
+        if f"assets/{asset.name}" not in used and asset.is_file() and not asset.is_symlink():
             asset.unlink()
-    state["__assets__"] = assets
-    atomic_write_json(state_path, state)
-    result.runs = ids
+    atomic_write_json(state_path, {"assets": assets, "runs": dict(sorted(digests.items()))})
+    result.runs = [summary["id"] for summary in summaries]
     result.seconds = time.perf_counter() - started
     return result

@@ -14,7 +14,7 @@ from lab_convnet import ConvNet as LabConvNet
 from safetensors.torch import load_file
 
 from labbook.data import load_mnist
-from labbook.runfolder import verify_manifest
+from labbook.run import verify_manifest
 
 
 def test_run_writes_a_complete_verifiable_folder(small_run):

@@ -9,7 +9,7 @@ from conftest import invoke
 from labbook.config import apply_overrides
 from labbook.dissect import dissect_run, kernel_descriptor, measure, redraw_run
 from labbook.errors import UserError
-from labbook.runfolder import read_run
+from labbook.run import read_run
 
 
 def test_kernel_descriptors_of_synthetic_kernels():

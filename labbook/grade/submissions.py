@@ -22,16 +22,16 @@ from pathlib import Path, PurePosixPath
 from safetensors import SafetensorError
 from safetensors.torch import load
 
+from labbook.config import MAX_CHANNELS, MAX_HIDDEN
 from labbook.errors import UserError
 from labbook.model import parameter_shapes
-from labbook.runfolder import read_bytes, read_safetensors_header
+from labbook.run import read_bytes, safetensors_header
 
 MAX_MEMBERS = 2000
 MAX_MEMBER_BYTES = 64 * 2**20
 MAX_TOTAL_BYTES = 256 * 2**20
 MAX_RATIO = 100
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npy", ".npz"}
-MAX_CHANNELS, MAX_HIDDEN = 256, 8192
 
 
 class UnsafeSubmission(Exception):
@@ -180,8 +180,8 @@ def read_weights(path: Path, depth, hidden):
     if not isinstance(hidden, int) or not 0 < hidden <= MAX_HIDDEN:
         raise ValueError(f"declared hidden width {hidden!r} is outside the lab's ConvNet family")
     try:
-        header = read_safetensors_header(path)
         data = read_bytes(path)
+        header = safetensors_header(data, path)
     except UserError as error:
         raise ValueError(str(error).replace(f"{path}: ", "model.safetensors: ", 1)) from None
     expected = parameter_shapes(tuple(depth), hidden)

@@ -26,7 +26,7 @@ from labbook.grade.measurement import Measurement
 from labbook.grade.scorers import reason
 from labbook.grade.submissions import open_submission, private_scratch, read_weights
 from labbook.model import ConvNet
-from labbook.runfolder import read_json, read_text, verify_manifest
+from labbook.run import read_bytes, read_json, read_text, verify_manifest
 
 FIGURE_COUNT = 13      # every figure of a dissection, in PNG
 MAX_NOTES_CHARS = 200_000
@@ -66,7 +66,7 @@ def _measure_weights(folder: Path, m: Measurement, threads) -> None:
         model = ConvNet(tuple(config.model.depth), config.model.hidden)
         model.load_state_dict(tensors)
         m.measured_accuracy = (predictions(model, _TEST.images) == _TEST.labels).sum().item() / len(_TEST)
-        m.weights_sha256 = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        m.weights_sha256 = hashlib.sha256(read_bytes(folder / "model.safetensors")).hexdigest()
         m.parameters = np.concatenate([tensors[k].flatten().numpy() for k in sorted(tensors)])
     except (ValueError, OSError, RuntimeError, KeyError, TypeError) as error:
         m.weights_error = str(error)[:200]

@@ -1,0 +1,310 @@
+"""The one reader of run folders: every command that reads a run (dissect, report, site)
+takes it in through `read_run`, as one typed, verified `Run`.
+
+A run folder may come from anyone (a class's hand-ins), so the reader trusts
+nothing in it. It opens regular files only, never through a link at any level
+(each path is walked from the run folder with O_NOFOLLOW), each under a size cap;
+it reads a file only if manifest.json covers it, and checks the very bytes it
+read against the manifest's hash; it parses with the types and ranges of
+runschema.py. Anything else is a UserError that names the file in one line.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import json
+import os
+import stat
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from pydantic import ValidationError
+
+from labbook import runschema
+from labbook.runschema import strip_hidden
+from labbook.config import Config, load_config_text
+from labbook.errors import UserError
+
+MANIFEST = "manifest.json"
+RUN_JSON = "run.json"
+DISSECTION = "dissection.json"
+HISTORY_COLUMNS = ("epoch", "batch", "samples_seen", "train_loss", "train_accuracy",
+                   "validation_accuracy", "elapsed_seconds")
+INTEGER_COLUMNS = ("epoch", "batch", "samples_seen")
+# What a complete run holds; figures, dissection.json, report/ and notes come later.
+RUN_FILES = ("run.json", "config.toml", "history.csv", "metrics.json", "model.safetensors",
+             "snapshots.safetensors", MANIFEST)
+NOTES = {"zh": "notes.zh.md", "en": "notes.en.md"}
+LINK = "a symbolic link (labbook follows no links in a run folder)"
+# Size caps, far above what labbook itself writes (a seed-preset run: history.csv 15 kB,
+# dissection.json 35 kB, model.safetensors 830 kB, a report PDF 2 MB).
+MAX_BYTES = {"run.json": 2**20, "metrics.json": 2**20, "config.toml": 2**18, "history.csv": 16 * 2**20,
+             DISSECTION: 8 * 2**20, MANIFEST: 4 * 2**20, "notes": 2**20}
+MAX_FILE_BYTES = 512 * 2**20     # anything else: figures, reports, weights
+MAX_MANIFEST_ENTRIES = 10_000
+MAX_HEADER_BYTES = 2**20
+
+
+# ---------------------------------------------------------------- opening files safely
+
+def _open_in(folder: Path, relative: str) -> int:
+    """A descriptor of folder/relative, refusing a link at any level and anything but a regular file."""
+    parts = PurePosixPath(relative).parts
+    if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
+        raise UserError(f"{folder}: {relative!r} is not a name inside the run folder")
+    directory = None
+    try:
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        handle = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    except FileNotFoundError:
+        raise UserError(f"{folder / relative}: missing") from None
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UserError(f"{folder / relative}: {LINK} or inside one") from None
+        raise UserError(f"{folder / relative}: cannot be read ({error.strerror or error})") from None
+    finally:
+        if directory is not None:
+            os.close(directory)
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise UserError(f"{folder / relative}: not a regular file")
+    return handle
+
+
+def _read_capped(handle: int, path: Path, limit: int) -> bytes:
+    with os.fdopen(handle, "rb") as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise UserError(f"{path}: larger than {limit:,} bytes")
+    return content
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes (not through a link, not a device or FIFO), at most `limit`."""
+    path = Path(path)
+    return _read_capped(_open_in(path.parent, path.name), path, limit)
+
+
+def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    return _decode(read_bytes(path, limit), path)
+
+
+def read_json(path: Path, limit: int = MAX_FILE_BYTES):
+    return _parse_json(read_bytes(path, limit), path)
+
+
+def _decode(content: bytes, path: Path) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+
+
+def _parse_json(content: bytes, path: Path):
+    try:
+        return json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise UserError(f"{path}: not valid JSON ({str(error)[:100]})") from None
+
+
+def _typed(model, data, path: Path):
+    """`data` checked against a runschema model; the first problem as one line naming the field."""
+    try:
+        return model.validate_python(data) if hasattr(model, "validate_python") else model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise UserError(f"{path}: {where}: {first['msg'].lower()}") from None
+
+
+# ---------------------------------------------------------------- the manifest
+
+def read_manifest(folder: Path) -> dict[str, dict]:
+    """manifest.json's entries {name: {"sha256", "size"}}, each name checked to lie inside the folder."""
+    path = Path(folder) / MANIFEST
+    manifest = _parse_json(_read_capped(_open_in(Path(folder), MANIFEST), path, MAX_BYTES[MANIFEST]), path)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or len(files) > MAX_MANIFEST_ENTRIES:
+        raise UserError(f"{path}: not a labbook manifest")
+    for name, entry in files.items():
+        parts = PurePosixPath(name).parts
+        if (not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name
+                or not isinstance(entry, dict) or not isinstance(entry.get("size"), int)
+                or not isinstance(entry.get("sha256"), str)):
+            raise UserError(f"{path}: malformed entry {name[:80]!r}")
+    return files
+
+
+def _digest(handle: int, limit: int) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with os.fdopen(handle, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            size += len(chunk)
+            if size > limit:
+                break
+            digest.update(chunk)
+    return digest.hexdigest(), size
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """Names of files that are missing, not plain files, or differ from the manifest (empty when intact)."""
+    folder = Path(folder)
+    problems = []
+    for relative, entry in read_manifest(folder).items():
+        try:
+            handle = _open_in(folder, relative)
+        except UserError as error:
+            reason = str(error).split(": ", 1)[1]
+            problems.append(f"{relative}: {reason}")
+            continue
+        if os.fstat(handle).st_size != entry["size"]:
+            os.close(handle)
+            problems.append(f"{relative}: changed after the run")
+        elif _digest(handle, MAX_FILE_BYTES) != (entry["sha256"], entry["size"]):
+            problems.append(f"{relative}: changed after the run")
+    return problems
+
+
+@dataclass
+class RunFiles:
+    """Reads files of one run folder, each only if the manifest covers it and its bytes match."""
+
+    folder: Path
+    manifest: dict[str, dict]
+
+    def covers(self, relative: str) -> bool:
+        return relative in self.manifest
+
+    def read(self, relative: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        path = self.folder / relative
+        entry = self.manifest.get(relative)
+        if entry is None:
+            raise UserError(f"{path}: not covered by manifest.json, so not trusted")
+        content = _read_capped(_open_in(self.folder, relative), path, min(limit, entry["size"]))
+        if len(content) != entry["size"] or hashlib.sha256(content).hexdigest() != entry["sha256"]:
+            raise UserError(f"{path}: changed after the run (manifest.json no longer matches)")
+        return content
+
+
+# ---------------------------------------------------------------- parsing
+
+def parse_history(content: bytes, path: Path) -> list[dict]:
+    """history.csv as typed rows: integer columns as int, the rest as float."""
+    rows = []
+    try:
+        reader = csv.DictReader(io.StringIO(_decode(content, path)))
+        if tuple(reader.fieldnames or ()) != HISTORY_COLUMNS:
+            raise ValueError(f"columns {', '.join(reader.fieldnames or [])} (expected {', '.join(HISTORY_COLUMNS)})")
+        for row in reader:
+            if len(rows) >= 100_000:
+                raise ValueError("more than 100,000 rows")
+            rows.append({key: int(row[key]) if key in INTEGER_COLUMNS else float(row[key]) for key in HISTORY_COLUMNS})
+    except (ValueError, TypeError, csv.Error) as error:
+        raise UserError(f"{path}: not a valid history file ({str(error)[:100]})") from None
+    _typed(runschema.HISTORY, rows, path)
+    return rows
+
+
+def safetensors_header(content: bytes, path: Path) -> dict[str, dict]:
+    """The tensor entries of a .safetensors file ({name: {"dtype", "shape", ...}}), without torch."""
+    try:
+        (size,) = struct.unpack("<Q", content[:8])
+        if size > min(MAX_HEADER_BYTES, len(content) - 8):
+            raise ValueError("truncated or oversized header")
+        header = json.loads(content[8:8 + size])
+        if not isinstance(header, dict):
+            raise ValueError("header is not an object")
+    except (struct.error, ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a readable safetensors file ({error})") from None
+    header.pop("__metadata__", None)
+    return header
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class Run:
+    """A complete run folder, read and checked: everything a report or a site shows."""
+
+    folder: Path
+    files: RunFiles               # verified reads of any other file the manifest covers
+    info: dict                    # run.json, typed (runschema.RunInfo), text cleaned
+    config: Config                # config.toml, typed
+    config_text: str              # config.toml as written
+    history: list[dict]           # history.csv, one dict per record point
+    metrics: dict                 # metrics.json, typed (runschema.Metrics)
+    weight_shapes: dict[str, list[int]]  # model.safetensors' tensors and their shapes, from its header
+    dissection: dict | None       # dissection.json, typed (runschema.Dissection), when read as dissected
+    notes: dict[str, str] = field(default_factory=dict)   # the author's reflections (Markdown) by language
+    warnings: list[str] = field(default_factory=list)     # what was left out, and why
+
+    @property
+    def id(self) -> str:
+        return self.info["id"]
+
+    @property
+    def manifest(self) -> dict[str, dict]:
+        return self.files.manifest
+
+
+def require_complete(folder: Path, dissected: bool = False) -> RunFiles:
+    """The verified files of a complete run (and dissected, if asked); otherwise a UserError naming
+    what is missing."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise UserError(f"{folder}: {LINK}")
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a run folder (no such directory)")
+    status = _parse_json(read_bytes(folder / RUN_JSON, MAX_BYTES[RUN_JSON]), folder / RUN_JSON)
+    status = status.get("status") if isinstance(status, dict) else None
+    if status != "complete":
+        raise UserError(f"{folder / RUN_JSON}: run status is {str(status)[:40]!r}, not 'complete'")
+    if not os.path.lexists(folder / MANIFEST):
+        raise UserError(f"{folder / MANIFEST}: missing; the run folder is incomplete")
+    files = RunFiles(folder, read_manifest(folder))
+    for name in RUN_FILES[:-1]:
+        if not os.path.lexists(folder / name):
+            raise UserError(f"{folder / name}: missing; the run folder is incomplete")
+    if dissected and (not os.path.lexists(folder / DISSECTION) or not files.covers(DISSECTION)):
+        raise UserError(f"{folder / DISSECTION}: missing; the run has not been dissected "
+                        f"(run `labbook dissect {folder}`)")
+    return files
+
+
+def read_run(folder: Path, dissected: bool = False, uncovered_notes: bool = False) -> Run:
+    """Read a complete run folder; anything missing, unfinished, altered or malformed is a UserError
+    that names the file. Notes written after the last manifest are read only if `uncovered_notes`
+    (a student rendering their own run); otherwise they are left out with a warning."""
+    folder = Path(folder)
+    files = require_complete(folder, dissected)
+
+    def document(name: str, model) -> dict:
+        data = _parse_json(files.read(name, MAX_BYTES[name]), folder / name)
+        return _typed(model, data, folder / name).model_dump()
+
+    config_text = strip_hidden(_decode(files.read("config.toml", MAX_BYTES["config.toml"]), folder / "config.toml"))
+    model_bytes = files.read("model.safetensors")
+    run = Run(folder=folder, files=files, info=document(RUN_JSON, runschema.RunInfo),
+              config=load_config_text(config_text, folder / "config.toml"), config_text=config_text,
+              history=parse_history(files.read("history.csv", MAX_BYTES["history.csv"]), folder / "history.csv"),
+              metrics=document("metrics.json", runschema.Metrics),
+              weight_shapes={name: entry.get("shape") for name, entry in
+                             safetensors_header(model_bytes, folder / "model.safetensors").items()},
+              dissection=document(DISSECTION, runschema.Dissection) if dissected else None)
+    for language, name in NOTES.items():
+        if files.covers(name):
+            run.notes[language] = strip_hidden(_decode(files.read(name, MAX_BYTES["notes"]), folder / name))
+        elif os.path.lexists(folder / name) and uncovered_notes:
+            run.notes[language] = strip_hidden(read_text(folder / name, MAX_BYTES["notes"]))
+        elif os.path.lexists(folder / name):
+            run.warnings.append(f"{name}: written after manifest.json, so not shown")
+    return run

@@ -1,0 +1,290 @@
+"""What each file of a run folder must hold: the types and ranges that run.read_run
+checks before anything downstream sees a value (pydantic models, strict: no string is
+taken for a number, no NaN or infinity passes, no list is longer than a real run's).
+
+A run folder may come from anyone (a class's hand-ins, a download), so text is
+cleaned of control, bidirectional and zero-width characters, which could make one
+name display as another, and every field the report, the site and the analysis
+use is declared here; fields that are not declared are dropped.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+
+from labbook.config import NUM_CLASSES
+from labbook.localization import N_
+
+# Unicode categories that never belong in a name: controls, formats (bidirectional
+# overrides, zero-width joiners and spaces), surrogates, private use, unassigned.
+HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
+FIGURE_NAMES = ("error_curve", "samples", "conv1_kernels", "conv1_features", "conv2_kernels", "conv2_features",
+                "shift_test", "kernel_evolution", "shift_grid", "rotation", "confusion", "mistakes", "attribution")
+# Edge orientations as dissection.json names them; the report translates them.
+ORIENTATIONS = (N_("horizontal"), N_("diagonal /"), N_("vertical"), N_("diagonal \\"))
+MAX_ITEMS = 10_000        # no list in a real run's JSON is longer (a 20-epoch run records 200 points)
+
+
+def strip_hidden(text: str) -> str:
+    """The text without characters that are invisible or reorder what is displayed; line breaks stay."""
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in HIDDEN_CATEGORIES)
+
+
+def clean_text(text: str) -> str:
+    """A one-line name or label: hidden characters removed, white space collapsed."""
+    return " ".join(strip_hidden(text).split())
+
+
+def _moment(text: str) -> str:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("a time needs its time zone")
+    return text
+
+
+def Text(max_length: int):  # noqa: N802 - a type, spelled like one
+    return Annotated[str, Field(max_length=max_length), AfterValidator(clean_text)]
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+Digit = Annotated[int, Field(ge=0, lt=NUM_CLASSES)]
+Moment = Annotated[str, Field(max_length=40), AfterValidator(_moment)]
+PerClass = Annotated[list[Fraction], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
+Matrix = Annotated[list[Annotated[list[Count], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]],
+                   Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
+
+
+def Items(item, min_length: int = 0, max_length: int = MAX_ITEMS):  # noqa: N802
+    return Annotated[list[item], Field(min_length=min_length, max_length=max_length)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+# ---------------------------------------------------------------- run.json
+
+class Environment(Strict):
+    python: Text(40) = ""
+    torch: Text(40) = ""
+    device: Text(40) = ""
+    cpu: Text(200) = ""
+    platform: Text(200) = ""
+    threads: Annotated[int, Field(ge=0, le=4096)] = 0
+
+
+class DataCounts(Strict):
+    train: Count
+    validation: Count
+    test: Count
+    source: Text(300) = ""
+
+
+class RunInfo(Strict):
+    id: Text(200)
+    status: Text(20)
+    created: Moment
+    finished: Moment
+    labbook_version: Text(40) = ""
+    git_commit: Text(64) | None = None
+    author: Text(100) | None = None
+    student_id: Text(64) | None = None
+    preset: Text(40) = ""
+    config_hash: Text(64) = ""
+    environment: Environment = Environment()
+    durations: dict[Text(60), NonNegative] = Field(default_factory=dict, max_length=20)
+    data: DataCounts
+
+
+# ---------------------------------------------------------------- metrics.json and history.csv
+
+class Metrics(Strict):
+    validation_accuracy: Fraction
+    validation_loss: NonNegative
+    test_accuracy: Fraction
+    test_loss: NonNegative
+    test_correct: Count
+    test_size: Count
+    validation_size: Count
+    per_class_test_accuracy: PerClass
+    test_confusion_matrix: Matrix
+    best_recorded_validation_accuracy: Fraction
+    train_seconds: NonNegative
+    validation_seconds_during_training: NonNegative
+    samples_seen: Count
+    samples_per_second: NonNegative
+
+
+class HistoryRow(Strict):
+    epoch: Count
+    batch: Count
+    samples_seen: Count
+    train_loss: NonNegative
+    train_accuracy: Fraction
+    validation_accuracy: Fraction
+    elapsed_seconds: NonNegative
+
+
+HISTORY = TypeAdapter(Items(HistoryRow, min_length=1, max_length=100_000))
+
+
+# ---------------------------------------------------------------- dissection.json
+
+class Settings(Strict):
+    image_index: Count
+    train_image_index: Count
+    shift: Items(int, 2, 2)
+    shift_radius: Annotated[int, Field(ge=0, le=13)]
+    rotation_degrees: Items(Annotated[int, Field(ge=-180, le=180)], 1, 73)
+    mistakes: Annotated[int, Field(ge=0, le=100)]
+
+
+class Layer(Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,20}$")]
+    output_shape: Items(Annotated[int, Field(ge=1)], 1, 3)
+
+
+class Network(Strict):
+    layers: Items(Layer, 1, 12)
+
+
+class TrainSample(Strict):
+    index: Count
+    label: Digit
+
+
+class TestSample(Strict):
+    index: Count
+    label: Digit
+    prediction: Digit
+    probabilities: PerClass
+
+
+class Samples(Strict):
+    train: TrainSample
+    test: TestSample
+
+
+class Kernel(Strict):
+    kind: Literal["edge", "centre-surround", "mixed"]
+    edge_orientation_degrees: Finite
+    orientation: Literal[ORIENTATIONS]
+    orientation_strength: Fraction
+    centre_surround: bool
+    centre_mean: Finite
+    surround_mean: Finite
+    l2_norm: NonNegative
+
+
+class Kernels(Strict):
+    conv1: Items(Kernel, 1, 256)
+    conv2: Items(Items(Kernel, 1, 256), 1, 256)
+
+
+class KernelEvolution(Strict):
+    samples_seen: Items(Count, 1)
+    distance_from_first: Items(Items(NonNegative, 1), 1, 256)
+    drawn_records: Items(Count, 1, 20)
+
+
+class Similarity(Strict):
+    conv1: Items(Finite, 1, 256)
+    conv2: Items(Finite, 1, 256)
+
+
+class ShiftTest(Strict):
+    dx: int
+    dy: int
+    label: Digit
+    prediction: Digit
+    confidence: Fraction
+    shifted_prediction: Digit
+    shifted_confidence: Fraction
+    feature_similarity: Similarity
+    conv2_shift_exact: bool
+
+
+class ShiftGrid(Strict):
+    radius: Annotated[int, Field(ge=0, le=13)]
+    dx: Items(int, 1, 27)
+    dy: Items(int, 1, 27)
+    accuracy: Items(Items(Fraction, 1, 27), 1, 27)
+
+
+class DistanceAccuracy(Strict):
+    distance: NonNegative
+    accuracy: Fraction
+    shifts: Count
+
+
+class Flips(Strict):
+    mean: Fraction
+    by_direction: dict[Literal["right", "left", "down", "up"], Fraction]
+
+
+class RotationAccuracy(Strict):
+    degrees: Annotated[int, Field(ge=-180, le=180)]
+    accuracy: Fraction
+
+
+class Robustness(Strict):
+    shift_grid: ShiftGrid
+    accuracy_by_distance: Items(DistanceAccuracy, 1, 400)
+    largest_shift_with_accuracy_at_least_95_percent: NonNegative | None
+    consistency: Fraction
+    flip_probability_one_pixel: Flips
+    rotation: Items(RotationAccuracy, 1, 73)
+
+
+class Pair(Strict):
+    true: Digit
+    predicted: Digit
+    count: Count
+
+
+class Mistake(Strict):
+    index: Count
+    label: Digit
+    prediction: Digit
+    confidence: Fraction
+
+
+class Evaluation(Strict):
+    test_accuracy: Fraction
+    per_class_accuracy: PerClass
+    confusion_matrix: Matrix
+    confusion_pairs: Items(Pair, 0, NUM_CLASSES * NUM_CLASSES)
+    confident_mistakes: Items(Mistake, 0, 100)
+
+
+class Attribution(Strict):
+    target: Digit
+    saliency_peak: Items(Count, 2, 2)
+    occlusion_most_harmful: Items(Count, 2, 2)
+    occlusion_window: Count
+    occlusion_stride: Count
+
+
+FigurePath = Annotated[str, Field(pattern=r"^figures/[a-z0-9_]+\.(zh|en)\.(svg|png)$")]
+
+
+class Dissection(Strict):
+    labbook_version: Text(40)
+    run_id: Text(200)
+    settings: Settings
+    network: Network
+    samples: Samples
+    kernels: Kernels
+    kernel_evolution: KernelEvolution
+    shift_test: ShiftTest
+    robustness: Robustness
+    evaluation: Evaluation
+    attribution: Attribution
+    figures: dict[Literal[FIGURE_NAMES], dict[Literal["zh", "en"], Items(FigurePath, 1, 2)]]
