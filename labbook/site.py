@@ -172,10 +172,11 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     from labbook import figures  # matplotlib: loaded only when there is a figure to draw
     figures.configure_matplotlib()
     plt, _ = figures.plt, gettext_for(language)
+    # A run's id is only a label: never read as a formula ("$...$").
+    plt.rcParams["text.parse_math"] = False
     figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
     for summary in summaries:
         history = summary["history"]
-        # A run's id is only a label: never read as a formula ("$...$") or anything else.
         axis.plot([row["samples_seen"] for row in history], [100 * (1 - row["validation_accuracy"]) for row in history],
                   label=summary["id"][:60], linewidth=1)
     axis.set_xlabel(_("Training images seen"))

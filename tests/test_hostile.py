@@ -1,0 +1,250 @@
+"""A hostile class: run folders crafted (from the shared small run) to break `labbook site` and
+`labbook report`, published beside honest runs. Nothing may escape --out, run script, publish a
+file of the machine, or stop the class."""
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import copy_run, run_cli
+
+from labbook.errors import UserError
+from labbook.report import ReportOptions, render_report
+from labbook.runfolder import write_manifest
+
+CHROMIUM = Path("/usr/bin/chromium")
+EVIL_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" '
+            b'height="10" onload="alert(1)"><script>alert(2)</script><foreignObject width="10" height="10">'
+            b'<body xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="alert(3)"/></body></foreignObject>'
+            b'<image xlink:href="http://127.0.0.2:9/tracker.png" width="5" height="5"/>'
+            b'<rect width="10" height="10" style="fill:url(http://127.0.0.2:9/f)"/></svg>')
+SECRET = "labbook-secret-9f2c"        # in a file outside the runs that hostile links point at
+
+
+def edit_json(folder: Path, name: str, change) -> None:
+    data = json.loads((folder / name).read_text(encoding="utf-8"))
+    change(data)
+    (folder / name).write_text(json.dumps(data), encoding="utf-8")
+
+
+def hostile_runs(source: Path, runs: Path, outside: Path) -> dict[str, str]:
+    """Each hostile run folder, by name, with what the test expects: 'skipped' or 'inert'.
+    Most are made from a copy of `source` without its PDFs, to keep the class small."""
+    secret = outside / "secret.txt"
+    secret.write_text(SECRET)
+    light = outside / "light"
+    shutil.copytree(source, light, ignore=shutil.ignore_patterns("*.pdf"))
+    write_manifest(light)
+    made = {}
+
+    def make(name: str, expect: str, full: bool = False, **run_changes) -> Path:
+        folder = copy_run(source if full else light, runs / name, **{"id": name, **run_changes})
+        made[name] = expect
+        return folder
+
+    def finish(folder: Path) -> None:
+        write_manifest(folder)
+
+    make("escape", "inert", id="../../escaped-run")
+    make("absolute", "inert", id=str(outside / "absolute-run"))
+    make("dot", "inert", id=".")
+    make("classmate", "inert", id=f"{source.name}/.")
+    make("same-id", "inert", id=source.name, author="Impostor")
+    make("long-id", "skipped", id="x" * 300)
+    make("formula", "inert", id=r"$\frac{$")
+    make("bidi", "inert", author="Ali\u202ece\u200b <b>bold</b>")
+
+    stale = make("stale", "skipped")
+    edit_json(stale, "metrics.json", lambda m: m.update(test_accuracy=1.0))          # manifest not updated
+    for name, change in (("strings", lambda m: m.update(test_accuracy="100%")),
+                         ("nan", lambda m: m.update(test_accuracy=float("nan"))),
+                         ("infinite", lambda m: m.update(validation_accuracy=float("inf")))):
+        folder = make(name, "skipped")
+        edit_json(folder, "metrics.json", change)
+        finish(folder)
+    folder = make("number-time", "skipped")
+    edit_json(folder, "run.json", lambda r: r.update(finished=1234567890))
+    finish(folder)
+    folder = make("broken-dissection", "skipped")
+    (folder / "dissection.json").write_text('{"kernels": ', encoding="utf-8")
+    finish(folder)
+    folder = make("script-orientation", "skipped")
+    edit_json(folder, "dissection.json", lambda d: d["kernels"]["conv1"][0].update(
+        orientation="<script>alert(6)</script>", kind="edge"))
+    finish(folder)
+    folder = make("wide-config", "skipped")
+    (folder / "config.toml").write_text((folder / "config.toml").read_text().replace("hidden = 512",
+                                                                                      "hidden = 1500000"))
+    finish(folder)
+    folder = make("long-line", "skipped")
+    (folder / "history.csv").write_text("epoch," + "9" * (17 * 2**20) + "\n")
+    finish(folder)
+    folder = make("many-rows", "skipped")
+    rows = "".join(f"0,{i},{i},0.5,0.5,0.5,1.0\n" for i in range(100_001))
+    (folder / "history.csv").write_text(",".join(("epoch", "batch", "samples_seen", "train_loss", "train_accuracy",
+                                                  "validation_accuracy", "elapsed_seconds")) + "\n" + rows)
+    finish(folder)
+    folder = make("fifo-history", "skipped")
+    (folder / "history.csv").unlink()
+    os.mkfifo(folder / "history.csv")
+    folder = make("fifo-figure", "skipped")
+    (folder / "figures" / "samples.zh.svg").unlink()
+    os.mkfifo(folder / "figures" / "samples.zh.svg")
+    folder = make("bad-manifest", "skipped")
+    edit_json(folder, "manifest.json", lambda m: m["files"].update({"../../secret.txt": {"sha256": "0" * 64,
+                                                                                          "size": 1}}))
+    folder = make("links", "inert", full=True)      # notes and a report PDF that point at the machine's files
+    for name, target in (("notes.zh.md", secret), ("notes.en.md", "/proc/self/environ")):
+        (folder / name).symlink_to(target)
+    (folder / "report" / "report.zh.pdf").unlink()
+    (folder / "report" / "report.zh.pdf").symlink_to(secret)
+    finish(folder)                                  # links are never covered by a manifest
+    folder = make("evil-svg", "inert")
+    (folder / "figures" / "samples.zh.svg").write_bytes(EVIL_SVG)
+    (folder / "figures" / "extra.svg").write_bytes(EVIL_SVG)
+    finish(folder)
+    elsewhere = outside / "linked-run"
+    shutil.copytree(light, elsewhere)
+    (runs / "linked-folder").symlink_to(elsewhere)
+    made["linked-folder"] = "skipped"
+    return made
+
+
+@pytest.fixture(scope="module")
+def hostile_site(reported, tmp_path_factory):
+    base = tmp_path_factory.mktemp("hostile")
+    runs, outside, out = base / "class", base / "outside", base / "served" / "site"
+    runs.mkdir()
+    outside.mkdir()
+    honest = copy_run(reported, runs / "honest-a", id="honest-a", author="Honest A")
+    copy_run(reported, runs / "honest-b", id="honest-b", author="Honest B")
+    expected = hostile_runs(honest, runs, outside)
+    victim = out / "runs" / "victim.txt"         # a file of the teacher's inside the output: never removed
+    victim.parent.mkdir(parents=True)
+    victim.write_text("keep me")
+    before = {p: p.stat().st_mtime_ns for p in base.rglob("*") if not p.is_relative_to(out)}
+    result = run_cli("site", runs, "--out", out)
+    after = {p: p.stat().st_mtime_ns for p in base.rglob("*") if not p.is_relative_to(out)}
+    return {"base": base, "runs": runs, "out": out, "result": result, "expected": expected, "victim": victim,
+            "before": before, "after": after}
+
+
+def test_the_class_is_published_and_each_hostile_run_is_skipped_with_its_reason(hostile_site):
+    result, expected = hostile_site["result"], hostile_site["expected"]
+    assert result.returncode == 3, result.stderr           # written, with runs skipped
+    assert "Traceback" not in result.stderr
+    skipped = {line.split(":")[0].removeprefix("skipped ") for line in result.stderr.splitlines()
+               if line.startswith("skipped ")}
+    assert skipped == {name for name, expect in expected.items() if expect == "skipped"}
+    index = (hostile_site["out"] / "index.en.html").read_text(encoding="utf-8")
+    for shown in ("honest-a", "honest-b", "../../escaped-run", r"$\frac{$", "links", "evil-svg", "Impostor"):
+        assert shown in index, shown
+    pages = list((hostile_site["out"] / "runs").glob("*/index.html"))
+    assert len(pages) == len(expected) - len(skipped) + 2
+
+
+def test_nothing_outside_the_output_is_written_or_removed(hostile_site):
+    assert hostile_site["before"] == hostile_site["after"]
+    assert hostile_site["victim"].read_text() == "keep me"
+    out = hostile_site["out"]
+    for path in out.rglob("*"):
+        assert not path.is_symlink(), path
+        assert path.resolve().is_relative_to(out.resolve()), path
+
+
+def test_no_file_of_the_machine_and_no_script_is_published(hostile_site):
+    for path in hostile_site["out"].rglob("*"):
+        if not path.is_file():
+            continue
+        content = path.read_bytes()
+        assert SECRET.encode() not in content and b"PATH=" not in content, path
+        if path.suffix in (".html", ".svg"):
+            text = content.decode("utf-8").lower()
+            assert text.count("<script") == text.count('<script src="'), path     # only labbook's own file
+            for marker in ("onload=", "onerror=", "<foreignobject", "javascript:", "127.0.0.2", "\u202e", "\u200b"):
+                assert marker not in text, (path, marker)
+    evil = next((hostile_site["out"] / "runs").glob("evil-svg-*"))
+    assert not (evil / "figures" / "extra.svg").exists()          # not one of the run's figures: not published
+    assert (evil / "figures" / "samples.zh.svg").is_file()        # rebuilt from the allow-list
+    links = next((hostile_site["out"] / "runs").glob("links-*"))
+    assert not (links / "files" / "report.zh.pdf").exists() and (links / "files" / "report.en.pdf").is_file()
+    assert "notes.zh.md: written after manifest.json, so not shown" in hostile_site["result"].stderr
+    assert "Ali ce <b>bold</b>" not in (hostile_site["out"] / "index.en.html").read_text()
+    assert "Alice &lt;b&gt;bold&lt;/b&gt;" in (hostile_site["out"] / "index.en.html").read_text()
+
+
+def test_a_rebuild_removes_only_what_labbook_wrote(hostile_site, tmp_path):
+    out, runs = tmp_path / "site", tmp_path / "class"
+    shutil.copytree(hostile_site["out"], out)
+    runs.mkdir()
+    for name in ("honest-a", "escape"):
+        shutil.copytree(hostile_site["runs"] / name, runs / name)
+    result = run_cli("site", runs, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert (out / "runs" / "victim.txt").read_text() == "keep me"
+    assert sorted(p.name.rsplit("-", 1)[0] for p in (out / "runs").iterdir() if p.is_dir()) == [
+        "escaped-run", "honest-a"]
+
+
+def test_report_on_hostile_runs_writes_no_link_target_and_no_script(hostile_site, tmp_path):
+    runs = hostile_site["runs"]
+    for name in ("links", "script-orientation", "evil-svg", "bidi", "fifo-figure", "stale"):
+        folder = tmp_path / name
+        fifos = []
+
+        def fifos_apart(directory, names):
+            found = [n for n in names if stat.S_ISFIFO(os.lstat(os.path.join(directory, n)).st_mode)]
+            fifos.extend(Path(directory, n).relative_to(runs / name) for n in found)
+            return found
+
+        shutil.copytree(runs / name, folder, symlinks=True, ignore=fifos_apart)
+        for fifo in fifos:
+            os.mkfifo(folder / fifo)
+        (folder / "report" / "report.en.html").unlink()
+        try:
+            render_report(folder, ReportOptions(languages=("en",), formats=("html", "pdf")))
+        except UserError as error:     # refused with its reason, and nothing written
+            assert name in str(error) and not (folder / "report" / "report.en.html").exists(), name
+            continue
+        html = (folder / "report" / "report.en.html").read_text(encoding="utf-8")
+        assert "<script" not in html.lower() and SECRET not in html and "\u202e" not in html, name
+        assert SECRET.encode() not in (folder / "report" / "report.en.pdf").read_bytes(), name
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make installs it as root)")
+def test_no_page_or_svg_runs_script_in_a_browser(hostile_site):
+    from playwright.sync_api import sync_playwright
+
+    root = hostile_site["out"].parent
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/site/"
+    requests, dialogs = [], []
+    out = hostile_site["out"]
+    # Every page, every SVG of the hostile SVG run and the comparison figures, each opened by its address.
+    addresses = [path.relative_to(out).as_posix() for path in out.rglob("*") if path.suffix == ".html"
+                 or path.suffix == ".svg" and (path.parent.parent.name.startswith("evil-svg") or "assets" in path.parts)]
+    assert any("evil-svg" in address and address.endswith("samples.zh.svg") for address in addresses)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                 args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+            page = browser.new_page()
+            page.on("request", lambda request: requests.append(request.url))
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            for address in addresses:
+                page.goto(base + address)
+                page.wait_for_load_state("load")
+            browser.close()
+    finally:
+        server.shutdown()
+    assert dialogs == []
+    assert [url for url in requests if not url.startswith((base, "data:"))] == []
