@@ -9,14 +9,17 @@ renders again only the runs whose manifest changed (state in .labbook-site.json)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -31,6 +34,7 @@ from labbook.runschema import clean_text
 from labbook.svgsafe import clean_svg
 
 STATE_FILE = ".labbook-site.json"
+PARALLEL_FROM = 8        # runs to render from which several processes pay for their start-up
 SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}-[0-9a-f]{10}")
 LANGUAGES = ("zh", "en")
 DOWNLOADS = ("config.toml", "metrics.json", "history.csv", "model.safetensors", "report/report.zh.pdf",
@@ -112,10 +116,10 @@ def _summary(run: Run) -> dict:
             "config": config.to_dict(), "history": run.history}
 
 
-def _render_run(run: Run, target: Path, env, assets: dict[str, str]) -> None:
+def _render_run(run: Run, target: Path, assets: dict[str, str]) -> None:
     """Write the run's pages, its figures (each SVG rebuilt from an allow-list) and its downloads
-    into `target`, from files checked against the manifest. Built beside the target and moved into
-    place, so a run that fails half-way leaves nothing half-written."""
+    into `target`, from files checked against the manifest. Built in a folder beside the target and
+    renamed into place, so a run that fails half-way leaves nothing half-written."""
     building = target.with_name(f".building-{target.name}")
     if building.exists():
         shutil.rmtree(building)
@@ -126,25 +130,50 @@ def _render_run(run: Run, target: Path, env, assets: dict[str, str]) -> None:
             for relative in (path for language_paths in paths.values() for path in language_paths):
                 if relative.endswith(".svg"):
                     name = PurePosixPath(relative).name
-                    atomic_write_bytes(building / "figures" / name, clean_svg(run.files.read(relative), relative))
+                    (building / "figures" / name).write_bytes(clean_svg(run.files.read(relative), relative))
         downloads = []
         for relative in DOWNLOADS:
             if run.files.covers(relative):
-                atomic_write_bytes(building / "files" / PurePosixPath(relative).name, run.files.read(relative))
+                (building / "files" / PurePosixPath(relative).name).write_bytes(run.files.read(relative))
                 downloads.append(PurePosixPath(relative).name)
         context = context_of(run, ReportOptions())
-        template = env.get_template("site/run.html.j2")
+        template = _environment().get_template("site/run.html.j2")
         for language in LANGUAGES:
             page = template.render(**context, languages=(language,), lang=language, for_pdf=False,
                                    figure_base="figures/", root="../../", assets=assets, downloads=downloads,
                                    here=page_name("index", language), other=page_name("index", _other(language)),
                                    date=Formatter(language).date(context["run"]["finished"]))
-            atomic_write_text(building / page_name("index", language), page)
+            (building / page_name("index", language)).write_text(page, encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         building.rename(target)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+@functools.cache
+def _environment():
+    return environment()
+
+
+def _render_safely(run: Run, target: Path, assets: dict[str, str]) -> str | None:
+    """Render one run; the reason it could not be, or None. Never raises: one run never stops the class."""
+    try:
+        _render_run(run, target, assets)
+    except UserError as error:
+        return str(error)
+    except Exception as error:  # noqa: BLE001 - a run that breaks labbook must not stop the class
+        return f"could not be rendered ({type(error).__name__}: {str(error)[:120]})"
+    return None
+
+
+def _render_all(jobs: list[tuple[Run, Path]], assets: dict[str, str]) -> list[str | None]:
+    """Render every (run, target); many at once in processes of their own (spawned: no state shared)."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(jobs) < PARALLEL_FROM or workers < 2:
+        return [_render_safely(run, target, assets) for run, target in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_render_safely, *zip(*jobs), [assets] * len(jobs)))
 
 
 def _other(language: str) -> str:
@@ -214,8 +243,8 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
     written = _labbook_slots(state)
     previous = state.get("runs", {}) if isinstance(state.get("runs"), dict) else {}
     assets = _write_assets(out)
-    env = environment()
-    summaries, digests = [], {}
+    env = _environment()
+    accepted, digests, jobs = [], {}, []
     for run in find_runs(sources, result):
         summary = _summary(run)
         slot, digest = summary["slot"], _manifest_digest(run)
@@ -226,20 +255,21 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
         if os.path.lexists(target) and slot not in written:
             result.skipped.append(f"{run.folder.name}: {target} exists and was not written by labbook")
             continue
+        digests[slot] = digest
+        accepted.append((run, summary))
         if not (previous.get(slot) == digest and state.get("assets") == assets and (target / "index.html").is_file()):
-            try:
-                _render_run(run, target, env, assets)
-            except UserError as error:
-                result.skipped.append(f"{run.folder.name}: {error}")
-                continue
-            except Exception as error:  # noqa: BLE001 - a run that breaks labbook must not stop the class
-                result.skipped.append(f"{run.folder.name}: could not be rendered ({type(error).__name__}: "
-                                      f"{str(error)[:120]})")
-                continue
+            jobs.append((run, target))
+    outcomes = dict(zip((target.name for _, target in jobs), _render_all(jobs, assets)))  # by slot
+    summaries = []
+    for run, summary in accepted:
+        if outcomes.get(summary["slot"]):
+            result.skipped.append(f"{run.folder.name}: {outcomes[summary['slot']]}")
+            del digests[summary["slot"]]
+            continue
+        if summary["slot"] in outcomes:
             result.rendered.append(run.id)
             if progress:
                 progress(run.id)
-        digests[slot] = digest
         summaries.append(summary)
     for stale in written - set(digests):
         if (out / "runs" / stale).is_dir() and not (out / "runs" / stale).is_symlink():
