@@ -26,7 +26,7 @@ from labbook.grade.measurement import Measurement
 from labbook.grade.scorers import reason
 from labbook.grade.submissions import open_submission, private_scratch, read_weights
 from labbook.model import ConvNet
-from labbook.run import read_bytes, read_json, read_text, verify_manifest
+from labbook.run import MAX_BYTES, read_bytes, read_json, read_text, verify_manifest
 
 FIGURE_COUNT = 13      # every figure of a dissection, in PNG
 MAX_NOTES_CHARS = 200_000
@@ -41,7 +41,7 @@ def init_worker() -> None:
 
 def _json_object(folder: Path, name: str) -> tuple[dict, str | None]:
     try:
-        data = read_json(folder / name)
+        data = read_json(folder / name, MAX_BYTES.get(name, MAX_BYTES["metrics.json"]))
     except UserError as error:
         return {}, f"{name}: {str(error).replace(str(folder / name) + ': ', '')[:160]}"
     return (data, None) if isinstance(data, dict) else ({}, f"{name}: not a JSON object")
@@ -96,7 +96,7 @@ def measure_folder(folder: Path, m: Measurement) -> Measurement:
                    "report": any(report.glob("report.*.html")) or any(report.glob("report.*.pdf"))}
     for language in ("zh", "en"):
         try:
-            m.notes[language] = read_text(folder / f"notes.{language}.md")[:MAX_NOTES_CHARS]
+            m.notes[language] = read_text(folder / f"notes.{language}.md", MAX_BYTES["notes"])[:MAX_NOTES_CHARS]
         except UserError:
             pass
     _measure_weights(folder, m, (run.get("environment") or {}).get("threads") if isinstance(run, dict) else None)
