@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
@@ -39,6 +40,9 @@ MAX_SHIFT = IMAGE_SIZE - 1
 # enough that a run folder cannot make labbook allocate gigabytes.
 MAX_CHANNELS = 256
 MAX_HIDDEN = 8192
+MAX_NUMBER = 2**53        # any integer or float setting
+MAX_TEXT = 100            # a text setting (the run's name)
+MAX_ITEMS = 100           # a list setting (e.g. dissect.rotation_degrees)
 
 
 @dataclass
@@ -155,22 +159,37 @@ def choices(section: type, name: str) -> tuple[str, ...]:
     return typing.get_args(typing.get_type_hints(section)[name])
 
 
+def _shown(value) -> str:
+    """A value for an error message: short, and never a 5,000-digit number spelled out."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+        return "an integer of about 10^%d" % int(math.log10(abs(value)))
+    return repr(value)[:60]
+
+
 def _check_value(key: str, value, expected):
     origin = typing.get_origin(expected)
     if origin is Literal:
         allowed = typing.get_args(expected)
         if value not in allowed:
-            raise UserError(f"config: {key} must be one of {', '.join(allowed)}, got {value!r}")
+            raise UserError(f"config: {key} must be one of {', '.join(allowed)}, got {_shown(value)}")
         return value
     if origin is list:
         (item_type,) = typing.get_args(expected)
-        if not isinstance(value, list):
-            raise UserError(f"config: {key} must be a list of {item_type.__name__}, got {value!r}")
+        if not isinstance(value, list) or len(value) > MAX_ITEMS:
+            raise UserError(f"config: {key} must be a list of at most {MAX_ITEMS} {item_type.__name__}, "
+                            f"got {_shown(value)}")
         return [_check_value(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+    if expected is float and isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_NUMBER:
         return float(value)
     if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
-        raise UserError(f"config: {key} must be {expected.__name__}, got {value!r}")
+        raise UserError(f"config: {key} must be {expected.__name__}, got {_shown(value)}")
+    # Bounds no real setting comes near; past them a number only breaks things downstream.
+    if expected is float and not (math.isfinite(value) and abs(value) <= MAX_NUMBER):
+        raise UserError(f"config: {key} must be a finite number, got {value!r}")
+    if expected is int and not abs(value) <= MAX_NUMBER:
+        raise UserError(f"config: {key} is out of range, got {_shown(value)}")
+    if expected is str and len(value) > MAX_TEXT:
+        raise UserError(f"config: {key} is longer than {MAX_TEXT} characters")
     return value
 
 
@@ -180,11 +199,11 @@ def _apply(target, overrides: dict, prefix: str = "") -> None:
     for name, value in overrides.items():
         key = f"{prefix}{name}"
         if name not in known:
-            raise UserError(f"config: unknown key {key!r} (known: {', '.join(sorted(known))})")
+            raise UserError(f"config: unknown key {key[:60]!r} (known: {', '.join(sorted(known))})")
         current = getattr(target, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise UserError(f"config: {key} must be a table of settings, got {value!r}")
+                raise UserError(f"config: {key} must be a table of settings, got {_shown(value)}")
             _apply(current, value, prefix=f"{key}.")
             continue
         setattr(target, name, _check_value(key, value, hints[name]))
@@ -253,8 +272,8 @@ def parse_override(assignment: str) -> dict:
 def _parse(text: str, path: Path | str) -> dict:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path}: not valid TOML ({error})") from None
+    except (ValueError, RecursionError) as error:  # TOMLDecodeError, or a 5,000-digit number, or deep nesting
+        raise UserError(f"{path}: not valid TOML ({str(error)[:100]})") from None
 
 
 def _resolve(file_values: dict, preset: str | None, overrides: list[dict]) -> Config:

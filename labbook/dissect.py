@@ -32,7 +32,7 @@ from labbook.errors import UserError
 from labbook.evaluate import confusion_matrix, log_probabilities, per_class_accuracy
 from labbook.model import ConvNet, build_model, layer_shapes
 from labbook.run import DISSECTION, Run, read_run
-from labbook.runfolder import atomic_write_json, write_manifest
+from labbook.runfolder import atomic_write_json, own_folder, write_manifest
 from labbook.runschema import ORIENTATIONS
 
 
@@ -316,9 +316,7 @@ def figure_jobs(run: Run, dissection: dict) -> list[tuple]:
 
 def draw(run: Run, dissection: dict, parallel: bool = True) -> dict:
     """Draw every figure of a measured run into RUN/figures/; returns {name: {language: [paths]}}."""
-    folder = run.folder / "figures"
-    folder.mkdir(exist_ok=True)
-    return figures.draw_all(figure_jobs(run, dissection), folder, parallel)
+    return figures.draw_all(figure_jobs(run, dissection), own_folder(run.folder / "figures"), parallel)
 
 
 # ---------------------------------------------------------------- the whole dissection

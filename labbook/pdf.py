@@ -88,6 +88,19 @@ def font_stylesheet(html: str) -> str:
 VIRTUAL_BASE = "https://run.labbook.invalid/"
 
 
+# A figure larger than this would take gigabytes to decode (labbook's own: about 1400 x 1000).
+MAX_PIXELS = 25_000_000
+
+
+def _check_png(content: bytes, name: str) -> None:
+    """Refuse a PNG that is not one, or whose header promises more pixels than any figure has."""
+    if content[:8] != b"\x89PNG\r\n\x1a\n" or content[12:16] != b"IHDR":
+        raise UserError(f"{name}: not a PNG image")
+    width, height = int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
+    if width * height > MAX_PIXELS:
+        raise UserError(f"{name}: {width} x {height} pixels, more than a figure can have")
+
+
 def _fetcher_for(read_run_file):
     """A fetcher that serves the run's own files (through `read_run_file`, which reads only files
     its manifest covers) and labbook's font cache, nothing else."""
@@ -102,7 +115,10 @@ def _fetcher_for(read_run_file):
             if url.startswith(VIRTUAL_BASE):
                 relative = unquote(url[len(VIRTUAL_BASE):].split("?")[0].split("#")[0])
                 kind = mimetypes.guess_type(relative)[0] or "application/octet-stream"
-                return URLFetcherResponse(url, body=read_run_file(relative), headers={"Content-Type": kind})
+                body = read_run_file(relative)
+                if kind == "image/png":
+                    _check_png(body, relative)
+                return URLFetcherResponse(url, body=body, headers={"Content-Type": kind})
             if url.startswith("file://") and Path(url[len("file://"):]).resolve().is_relative_to(fonts):
                 return super().fetch(url, headers)
             raise ValueError(f"labbook renders only files of the run: refused {url}")
@@ -120,7 +136,13 @@ def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     # @font-face rules only take effect through a FontConfiguration shared by the CSS and the writer.
+    from weasyprint.urls import FatalURLFetchingError
     fonts, fetcher = FontConfiguration(), _fetcher_for(read_run_file)
-    document = HTML(string=html, base_url=VIRTUAL_BASE + "report/", url_fetcher=fetcher)
-    stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
-    return document.write_pdf(stylesheets=[stylesheet], font_config=fonts)
+    try:
+        document = HTML(string=html, base_url=VIRTUAL_BASE + "report/", url_fetcher=fetcher)
+        stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
+        return document.write_pdf(stylesheets=[stylesheet], font_config=fonts)
+    except FatalURLFetchingError as error:   # a file of the run refused by the reader: say why, in one line
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from None
+        raise

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-import markdown
 import nh3
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -27,7 +27,7 @@ from labbook.errors import UserError
 from labbook.localization import Formatter, translations
 from labbook.run import Run, read_run, read_text
 from labbook.runschema import ORIENTATIONS
-from labbook.runfolder import atomic_write_bytes, atomic_write_text, write_manifest
+from labbook.runfolder import atomic_write_bytes, own_folder, write_manifest
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 if not BUILTIN_TEMPLATES.is_dir():  # running from a source checkout: templates/ beside the package
@@ -47,6 +47,9 @@ TERMS = frozenset(ORIENTATIONS)
 # past escaping and sanitising could not run or call out. (The site adds its one script file.)
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                            "base-uri 'none'; form-action 'none'")
+# CommonMark with tables, raw HTML off (nh3 cleans the result as well): its parser stays fast on
+# input built to be slow, which Python-Markdown's does not (20,000 '[' took it 37 s).
+MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 NOTES_TAGS = {"p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote", "code", "pre", "h3", "h4",
               "a", "table", "thead", "tbody", "tr", "th", "td", "hr"}
 
@@ -151,7 +154,7 @@ def _notes(run: Run, notes: Path | None) -> dict[str, Markup | None]:
         if language not in sources:
             found[language] = None
             continue
-        rendered = markdown.markdown(sources[language], extensions=["tables", "fenced_code"])
+        rendered = MARKDOWN.render(sources[language])
         clean = nh3.clean(rendered, tags=NOTES_TAGS, attributes={"a": {"href", "title"}, "td": {"align"},
                                                                  "th": {"align"}},
                           url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")
@@ -168,15 +171,18 @@ def _history_facts_rows(history: list[dict]) -> list[dict]:
     return rows
 
 
-def _walk(data, source: str, path: str = "") -> dict:
-    """Facts for every scalar of a nested dict/list, keyed by dotted path ("per_class_test_accuracy.3")."""
-    if isinstance(data, (dict, list)):
-        items = data.items() if isinstance(data, dict) else enumerate(data)
-        out = {}
-        for key, value in items:
-            out.update(_walk(value, source, f"{path}.{key}" if path else str(key)))
-        return out
-    return {path: analysis.Fact(data, f"{source}:{path}")}
+class Facts:
+    """Facts of one file looked up by dotted path when a template asks ("per_class_test_accuracy.3"),
+    so that a large file costs nothing up front."""
+
+    def __init__(self, data, source: str):
+        self.data, self.source = data, source
+
+    def __getitem__(self, path: str) -> analysis.Fact:
+        value = self.data
+        for key in path.split("."):
+            value = value[int(key)] if isinstance(value, list) else value[key]
+        return analysis.Fact(value, f"{self.source}:{path}")
 
 
 def context_of(run: Run, options: ReportOptions) -> dict:
@@ -186,8 +192,8 @@ def context_of(run: Run, options: ReportOptions) -> dict:
     return {
         "run": run.info, "config": config, "config_text": run.config_text, "metrics": metrics,
         "dissection": dissection,
-        "m": _walk(metrics, "metrics.json"), "d": _walk(dissection, "dissection.json"),
-        "r": _walk(run.info, "run.json"), "c": _walk(config, "config.toml"),
+        "m": Facts(metrics, "metrics.json"), "d": Facts(dissection, "dissection.json"),
+        "r": Facts(run.info, "run.json"), "c": Facts(config, "config.toml"),
         "history_rows": _history_facts_rows(run.history), "history_length": len(run.history),
         "training": analysis.training_facts(run.history, metrics),
         "evaluation": analysis.evaluation_facts(metrics, dissection),
@@ -237,23 +243,20 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> list[Pa
         raise UserError(f"--templates {options.templates}: not a directory")
     # The author rendering their own run: notes written since the last manifest are theirs to show.
     run = read_run(folder, dissected=True, uncovered_notes=True)
+    run.files.verify_all(except_prefix=REPORT_FOLDER)   # the appendix lists them all; report/ is rewritten
     context = context_of(run, options)
     env = environment(options.templates)
-    report_folder = folder / "report"
-    report_folder.mkdir(exist_ok=True)
+    report_folder = own_folder(folder / "report")
     pages = {language_set: render_html(context, language_set, env) for language_set in options.languages}
-    written = []
-    for language_set, page in pages.items():
-        if "html" in options.formats:
-            path = report_folder / f"report.{language_set}.html"
-            atomic_write_text(path, page)
-            written.append(path)
+    outputs: dict[str, bytes] = {}   # everything is rendered before anything is written
+    if "html" in options.formats:
+        outputs.update({f"report.{language_set}.html": page.encode("utf-8") for language_set, page in pages.items()})
     if "pdf" in options.formats:
         font_css = pdf.font_stylesheet("".join(pages.values()))
         for language_set in options.languages:
             page = render_html(context, language_set, env, for_pdf=True)
-            path = report_folder / f"report.{language_set}.pdf"
-            atomic_write_bytes(path, pdf.render_pdf(page, run.files.read, font_css))
-            written.append(path)
+            outputs[f"report.{language_set}.pdf"] = pdf.render_pdf(page, run.files.read, font_css)
+    for name, content in outputs.items():
+        atomic_write_bytes(report_folder / name, content)
     write_manifest(folder)
-    return written
+    return [report_folder / name for name in outputs]

@@ -17,7 +17,9 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
+import re
 import stat
 import struct
 from dataclasses import dataclass, field
@@ -44,10 +46,12 @@ LINK = "a symbolic link (labbook follows no links in a run folder)"
 # Size caps, far above what labbook itself writes (a seed-preset run: history.csv 15 kB,
 # dissection.json 35 kB, model.safetensors 830 kB, a report PDF 2 MB).
 MAX_BYTES = {"run.json": 2**20, "metrics.json": 2**20, "config.toml": 2**18, "history.csv": 16 * 2**20,
-             DISSECTION: 8 * 2**20, MANIFEST: 4 * 2**20, "notes": 2**20}
+             DISSECTION: 8 * 2**20, MANIFEST: 4 * 2**20, "notes": 128 * 2**10}
 MAX_FILE_BYTES = 512 * 2**20     # anything else: figures, reports, weights
 MAX_MANIFEST_ENTRIES = 10_000
 MAX_HEADER_BYTES = 2**20
+SHA256 = re.compile(r"[0-9a-f]{64}")
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 # ---------------------------------------------------------------- opening files safely
@@ -74,9 +78,13 @@ def _open_in(folder: Path, relative: str) -> int:
     finally:
         if directory is not None:
             os.close(directory)
-    if not stat.S_ISREG(os.fstat(handle).st_mode):
+    status = os.fstat(handle)
+    if not stat.S_ISREG(status.st_mode):
         os.close(handle)
         raise UserError(f"{folder / relative}: not a regular file")
+    if status.st_nlink > 1:  # a hard link: the same file may also be one outside the run folder
+        os.close(handle)
+        raise UserError(f"{folder / relative}: a hard link (labbook reads only files of the run's own)")
     return handle
 
 
@@ -112,7 +120,7 @@ def _decode(content: bytes, path: Path) -> str:
 def _parse_json(content: bytes, path: Path):
     try:
         return json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:   # ValueError: bad JSON, bad UTF-8, a 5,000-digit number
         raise UserError(f"{path}: not valid JSON ({str(error)[:100]})") from None
 
 
@@ -138,9 +146,11 @@ def read_manifest(folder: Path) -> dict[str, dict]:
     for name, entry in files.items():
         parts = PurePosixPath(name).parts
         if (not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name
-                or not isinstance(entry, dict) or not isinstance(entry.get("size"), int)
-                or not isinstance(entry.get("sha256"), str)):
-            raise UserError(f"{path}: malformed entry {name[:80]!r}")
+                or runschema.clean_text(name) != name or len(name) > 200 or not isinstance(entry, dict)
+                or not isinstance(entry.get("size"), int) or isinstance(entry.get("size"), bool)
+                or not 0 <= entry["size"] <= MAX_FILE_BYTES
+                or not isinstance(entry.get("sha256"), str) or not SHA256.fullmatch(entry["sha256"])):
+            raise UserError(f"{path}: malformed entry {runschema.clean_text(name)[:80]!r}")
     return files
 
 
@@ -184,15 +194,48 @@ class RunFiles:
     def covers(self, relative: str) -> bool:
         return relative in self.manifest
 
-    def read(self, relative: str, limit: int = MAX_FILE_BYTES) -> bytes:
-        path = self.folder / relative
+    def _entry(self, relative: str) -> dict:
         entry = self.manifest.get(relative)
         if entry is None:
-            raise UserError(f"{path}: not covered by manifest.json, so not trusted")
-        content = _read_capped(_open_in(self.folder, relative), path, min(limit, entry["size"]))
+            raise UserError(f"{self.folder / relative}: not covered by manifest.json, so not trusted")
+        return entry
+
+    def _changed(self, relative: str) -> UserError:
+        return UserError(f"{self.folder / relative}: changed after the run (manifest.json no longer matches)")
+
+    def read(self, relative: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        entry, path = self._entry(relative), self.folder / relative
+        if entry["size"] > limit:
+            raise UserError(f"{path}: larger than {limit:,} bytes")
+        content = _read_capped(_open_in(self.folder, relative), path, entry["size"])
         if len(content) != entry["size"] or hashlib.sha256(content).hexdigest() != entry["sha256"]:
-            raise UserError(f"{path}: changed after the run (manifest.json no longer matches)")
+            raise self._changed(relative)
         return content
+
+    def stream(self, relative: str, sink=None, keep: int = 0) -> bytes:
+        """Check a file of any size against the manifest without holding it: its bytes go to `sink`
+        (a binary file) as they are read; returns its first `keep` bytes."""
+        entry = self._entry(relative)
+        handle = _open_in(self.folder, relative)
+        digest, size, head = hashlib.sha256(), 0, b""
+        with os.fdopen(handle, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                size += len(chunk)
+                if size > entry["size"]:
+                    raise self._changed(relative)
+                digest.update(chunk)
+                head += chunk[:max(0, keep - len(head))]
+                if sink is not None:
+                    sink.write(chunk)
+        if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+            raise self._changed(relative)
+        return head
+
+    def verify_all(self, except_prefix: str = "") -> None:
+        """Check every file the manifest lists (but those under `except_prefix`); the first that differs stops."""
+        for relative in self.manifest:
+            if not (except_prefix and relative.startswith(except_prefix)):
+                self.stream(relative)
 
 
 # ---------------------------------------------------------------- parsing
@@ -214,19 +257,27 @@ def parse_history(content: bytes, path: Path) -> list[dict]:
     return rows
 
 
-def safetensors_header(content: bytes, path: Path) -> dict[str, dict]:
-    """The tensor entries of a .safetensors file ({name: {"dtype", "shape", ...}}), without torch."""
+def safetensors_header(content: bytes, path: Path, size: int | None = None) -> dict[str, dict]:
+    """The tensor entries of a .safetensors file ({name: {"dtype", "shape", "data_offsets"}}), read
+    without torch from its first bytes, each checked against the data that follows (`size`: the
+    whole file's size, when `content` holds only its beginning)."""
+    size = len(content) if size is None else size
     try:
-        (size,) = struct.unpack("<Q", content[:8])
-        if size > min(MAX_HEADER_BYTES, len(content) - 8):
+        (length,) = struct.unpack("<Q", content[:8])
+        if length > min(MAX_HEADER_BYTES, size - 8, len(content) - 8):
             raise ValueError("truncated or oversized header")
-        header = json.loads(content[8:8 + size])
+        header = json.loads(content[8:8 + length])
         if not isinstance(header, dict):
             raise ValueError("header is not an object")
-    except (struct.error, ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not a readable safetensors file ({error})") from None
-    header.pop("__metadata__", None)
-    return header
+        header.pop("__metadata__", None)
+        tensors = {name: tensor.model_dump() for name, tensor in runschema.TENSORS.validate_python(header).items()}
+        for name, tensor in tensors.items():
+            start, end = tensor["data_offsets"]
+            if end - start != math.prod(tensor["shape"]) * DTYPE_BYTES[tensor["dtype"]] or end > size - 8 - length:
+                raise ValueError(f"{runschema.clean_text(name)[:40]}: shape and data do not agree")
+    except (struct.error, ValueError, RecursionError) as error:  # pydantic's ValidationError is a ValueError
+        raise UserError(f"{path}: not a readable safetensors file ({str(error).splitlines()[0][:100]})") from None
+    return tensors
 
 
 # ---------------------------------------------------------------- the run
@@ -292,13 +343,14 @@ def read_run(folder: Path, dissected: bool = False, uncovered_notes: bool = Fals
         return _typed(model, data, folder / name).model_dump()
 
     config_text = strip_hidden(_decode(files.read("config.toml", MAX_BYTES["config.toml"]), folder / "config.toml"))
-    model_bytes = files.read("model.safetensors")
+    model_size = files.manifest.get("model.safetensors", {}).get("size", 0)
+    model_head = files.stream("model.safetensors", keep=MAX_HEADER_BYTES + 8)
     run = Run(folder=folder, files=files, info=document(RUN_JSON, runschema.RunInfo),
               config=load_config_text(config_text, folder / "config.toml"), config_text=config_text,
               history=parse_history(files.read("history.csv", MAX_BYTES["history.csv"]), folder / "history.csv"),
               metrics=document("metrics.json", runschema.Metrics),
-              weight_shapes={name: entry.get("shape") for name, entry in
-                             safetensors_header(model_bytes, folder / "model.safetensors").items()},
+              weight_shapes={name: tensor["shape"] for name, tensor in
+                             safetensors_header(model_head, folder / "model.safetensors", model_size).items()},
               dissection=document(DISSECTION, runschema.Dissection) if dissected else None)
     for language, name in NOTES.items():
         if files.covers(name):

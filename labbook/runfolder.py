@@ -55,6 +55,18 @@ def atomic_write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def own_folder(path: Path) -> Path:
+    """A folder of the run that labbook writes into (figures/, report/): made if missing; a link
+    or a file in its place is refused, since writing through it would write somewhere else."""
+    path = Path(path)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        if path.is_symlink() or not path.is_dir():
+            raise UserError(f"{path}: not a folder of the run (a link or a file); remove it first") from None
+    return path
+
+
 def write_history(path: Path, rows: list[dict]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")

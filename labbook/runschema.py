@@ -10,6 +10,7 @@ use is declared here; fields that are not declared are dropped.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
@@ -29,9 +30,17 @@ ORIENTATIONS = (N_("horizontal"), N_("diagonal /"), N_("vertical"), N_("diagonal
 MAX_ITEMS = 10_000        # no list in a real run's JSON is longer (a 20-epoch run records 200 points)
 
 
+# Code points that display as nothing though their category is a letter or a mark (Unicode's
+# Default_Ignorable_Code_Point, plus the blank braille pattern): fillers, variation selectors, tags.
+INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                       "\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+                       "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+
+
 def strip_hidden(text: str) -> str:
     """The text without characters that are invisible or reorder what is displayed; line breaks stay."""
-    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in HIDDEN_CATEGORIES)
+    visible = INVISIBLE.sub("", text)
+    return "".join(ch for ch in visible if ch in "\n\t" or unicodedata.category(ch) not in HIDDEN_CATEGORIES)
 
 
 def clean_text(text: str) -> str:
@@ -50,10 +59,10 @@ def Text(max_length: int):  # noqa: N802 - a type, spelled like one
     return Annotated[str, Field(max_length=max_length), AfterValidator(clean_text)]
 
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(ge=-2.0**53, le=2.0**53, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, le=2.0**53, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=0, le=2**53)]
 Digit = Annotated[int, Field(ge=0, lt=NUM_CLASSES)]
 Moment = Annotated[str, Field(max_length=40), AfterValidator(_moment)]
 PerClass = Annotated[list[Fraction], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
@@ -140,7 +149,7 @@ HISTORY = TypeAdapter(Items(HistoryRow, min_length=1, max_length=100_000))
 class Settings(Strict):
     image_index: Count
     train_image_index: Count
-    shift: Items(int, 2, 2)
+    shift: Items(Annotated[int, Field(ge=-27, le=27)], 2, 2)
     shift_radius: Annotated[int, Field(ge=0, le=13)]
     rotation_degrees: Items(Annotated[int, Field(ge=-180, le=180)], 1, 73)
     mistakes: Annotated[int, Field(ge=0, le=100)]
@@ -200,8 +209,8 @@ class Similarity(Strict):
 
 
 class ShiftTest(Strict):
-    dx: int
-    dy: int
+    dx: Annotated[int, Field(ge=-27, le=27)]
+    dy: Annotated[int, Field(ge=-27, le=27)]
     label: Digit
     prediction: Digit
     confidence: Fraction
@@ -213,8 +222,8 @@ class ShiftTest(Strict):
 
 class ShiftGrid(Strict):
     radius: Annotated[int, Field(ge=0, le=13)]
-    dx: Items(int, 1, 27)
-    dy: Items(int, 1, 27)
+    dx: Items(Annotated[int, Field(ge=-13, le=13)], 1, 27)
+    dy: Items(Annotated[int, Field(ge=-13, le=13)], 1, 27)
     accuracy: Items(Items(Fraction, 1, 27), 1, 27)
 
 
@@ -270,6 +279,17 @@ class Attribution(Strict):
     occlusion_most_harmful: Items(Count, 2, 2)
     occlusion_window: Count
     occlusion_stride: Count
+
+
+# ---------------------------------------------------------------- a .safetensors header
+
+class Tensor(Strict):
+    dtype: Literal["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"]
+    shape: Items(Annotated[int, Field(ge=0, le=2**31)], 0, 8)
+    data_offsets: Items(Annotated[int, Field(ge=0)], 2, 2)
+
+
+TENSORS = TypeAdapter(Annotated[dict[Annotated[str, Field(max_length=200)], Tensor], Field(max_length=64)])
 
 
 FigurePath = Annotated[str, Field(pattern=r"^figures/[a-z0-9_]+\.(zh|en)\.(svg|png)$")]

@@ -31,9 +31,10 @@ from labbook.report import BUILTIN_TEMPLATES, ReportOptions, context_of, environ
 from labbook.run import RUN_JSON, Run, read_json, read_run
 from labbook.runfolder import atomic_write_bytes, atomic_write_json, atomic_write_text
 from labbook.runschema import clean_text
-from labbook.svgsafe import clean_svg
+from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
 
 STATE_FILE = ".labbook-site.json"
+MAX_DOWNLOAD_BYTES = 64 * 2**20   # a larger file of a run is not offered for download
 PARALLEL_FROM = 8        # runs to render from which several processes pay for their start-up
 SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}-[0-9a-f]{10}")
 LANGUAGES = ("zh", "en")
@@ -126,16 +127,21 @@ def _render_run(run: Run, target: Path, assets: dict[str, str]) -> None:
     (building / "figures").mkdir(parents=True)
     (building / "files").mkdir()
     try:
+        run.files.verify_all(except_prefix="report/")   # the page lists every file with its hash
         for paths in run.dissection["figures"].values():
             for relative in (path for language_paths in paths.values() for path in language_paths):
                 if relative.endswith(".svg"):
-                    name = PurePosixPath(relative).name
-                    (building / "figures" / name).write_bytes(clean_svg(run.files.read(relative), relative))
+                    content = clean_svg(run.files.read(relative, MAX_SVG_BYTES), relative)
+                    (building / "figures" / PurePosixPath(relative).name).write_bytes(content)
         downloads = []
         for relative in DOWNLOADS:
-            if run.files.covers(relative):
-                (building / "files" / PurePosixPath(relative).name).write_bytes(run.files.read(relative))
-                downloads.append(PurePosixPath(relative).name)
+            name = PurePosixPath(relative).name
+            if run.files.covers(relative) and run.manifest[relative]["size"] <= MAX_DOWNLOAD_BYTES:
+                with open(building / "files" / name, "wb") as sink:
+                    head = run.files.stream(relative, sink, keep=8)
+                if relative.endswith(".pdf") and not head.startswith(b"%PDF-"):
+                    raise UserError(f"{run.folder / relative}: not a PDF file")
+                downloads.append(name)
         context = context_of(run, ReportOptions())
         template = _environment().get_template("site/run.html.j2")
         for language in LANGUAGES:
@@ -271,6 +277,9 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
             if progress:
                 progress(run.id)
         summaries.append(summary)
+    for run_id, count in Counter(summary["id"] for summary in summaries).items():
+        if count > 1:   # each is its own run (its own folder and manifest); the teacher should know
+            result.warnings.append(f"run id {run_id!r} is claimed by {count} published runs")
     for stale in written - set(digests):
         if (out / "runs" / stale).is_dir() and not (out / "runs" / stale).is_symlink():
             shutil.rmtree(out / "runs" / stale)

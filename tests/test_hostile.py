@@ -23,7 +23,10 @@ EVIL_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3
             b'height="10" onload="alert(1)"><script>alert(2)</script><foreignObject width="10" height="10">'
             b'<body xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="alert(3)"/></body></foreignObject>'
             b'<image xlink:href="http://127.0.0.2:9/tracker.png" width="5" height="5"/>'
-            b'<rect width="10" height="10" style="fill:url(http://127.0.0.2:9/f)"/></svg>')
+            b'<rect width="10" height="10" style="fill:url(http://127.0.0.2:9/f)"/>'
+            b'<rect width="1" height="1" style="background-image:image-set(&quot;http://127.0.0.2:9/s.png&quot; 1x)"'
+            b' mask="u\\72l(http://127.0.0.2:9/m.svg#m)"/>'
+            b'<style>@\\69mport "http://127.0.0.2:9/i.css";</style></svg>')
 SECRET = "labbook-secret-9f2c"        # in a file outside the runs that hostile links point at
 
 
@@ -58,7 +61,7 @@ def hostile_runs(source: Path, runs: Path, outside: Path) -> dict[str, str]:
     make("same-id", "inert", id=source.name, author="Impostor")
     make("long-id", "skipped", id="x" * 300)
     make("formula", "inert", id=r"$\frac{$")
-    make("bidi", "inert", author="Ali\u202ece\u200b <b>bold</b>")
+    make("bidi", "inert", author="Ali\u202ece\u200b\u3164\ufe0f <b>bold</b>")
 
     stale = make("stale", "skipped")
     edit_json(stale, "metrics.json", lambda m: m.update(test_accuracy=1.0))          # manifest not updated
@@ -99,6 +102,37 @@ def hostile_runs(source: Path, runs: Path, outside: Path) -> dict[str, str]:
     folder = make("bad-manifest", "skipped")
     edit_json(folder, "manifest.json", lambda m: m["files"].update({"../../secret.txt": {"sha256": "0" * 64,
                                                                                           "size": 1}}))
+    folder = make("huge-number", "skipped")
+    (folder / "run.json").write_text((folder / "run.json").read_text()[:-1] + ', "junk": ' + "9" * 5000 + "}")
+    finish(folder)
+    folder = make("hex-config", "skipped")
+    (folder / "config.toml").write_text((folder / "config.toml").read_text().replace(
+        "train_limit = 2000", "train_limit = 0x" + "f" * 4000))
+    finish(folder)
+    folder = make("huge-samples", "skipped")
+    lines = (folder / "history.csv").read_text().splitlines()
+    fields = lines[2].split(",")
+    fields[2] = "9" * 4000
+    lines[2] = ",".join(fields)
+    (folder / "history.csv").write_text("\n".join(lines) + "\n")
+    finish(folder)
+    for name, header in (("string-tensor", b'{"conv1.weight": "x"}'), ("negative-shape", json.dumps(
+            {"conv1.weight": {"dtype": "F32", "shape": [-5, 7], "data_offsets": [0, 0]}}).encode()),
+                         ("nested-header", b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}")):
+        folder = make(name, "skipped")
+        data = (folder / "model.safetensors").read_bytes()
+        body = data[8 + int.from_bytes(data[:8], "little"):]
+        (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + body)
+        finish(folder)
+    folder = make("fake-manifest", "skipped")
+    edit_json(folder, "manifest.json", lambda m: m["files"].update(
+        {"weights/best_model_99.9pct.pt": {"sha256": "0" * 64, "size": 123456}}))
+    folder = make("slow-markdown", "inert")       # Markdown built to take hours in a quadratic parser
+    (folder / "notes.en.md").write_text("[" * 60_000 + "![" * 30_000)
+    finish(folder)
+    folder = make("hard-link", "skipped")
+    os.link(secret, folder / "notes.en.md")
+    finish(folder)
     folder = make("links", "inert", full=True)      # notes and a report PDF that point at the machine's files
     for name, target in (("notes.zh.md", secret), ("notes.en.md", "/proc/self/environ")):
         (folder / name).symlink_to(target)
@@ -193,28 +227,50 @@ def test_a_rebuild_removes_only_what_labbook_wrote(hostile_site, tmp_path):
 
 
 def test_report_on_hostile_runs_writes_no_link_target_and_no_script(hostile_site, tmp_path):
-    runs = hostile_site["runs"]
-    for name in ("links", "script-orientation", "evil-svg", "bidi", "fifo-figure", "stale"):
+    runs, refused = hostile_site["runs"], []
+    sources = tmp_path / "sources"
+    bomb = sources / "bomb"        # a figure whose PNG header promises 20,000 x 20,000 pixels
+    shutil.copytree(runs / "bidi", bomb)
+    png = (bomb / "figures" / "samples.en.png").read_bytes()
+    (bomb / "figures" / "samples.en.png").write_bytes(png[:16] + (20_000).to_bytes(4, "big") * 2 + png[24:])
+    write_manifest(bomb)
+    linked = sources / "linked-report"    # report/ is a link to a folder elsewhere
+    shutil.copytree(runs / "bidi", linked)
+    shutil.rmtree(linked / "report")
+    (tmp_path / "elsewhere").mkdir()
+    (linked / "report").symlink_to(tmp_path / "elsewhere")
+    write_manifest(linked)
+    cases = {name: runs / name for name in ("links", "script-orientation", "evil-svg", "bidi", "fifo-figure", "stale",
+                                            "hard-link", "slow-markdown")}
+    cases.update({"bomb": bomb, "linked-report": linked})
+    for name, source in cases.items():
         folder = tmp_path / name
         fifos = []
 
         def fifos_apart(directory, names):
             found = [n for n in names if stat.S_ISFIFO(os.lstat(os.path.join(directory, n)).st_mode)]
-            fifos.extend(Path(directory, n).relative_to(runs / name) for n in found)
+            fifos.extend(Path(directory, n).relative_to(source) for n in found)
             return found
 
-        shutil.copytree(runs / name, folder, symlinks=True, ignore=fifos_apart)
+        shutil.copytree(source, folder, symlinks=True, ignore=fifos_apart)
         for fifo in fifos:
             os.mkfifo(folder / fifo)
-        (folder / "report" / "report.en.html").unlink()
+        if name == "hard-link":
+            (folder / "notes.en.md").unlink()
+            os.link(hostile_site["base"] / "outside" / "secret.txt", folder / "notes.en.md")
+        if (folder / "report" / "report.en.html").exists() and not (folder / "report").is_symlink():
+            (folder / "report" / "report.en.html").unlink()
         try:
             render_report(folder, ReportOptions(languages=("en",), formats=("html", "pdf")))
         except UserError as error:     # refused with its reason, and nothing written
-            assert name in str(error) and not (folder / "report" / "report.en.html").exists(), name
+            assert (name in str(error) or "pixels" in str(error)) and not (folder / "report" / "report.en.html").exists()
+            refused.append(name)
             continue
         html = (folder / "report" / "report.en.html").read_text(encoding="utf-8")
         assert "<script" not in html.lower() and SECRET not in html and "\u202e" not in html, name
         assert SECRET.encode() not in (folder / "report" / "report.en.pdf").read_bytes(), name
+    assert not list((tmp_path / "elsewhere").iterdir())            # nothing written through report/
+    assert set(refused) == {"links", "script-orientation", "stale", "hard-link", "bomb", "linked-report", "fifo-figure"}
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make installs it as root)")
