@@ -45,7 +45,7 @@ NOTES = {"zh": "notes.zh.md", "en": "notes.en.md"}
 LINK = "a symbolic link (labbook follows no links in a run folder)"
 # Size caps, far above what labbook itself writes (a seed-preset run: history.csv 15 kB,
 # dissection.json 35 kB, model.safetensors 830 kB, a report PDF 2 MB).
-MAX_BYTES = {"run.json": 2**20, "metrics.json": 2**20, "config.toml": 2**18, "history.csv": 16 * 2**20,
+MAX_BYTES = {"run.json": 2**20, "metrics.json": 2**20, "config.toml": 2**18, "history.csv": 4 * 2**20,
              DISSECTION: 8 * 2**20, MANIFEST: 4 * 2**20, "notes": 128 * 2**10}
 MAX_FILE_BYTES = 512 * 2**20     # anything else: figures, reports, weights
 MAX_MANIFEST_ENTRIES = 10_000
@@ -130,7 +130,7 @@ def _typed(model, data, path: Path):
         return model.validate_python(data) if hasattr(model, "validate_python") else model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        where = runschema.clean_text(".".join(str(part) for part in first["loc"]))[:100] or "(top level)"
         raise UserError(f"{path}: {where}: {first['msg'].lower()}") from None
 
 
@@ -248,8 +248,8 @@ def parse_history(content: bytes, path: Path) -> list[dict]:
         if tuple(reader.fieldnames or ()) != HISTORY_COLUMNS:
             raise ValueError(f"columns {', '.join(reader.fieldnames or [])} (expected {', '.join(HISTORY_COLUMNS)})")
         for row in reader:
-            if len(rows) >= 100_000:
-                raise ValueError("more than 100,000 rows")
+            if len(rows) >= runschema.MAX_HISTORY_ROWS:
+                raise ValueError(f"more than {runschema.MAX_HISTORY_ROWS:,} rows")
             rows.append({key: int(row[key]) if key in INTEGER_COLUMNS else float(row[key]) for key in HISTORY_COLUMNS})
     except (ValueError, TypeError, csv.Error) as error:
         raise UserError(f"{path}: not a valid history file ({str(error)[:100]})") from None

@@ -44,8 +44,10 @@ def strip_hidden(text: str) -> str:
 
 
 def clean_text(text: str) -> str:
-    """A one-line name or label: hidden characters removed, white space collapsed."""
-    return " ".join(strip_hidden(text).split())
+    """A one-line name or label: hidden characters removed, white space collapsed, and compatibility
+    forms folded (NFKC: a decomposed "é" or a full-width "ａ" reads as the plain letter), so that two
+    spellings of one name compare equal."""
+    return " ".join(strip_hidden(unicodedata.normalize("NFKC", text)).split())
 
 
 def _moment(text: str) -> str:
@@ -141,7 +143,9 @@ class HistoryRow(Strict):
     elapsed_seconds: NonNegative
 
 
-HISTORY = TypeAdapter(Items(HistoryRow, min_length=1, max_length=100_000))
+# A 20-epoch run recording every batch has 18,760 rows; the lab's records every 100: 200.
+MAX_HISTORY_ROWS = 20_000
+HISTORY = TypeAdapter(Items(HistoryRow, min_length=1, max_length=MAX_HISTORY_ROWS))
 
 
 # ---------------------------------------------------------------- dissection.json

@@ -35,6 +35,8 @@ from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
 
 STATE_FILE = ".labbook-site.json"
 MAX_DOWNLOAD_BYTES = 64 * 2**20   # a larger file of a run is not offered for download
+MAX_RUN_BYTES = 128 * 2**20       # all a run may put into the site (a seed-preset run: about 10 MB)
+CURVE_POINTS = 500                # points of each run's curve in the comparison figure
 PARALLEL_FROM = 8        # runs to render from which several processes pay for their start-up
 SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}-[0-9a-f]{10}")
 LANGUAGES = ("zh", "en")
@@ -63,10 +65,17 @@ def slot_name(run: Run) -> str:
     return f"{slug}-{_manifest_digest(run)[:10]}"
 
 
-def find_runs(sources: list[Path], result: SiteResult) -> list[Run]:
-    """The runs among `sources` (each a run folder or a folder of them) that a site can show:
-    complete, dissected and verified. Each is read once here; the others are listed in
-    `result.skipped` with their reason, and nothing they hold is used."""
+def _note(lines: list[str], folder: Path, text) -> None:
+    """One line of the build log about a run: its folder's name and the reason, shown as text
+    (a run's own strings in it can hold no line break or terminal control)."""
+    lines.append(clean_text(f"{folder.name}: {text}")[:400])
+
+
+def find_runs(sources: list[Path], result: SiteResult) -> list[dict]:
+    """A summary of each run among `sources` (each a run folder or a folder of them) that a site
+    can show: complete, dissected and verified. The others are listed in `result.skipped` with
+    their reason, and nothing they hold is used. Only the summaries are kept: pages are rendered
+    from the run read again, so a class of large runs never sits in memory at once."""
     found = []
     for source in map(Path, sources):
         if not source.is_dir():
@@ -78,10 +87,11 @@ def find_runs(sources: list[Path], result: SiteResult) -> list[Run]:
             try:
                 run = read_run(folder, dissected=True)
             except UserError as error:
-                result.skipped.append(f"{folder.name}: {error}")
+                _note(result.skipped, folder, error)
                 continue
-            result.warnings.extend(f"{folder.name}: {warning}" for warning in run.warnings)
-            found.append(run)
+            for warning in run.warnings:
+                _note(result.warnings, folder, warning)
+            found.append(_summary(run))
     return found
 
 
@@ -109,18 +119,34 @@ def _manifest_digest(run: Run) -> str:
 
 def _summary(run: Run) -> dict:
     info, metrics, config = run.info, run.metrics, run.config
-    return {"id": run.id, "slot": slot_name(run), "name": clean_text(config.name)[:60],
-            "author": info.get("author") or "",
+    # The comparison figure needs at most a few hundred points of each curve.
+    step = max(1, len(run.history) // CURVE_POINTS)
+    curve = run.history[::step]
+    return {"id": run.id, "slot": slot_name(run), "folder": run.folder, "digest": _manifest_digest(run),
+            "name": clean_text(config.name)[:60], "author": info.get("author") or "",
             "student_id": info.get("student_id") or "", "finished": info["finished"], "preset": config.preset,
             "epochs": config.train.epochs, "validation_accuracy": metrics["validation_accuracy"],
             "test_accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"],
-            "config": config.to_dict(), "history": run.history}
+            "config": config.to_dict(), "curve": ([row["samples_seen"] for row in curve],
+                                                  [row["validation_accuracy"] for row in curve])}
 
 
-def _render_run(run: Run, target: Path, assets: dict[str, str]) -> None:
+def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> None:
     """Write the run's pages, its figures (each SVG rebuilt from an allow-list) and its downloads
     into `target`, from files checked against the manifest. Built in a folder beside the target and
     renamed into place, so a run that fails half-way leaves nothing half-written."""
+    run = read_run(folder, dissected=True)
+    if _manifest_digest(run) != digest:
+        raise UserError(f"{folder}: changed while the site was being built")
+    published = 0
+
+    def publish(path: Path, content: bytes) -> None:
+        nonlocal published
+        published += len(content)
+        if published > MAX_RUN_BYTES:
+            raise UserError(f"{folder}: more than {MAX_RUN_BYTES:,} bytes to publish")
+        path.write_bytes(content)
+
     building = target.with_name(f".building-{target.name}")
     if building.exists():
         shutil.rmtree(building)
@@ -132,15 +158,17 @@ def _render_run(run: Run, target: Path, assets: dict[str, str]) -> None:
             for relative in (path for language_paths in paths.values() for path in language_paths):
                 if relative.endswith(".svg"):
                     content = clean_svg(run.files.read(relative, MAX_SVG_BYTES), relative)
-                    (building / "figures" / PurePosixPath(relative).name).write_bytes(content)
+                    publish(building / "figures" / PurePosixPath(relative).name, content)
         downloads = []
         for relative in DOWNLOADS:
             name = PurePosixPath(relative).name
-            if run.files.covers(relative) and run.manifest[relative]["size"] <= MAX_DOWNLOAD_BYTES:
+            size = run.manifest.get(relative, {}).get("size", 0)
+            if run.files.covers(relative) and size <= MAX_DOWNLOAD_BYTES and published + size <= MAX_RUN_BYTES:
                 with open(building / "files" / name, "wb") as sink:
                     head = run.files.stream(relative, sink, keep=8)
                 if relative.endswith(".pdf") and not head.startswith(b"%PDF-"):
                     raise UserError(f"{run.folder / relative}: not a PDF file")
+                published += size
                 downloads.append(name)
         context = context_of(run, ReportOptions())
         template = _environment().get_template("site/run.html.j2")
@@ -162,10 +190,10 @@ def _environment():
     return environment()
 
 
-def _render_safely(run: Run, target: Path, assets: dict[str, str]) -> str | None:
+def _render_safely(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> str | None:
     """Render one run; the reason it could not be, or None. Never raises: one run never stops the class."""
     try:
-        _render_run(run, target, assets)
+        _render_run(folder, digest, target, assets)
     except UserError as error:
         return str(error)
     except Exception as error:  # noqa: BLE001 - a run that breaks labbook must not stop the class
@@ -173,11 +201,12 @@ def _render_safely(run: Run, target: Path, assets: dict[str, str]) -> str | None
     return None
 
 
-def _render_all(jobs: list[tuple[Run, Path]], assets: dict[str, str]) -> list[str | None]:
-    """Render every (run, target); many at once in processes of their own (spawned: no state shared)."""
+def _render_all(jobs: list[tuple[Path, str, Path]], assets: dict[str, str]) -> list[str | None]:
+    """Render every (run folder, manifest digest, target); many at once in processes of their own
+    (spawned: no state shared)."""
     workers = min(os.cpu_count() or 1, 4)
     if len(jobs) < PARALLEL_FROM or workers < 2:
-        return [_render_safely(run, target, assets) for run, target in jobs]
+        return [_render_safely(folder, digest, target, assets) for folder, digest, target in jobs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_render_safely, *zip(*jobs), [assets] * len(jobs)))
 
@@ -211,9 +240,8 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     plt.rcParams["text.parse_math"] = False
     figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
     for summary in summaries:
-        history = summary["history"]
-        axis.plot([row["samples_seen"] for row in history], [100 * (1 - row["validation_accuracy"]) for row in history],
-                  label=summary["id"][:60], linewidth=1)
+        samples, accuracies = summary["curve"]
+        axis.plot(samples, [100 * (1 - accuracy) for accuracy in accuracies], label=summary["id"][:60], linewidth=1)
     axis.set_xlabel(_("Training images seen"))
     axis.set_ylabel(_("Validation error") + " (%)")
     axis.set_yscale("log")
@@ -251,35 +279,34 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
     assets = _write_assets(out)
     env = _environment()
     accepted, digests, jobs = [], {}, []
-    for run in find_runs(sources, result):
-        summary = _summary(run)
-        slot, digest = summary["slot"], _manifest_digest(run)
+    for summary in find_runs(sources, result):
+        slot, digest, folder = summary["slot"], summary["digest"], summary["folder"]
         target = out / "runs" / slot
         if slot in digests:
-            result.skipped.append(f"{run.folder.name}: the same run as another folder (run {run.id!r})")
+            _note(result.skipped, folder, f"the same run as another folder (run {summary['id']!r})")
             continue
         if os.path.lexists(target) and slot not in written:
-            result.skipped.append(f"{run.folder.name}: {target} exists and was not written by labbook")
+            _note(result.skipped, folder, f"{target} exists and was not written by labbook")
             continue
         digests[slot] = digest
-        accepted.append((run, summary))
+        accepted.append(summary)
         if not (previous.get(slot) == digest and state.get("assets") == assets and (target / "index.html").is_file()):
-            jobs.append((run, target))
-    outcomes = dict(zip((target.name for _, target in jobs), _render_all(jobs, assets)))  # by slot
+            jobs.append((folder, digest, target))
+    outcomes = dict(zip((target.name for _, _, target in jobs), _render_all(jobs, assets)))  # by slot
     summaries = []
-    for run, summary in accepted:
+    for summary in accepted:
         if outcomes.get(summary["slot"]):
-            result.skipped.append(f"{run.folder.name}: {outcomes[summary['slot']]}")
+            _note(result.skipped, summary["folder"], outcomes[summary["slot"]])
             del digests[summary["slot"]]
             continue
         if summary["slot"] in outcomes:
-            result.rendered.append(run.id)
+            result.rendered.append(summary["id"])
             if progress:
-                progress(run.id)
+                progress(summary["id"])
         summaries.append(summary)
     for run_id, count in Counter(summary["id"] for summary in summaries).items():
         if count > 1:   # each is its own run (its own folder and manifest); the teacher should know
-            result.warnings.append(f"run id {run_id!r} is claimed by {count} published runs")
+            result.warnings.append(clean_text(f"run id {run_id!r} is claimed by {count} published runs")[:400])
     for stale in written - set(digests):
         if (out / "runs" / stale).is_dir() and not (out / "runs" / stale).is_symlink():
             shutil.rmtree(out / "runs" / stale)

@@ -16,7 +16,6 @@ it arrives: one pass, no tree.
 
 from __future__ import annotations
 
-import html
 import re
 from xml.parsers import expat
 
@@ -40,7 +39,7 @@ EMBEDDED_IMAGE = re.compile(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=\s]*")
 URL = re.compile(r"url\(\s*['\"]?([^)'\"]*)", re.IGNORECASE)
 FUNCTION = re.compile(r"([a-z0-9_-]*)\s*\(")
 FUNCTIONS = {"url", "rgb", "rgba", "translate", "scale", "rotate", "matrix", "skewx", "skewy"}
-MAX_SVG_BYTES = 16 * 2**20
+MAX_SVG_BYTES = 4 * 2**20       # labbook's own figures: 20 to 300 kB
 
 
 class _Refused(Exception):
@@ -61,7 +60,10 @@ def _safe_value(value: str) -> bool:
 
 
 def _escape(value: str) -> str:
-    return html.escape(value) if any(ch in value for ch in "&<>\"'") else value
+    """For a double-quoted attribute: only what ends it or starts markup."""
+    if not any(ch in value for ch in '&<"'):
+        return value
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
 
 
 def _attribute(element: str, key: str, value: str) -> str | None:
@@ -105,7 +107,7 @@ def clean_svg(content: bytes, name: str = "figure.svg") -> bytes:
         element = open_elements.pop()
         inner = "".join(text)
         if element in TEXT_ELEMENTS and inner and (element != "style" or _safe_value(inner)):
-            out.append(html.escape(inner, quote=False))
+            out.append(inner.replace("&", "&amp;").replace("<", "&lt;"))
         text.clear()
         out.append(f"</{element}>")
 
@@ -127,4 +129,7 @@ def clean_svg(content: bytes, name: str = "figure.svg") -> bytes:
         raise UserError(f"{name}: not a readable SVG file ({str(error)[:80]})") from None
     if len(out) < 3:
         raise UserError(f"{name}: not an SVG image")
-    return "".join(out).encode("utf-8")
+    written = "".join(out).encode("utf-8")
+    if len(written) > MAX_SVG_BYTES:
+        raise UserError(f"{name}: larger than {MAX_SVG_BYTES:,} bytes once written out")
+    return written

@@ -61,6 +61,14 @@ def hostile_runs(source: Path, runs: Path, outside: Path) -> dict[str, str]:
     make("same-id", "inert", id=source.name, author="Impostor")
     make("long-id", "skipped", id="x" * 300)
     make("formula", "inert", id=r"$\frac{$")
+    make("fullwidth", "inert", id="ｈｏｎｅｓｔ-a")      # reads as honest-a once folded (NFKC)
+    folder = make("newline-key", "skipped")
+    edit_json(folder, "run.json", lambda r: r.update(durations={"ok\nsite: fake summary line": -1.0}))
+    finish(folder)
+    folder = make("svg-amplifier", "skipped")     # 6 bytes out for each byte in, if '"' were spelled &quot;
+    (folder / "figures" / "samples.zh.svg").write_bytes(
+        b'<svg xmlns="http://www.w3.org/2000/svg"><g class=\'' + b'"' * (3 * 2**20) + b'\'/></svg>')
+    finish(folder)
     make("bidi", "inert", author="Ali\u202ece\u200b\u3164\ufe0f <b>bold</b>")
 
     stale = make("stale", "skipped")
@@ -86,10 +94,10 @@ def hostile_runs(source: Path, runs: Path, outside: Path) -> dict[str, str]:
                                                                                       "hidden = 1500000"))
     finish(folder)
     folder = make("long-line", "skipped")
-    (folder / "history.csv").write_text("epoch," + "9" * (17 * 2**20) + "\n")
+    (folder / "history.csv").write_text("epoch," + "9" * (5 * 2**20) + "\n")
     finish(folder)
     folder = make("many-rows", "skipped")
-    rows = "".join(f"0,{i},{i},0.5,0.5,0.5,1.0\n" for i in range(100_001))
+    rows = "".join(f"0,{i},{i},0.5,0.5,0.5,1.0\n" for i in range(20_001))
     (folder / "history.csv").write_text(",".join(("epoch", "batch", "samples_seen", "train_loss", "train_accuracy",
                                                   "validation_accuracy", "elapsed_seconds")) + "\n" + rows)
     finish(folder)
@@ -173,8 +181,10 @@ def test_the_class_is_published_and_each_hostile_run_is_skipped_with_its_reason(
     result, expected = hostile_site["result"], hostile_site["expected"]
     assert result.returncode == 3, result.stderr           # written, with runs skipped
     assert "Traceback" not in result.stderr
-    skipped = {line.split(":")[0].removeprefix("skipped ") for line in result.stderr.splitlines()
-               if line.startswith("skipped ")}
+    lines = result.stderr.splitlines()
+    assert all(line.startswith(("skipped ", "warning: ")) for line in lines), lines   # one line per run
+    skipped = {line.split(":")[0].removeprefix("skipped ") for line in lines if line.startswith("skipped ")}
+    assert "warning: run id 'honest-a' is claimed by 3 published runs" in lines
     assert skipped == {name for name, expect in expected.items() if expect == "skipped"}
     index = (hostile_site["out"] / "index.en.html").read_text(encoding="utf-8")
     for shown in ("honest-a", "honest-b", "../../escaped-run", r"$\frac{$", "links", "evil-svg", "Impostor"):
@@ -242,7 +252,11 @@ def test_report_on_hostile_runs_writes_no_link_target_and_no_script(hostile_site
     write_manifest(linked)
     cases = {name: runs / name for name in ("links", "script-orientation", "evil-svg", "bidi", "fifo-figure", "stale",
                                             "hard-link", "slow-markdown")}
-    cases.update({"bomb": bomb, "linked-report": linked})
+    folder_report = sources / "dir-report"    # a folder where report.en.html goes
+    shutil.copytree(runs / "bidi", folder_report)
+    (folder_report / "report" / "report.en.html").unlink()
+    (folder_report / "report" / "report.en.html").mkdir()
+    cases.update({"bomb": bomb, "linked-report": linked, "dir-report": folder_report})
     for name, source in cases.items():
         folder = tmp_path / name
         fifos = []
@@ -258,19 +272,21 @@ def test_report_on_hostile_runs_writes_no_link_target_and_no_script(hostile_site
         if name == "hard-link":
             (folder / "notes.en.md").unlink()
             os.link(hostile_site["base"] / "outside" / "secret.txt", folder / "notes.en.md")
-        if (folder / "report" / "report.en.html").exists() and not (folder / "report").is_symlink():
+        if (folder / "report" / "report.en.html").is_file() and not (folder / "report").is_symlink():
             (folder / "report" / "report.en.html").unlink()
         try:
             render_report(folder, ReportOptions(languages=("en",), formats=("html", "pdf")))
         except UserError as error:     # refused with its reason, and nothing written
-            assert (name in str(error) or "pixels" in str(error)) and not (folder / "report" / "report.en.html").exists()
+            assert name in str(error) or "pixels" in str(error)
+            assert not (folder / "report" / "report.en.html").is_file()
             refused.append(name)
             continue
         html = (folder / "report" / "report.en.html").read_text(encoding="utf-8")
         assert "<script" not in html.lower() and SECRET not in html and "\u202e" not in html, name
         assert SECRET.encode() not in (folder / "report" / "report.en.pdf").read_bytes(), name
     assert not list((tmp_path / "elsewhere").iterdir())            # nothing written through report/
-    assert set(refused) == {"links", "script-orientation", "stale", "hard-link", "bomb", "linked-report", "fifo-figure"}
+    assert set(refused) == {"links", "script-orientation", "stale", "hard-link", "bomb", "linked-report", "fifo-figure",
+                            "dir-report"}
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make installs it as root)")
