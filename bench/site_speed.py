@@ -10,7 +10,7 @@ process (start-up included) into a fresh folder.
 
 Measured (README, "Performance"), on a 2-core AMD EPYC VM with a seed-preset run
 (`python bench/site_speed.py RUN --runs 100`): full build 5.5 s, rebuild after
-one new run 0.8 s (14.3%), `labbook site` over 101 runs as a whole process 5.3 s
+one new run 0.7 s (12.9%), `labbook site` over 101 runs as a whole process 6.0 s
 (3.4 s and 0.6 s before every file was verified and every SVG rebuilt).
 
     python bench/site_speed.py RUN_FOLDER [--runs 100]
