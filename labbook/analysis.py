@@ -35,6 +35,7 @@ def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) 
     best = max(range(len(history)), key=lambda i: (history[i]["validation_accuracy"], -i))
     facts["best_validation"] = _history_fact(history, best, "validation_accuracy")
     facts["best_validation_samples"] = _history_fact(history, best, "samples_seen")
+    facts["last_record_batch"] = Fact(history[-1]["batch"] + 1, f"history.csv:{len(history) - 1}.batch+1")
     facts["last_train"] = _history_fact(history, -1, "train_accuracy")
     facts["last_validation"] = _history_fact(history, -1, "validation_accuracy")
     gap = history[-1]["train_accuracy"] - history[-1]["validation_accuracy"]
@@ -45,22 +46,28 @@ def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) 
     facts["gap_kind"] = "overfitting" if gap > 0.01 else ("dropout" if gap < 0 else "small")
     facts["validation_accuracy"] = Fact(metrics["validation_accuracy"], "metrics.json:validation_accuracy")
     facts["test_accuracy"] = Fact(metrics["test_accuracy"], "metrics.json:test_accuracy")
+    # The two are different halves of the MNIST test set; a higher test figure needs saying so.
+    facts["test_above_validation"] = metrics["test_accuracy"] > metrics["validation_accuracy"]
     facts["train_seconds"] = Fact(metrics["train_seconds"], "metrics.json:train_seconds")
     facts["samples_per_second"] = Fact(metrics["samples_per_second"], "metrics.json:samples_per_second")
     return facts
 
 
 def evaluation_facts(metrics: dict, dissection: dict) -> dict:
+    """The hardest digits and the most frequent confusions: every one of them when several tie."""
     per_class = metrics["per_class_test_accuracy"]
-    worst = min(range(NUM_CLASSES), key=lambda digit: (per_class[digit], digit))
+    lowest = min(per_class)
+    worst = [digit for digit in range(NUM_CLASSES) if per_class[digit] == lowest]
     facts = {"test_accuracy": Fact(metrics["test_accuracy"], "metrics.json:test_accuracy"),
              "test_loss": Fact(metrics["test_loss"], "metrics.json:test_loss"),
-             "worst_digit": Fact(worst, "rule:argmin(metrics.json:per_class_test_accuracy)"),
-             "worst_accuracy": Fact(per_class[worst], f"metrics.json:per_class_test_accuracy.{worst}")}
-    pairs = dissection["evaluation"]["confusion_pairs"]
+             "worst_digits": [Fact(digit, f"rule:argmin(metrics.json:per_class_test_accuracy).{k}")
+                              for k, digit in enumerate(worst)],
+             "worst_accuracy": Fact(lowest, f"metrics.json:per_class_test_accuracy.{worst[0]}")}
+    pairs = dissection["evaluation"]["confusion_pairs"]    # sorted by count, most frequent first
     if pairs:
-        facts["pair_true"] = Fact(pairs[0]["true"], "dissection.json:evaluation.confusion_pairs.0.true")
-        facts["pair_predicted"] = Fact(pairs[0]["predicted"], "dissection.json:evaluation.confusion_pairs.0.predicted")
+        top = [i for i, pair in enumerate(pairs) if pair["count"] == pairs[0]["count"]]
+        facts["top_pairs"] = [{key: Fact(pairs[i][key], f"dissection.json:evaluation.confusion_pairs.{i}.{key}")
+                               for key in ("true", "predicted")} for i in top]
         facts["pair_count"] = Fact(pairs[0]["count"], "dissection.json:evaluation.confusion_pairs.0.count")
     return facts
 
@@ -90,27 +97,54 @@ def kernel_facts(dissection: dict) -> dict:
         "shift_shifted_prediction": Fact(shift["shifted_prediction"], "dissection.json:shift_test.shifted_prediction"),
         "conv1_similarity_min": Fact(min(shift["feature_similarity"]["conv1"]),
                                      "rule:min(dissection.json:shift_test.feature_similarity.conv1)"),
+        # A whole-pixel shift moves a convolution's output with the input: the maps are then the same.
+        "similarity_exact": min(shift["feature_similarity"]["conv1"]) >= 0.9995,
     }
 
 
-def robustness_facts(dissection: dict) -> dict:
-    robustness = dissection["robustness"]
-    rotation = robustness["rotation"]
-    below = [entry for entry in rotation if entry["accuracy"] < 0.9]
-    smallest = min((abs(entry["degrees"]) for entry in below), default=None)
+def _rotation_side(rotation: list[dict], sign: int, threshold: float) -> Fact | None:
+    """On one side (sign -1: clockwise, +1: counter-clockwise, as torchvision turns), the smallest
+    angle from which every measured rotation on that side is below `threshold`, or None."""
+    side = sorted((i for i, entry in enumerate(rotation) if entry["degrees"] * sign > 0),
+                  key=lambda i: abs(rotation[i]["degrees"]))
+    start = None
+    for i in reversed(side):
+        if rotation[i]["accuracy"] >= threshold:
+            break
+        start = i
+    if start is None:
+        return None
+    return Fact(abs(rotation[start]["degrees"]), f"rule:abs(dissection.json:robustness.rotation.{start}.degrees)")
+
+
+def robustness_facts(dissection: dict, shift_threshold: float = 0.95, rotation_threshold: float = 0.9) -> dict:
+    robustness, settings = dissection["robustness"], dissection["settings"]
+    grid, radius = robustness["shift_grid"]["accuracy"], robustness["shift_grid"]["radius"]
     facts = {
-        "safe_shift": robustness["largest_shift_with_accuracy_at_least_95_percent"],
         "consistency": Fact(robustness["consistency"], "dissection.json:robustness.consistency"),
         "flip": Fact(robustness["flip_probability_one_pixel"]["mean"],
                      "dissection.json:robustness.flip_probability_one_pixel.mean"),
-        "radius": Fact(robustness["shift_grid"]["radius"], "dissection.json:robustness.shift_grid.radius"),
-        "rotation_below_90": smallest is not None,
-        "shift_threshold": Fact(0.95, "rule:shift_accuracy_threshold"),
-        "rotation_threshold": Fact(0.9, "rule:rotation_accuracy_threshold"),
+        "radius": Fact(radius, "dissection.json:robustness.shift_grid.radius"),
+        "shift_threshold": Fact(shift_threshold, "rule:shift_accuracy_threshold"),
+        "rotation_threshold": Fact(rotation_threshold, "rule:rotation_accuracy_threshold"),
+        "unshifted": Fact(grid[radius][radius], f"dissection.json:robustness.shift_grid.accuracy.{radius}.{radius}"),
+        "clockwise": _rotation_side(robustness["rotation"], -1, rotation_threshold),
+        "counter_clockwise": _rotation_side(robustness["rotation"], +1, rotation_threshold),
     }
-    if facts["safe_shift"] is not None:
-        facts["safe_shift"] = Fact(facts["safe_shift"],
-                                   "dissection.json:robustness.largest_shift_with_accuracy_at_least_95_percent")
-    if smallest is not None:
-        facts["rotation_degrees"] = Fact(smallest, "rule:min(|degrees|) where dissection.json:robustness.rotation.accuracy<0.9")
+    dx, dy = settings["shift"]
+    if max(abs(dx), abs(dy)) <= radius:   # the lab's own shift, measured on the whole test set
+        facts["lab_shift"] = {"dx": Fact(dx, "dissection.json:settings.shift.0"),
+                              "dy": Fact(dy, "dissection.json:settings.shift.1"),
+                              "accuracy": Fact(grid[dy + radius][dx + radius],
+                                               f"dissection.json:robustness.shift_grid.accuracy.{dy + radius}.{dx + radius}")}
+    safe = robustness["largest_shift_with_accuracy_at_least_95_percent"]
+    if safe:
+        facts["safe_shift"] = Fact(safe, "dissection.json:robustness.largest_shift_with_accuracy_at_least_95_percent")
+    by_distance = robustness["accuracy_by_distance"]
+    failing = next((i for i, entry in enumerate(by_distance) if entry["worst"] < shift_threshold), None)
+    if failing is not None:   # the first shift, nearest first, that goes below the threshold
+        where = f"dissection.json:robustness.accuracy_by_distance.{failing}"
+        facts["first_failing"] = {"dx": Fact(by_distance[failing]["worst_shift"][0], f"{where}.worst_shift.0"),
+                                  "dy": Fact(by_distance[failing]["worst_shift"][1], f"{where}.worst_shift.1"),
+                                  "accuracy": Fact(by_distance[failing]["worst"], f"{where}.worst")}
     return facts

@@ -155,6 +155,12 @@ def attributions(model: ConvNet, image: torch.Tensor, target: int) -> dict[str, 
     return {"saliency": saliency[0, 0].detach().numpy(), "occlusion": occlusion[0, 0].detach().numpy()}
 
 
+def most_harmful_patch(occlusion: np.ndarray) -> list[int]:
+    """(row, column) where covering the image hurts the prediction most. Captum's occlusion value is
+    the target's output unoccluded minus occluded, so the most harmful patch is the largest value."""
+    return [int(v) for v in np.unravel_index(int(np.argmax(occlusion)), occlusion.shape)]
+
+
 # ---------------------------------------------------------------- measuring
 
 @dataclass
@@ -239,9 +245,9 @@ def _attribution(subject: Subject) -> dict:
     target = int(subject.test_log_probabilities[subject.settings.image_index].argmax())
     maps = attributions(subject.model, subject.image, target)
     saliency_peak = np.unravel_index(int(np.argmax(maps["saliency"])), maps["saliency"].shape)
-    occlusion_low = np.unravel_index(int(np.argmin(maps["occlusion"])), maps["occlusion"].shape)
     return {"target": target, "saliency_peak": [int(v) for v in saliency_peak],
-            "occlusion_most_harmful": [int(v) for v in occlusion_low], "occlusion_window": 4, "occlusion_stride": 2}
+            "occlusion_most_harmful": most_harmful_patch(maps["occlusion"]), "occlusion_window": 4,
+            "occlusion_stride": 2}
 
 
 # Each key of dissection.json and the step that measures it, in the order they run.

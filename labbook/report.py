@@ -101,6 +101,16 @@ def _term(context, value: str) -> str:
 
 
 @jinja2.pass_context
+def _listing(context, items: list) -> Markup:
+    """Items as a list in a sentence: 4、7 和 9 / 4, 7 and 9."""
+    items = [Markup.escape(item) for item in items]
+    if len(items) < 2:
+        return Markup("").join(items)
+    separator, last = ("、", " 和 ") if context["lang"] == "zh" else (", ", " and ")
+    return Markup(separator).join(items[:-1]) + Markup(last) + items[-1]
+
+
+@jinja2.pass_context
 def _sentence_gap(context) -> str:
     """What separates two sentences: a space in English, nothing after a Chinese full stop."""
     return "" if context["lang"] == "zh" else " "
@@ -111,10 +121,10 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     loaders = [jinja2.FileSystemLoader(str(templates))] if templates else []
     loader = jinja2.ChoiceLoader([*loaders, builtin, jinja2.PrefixLoader({"builtin": builtin})])
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
-                             extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True,
+                             extensions=["jinja2.ext.i18n", "jinja2.ext.do"], trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
-    env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap, term=_term,
+    env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap, term=_term, listing=_listing,
                        csp=CONTENT_SECURITY_POLICY)
     return env
 
@@ -167,7 +177,9 @@ def _history_facts_rows(history: list[dict]) -> list[dict]:
     rows = []
     for index in indices:
         row = history[index]
-        rows.append({key: analysis.Fact(row[key], f"history.csv:{index}.{key}") for key in row})
+        # Epochs and batches counted from 1, as the text counts them (history.csv counts from 0).
+        rows.append({key: analysis.Fact(row[key] + 1, f"history.csv:{index}.{key}+1") if key in ("epoch", "batch")
+                     else analysis.Fact(row[key], f"history.csv:{index}.{key}") for key in row})
     return rows
 
 

@@ -50,13 +50,16 @@ def shift_grid(model: ConvNet, split: Split, radius: int) -> list[list[float]]:
 
 
 def accuracy_by_distance(grid: list[list[float]], radius: int) -> list[dict]:
-    """Mean grid accuracy grouped by the Euclidean length of the shift."""
-    groups: dict[float, list[float]] = {}
+    """Grid accuracy grouped by the Euclidean length of the shift: the mean over the shifts of
+    that length, and the worst of them with its (dx, dy), since accuracy is not symmetric."""
+    groups: dict[float, list[tuple[float, list[int]]]] = {}
     for row_index, row in enumerate(grid):
         for col_index, accuracy in enumerate(row):
-            distance = round(math.hypot(col_index - radius, row_index - radius), 4)
-            groups.setdefault(distance, []).append(accuracy)
-    return [{"distance": d, "accuracy": sum(v) / len(v), "shifts": len(v)} for d, v in sorted(groups.items())]
+            dx, dy = col_index - radius, row_index - radius
+            groups.setdefault(round(math.hypot(dx, dy), 4), []).append((accuracy, [dx, dy]))
+    return [{"distance": distance, "accuracy": sum(a for a, _ in shifts) / len(shifts), "shifts": len(shifts),
+             "worst": min(shifts, key=lambda item: item[0])[0], "worst_shift": min(shifts, key=lambda item: item[0])[1]}
+            for distance, shifts in sorted(groups.items())]
 
 
 def consistency(model: ConvNet, images: torch.Tensor, radius: int, seed: int = 0) -> float:
@@ -90,10 +93,11 @@ def rotation_curve(model: ConvNet, split: Split, angles: list[int]) -> list[dict
 
 
 def largest_safe_shift(by_distance: list[dict], threshold: float = 0.95) -> float | None:
-    """The largest shift distance up to which every distance keeps accuracy >= threshold."""
+    """The largest shift distance up to which every single shift keeps accuracy >= threshold
+    (not the mean of the shifts of one length: one direction can fail where others pass)."""
     safe = None
     for entry in by_distance:
-        if entry["accuracy"] < threshold:
+        if entry["worst"] < threshold:
             break
         safe = entry["distance"]
     return safe

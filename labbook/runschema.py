@@ -233,8 +233,10 @@ class ShiftGrid(Strict):
 
 class DistanceAccuracy(Strict):
     distance: NonNegative
-    accuracy: Fraction
+    accuracy: Fraction                      # the mean over the shifts of this length
     shifts: Count
+    worst: Fraction                         # the worst of them
+    worst_shift: Items(Annotated[int, Field(ge=-13, le=13)], 2, 2)
 
 
 class Flips(Strict):

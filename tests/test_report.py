@@ -73,8 +73,8 @@ def resolve(folder: Path, source: str):
         rows = list(csv.DictReader((folder / "history.csv").open()))
         index, _, key = path.partition(".")
         row = rows[int(index)]
-        if key == "epoch+1":
-            return int(row["epoch"]) + 1
+        if key.endswith("+1"):
+            return int(row[key[:-2]]) + 1
         if key == "train_accuracy-validation_accuracy*100":
             return 100 * (float(row["train_accuracy"]) - float(row["validation_accuracy"]))
         return int(row[key]) if key in ("epoch", "batch", "samples_seen") else float(row[key])
@@ -91,14 +91,14 @@ def resolve(folder: Path, source: str):
         metrics = json.loads((folder / "metrics.json").read_text())
         if path.startswith("argmin(metrics.json:per_class_test_accuracy)"):
             values = metrics["per_class_test_accuracy"]
-            return values.index(min(values))
+            return [digit for digit, value in enumerate(values) if value == min(values)][int(path.rsplit(".", 1)[1])]
+        if path.startswith("abs(dissection.json:"):
+            return abs(_lookup(dissection, path[len("abs(dissection.json:"):-1]))
         if path.startswith("argmax(dissection.json:kernel_evolution.distance_from_first[-1])"):
             last = [series[-1] for series in dissection["kernel_evolution"]["distance_from_first"]]
             return last.index(max(last))
         if path.startswith("min(dissection.json:shift_test.feature_similarity.conv1)"):
             return min(dissection["shift_test"]["feature_similarity"]["conv1"])
-        if path.startswith("min(|degrees|)"):
-            return min(abs(e["degrees"]) for e in dissection["robustness"]["rotation"] if e["accuracy"] < 0.9)
     raise AssertionError(f"untraceable source {source}")
 
 
