@@ -102,12 +102,11 @@ def _term(context, value: str) -> str:
 
 @jinja2.pass_context
 def _listing(context, items: list) -> Markup:
-    """Items as a list in a sentence: 4、7 和 9 / 4, 7 and 9."""
+    """Items as a list in a sentence: 4、7、9 / 4, 7 and 9."""
     items = [Markup.escape(item) for item in items]
-    if len(items) < 2:
-        return Markup("").join(items)
-    separator, last = ("、", " 和 ") if context["lang"] == "zh" else (", ", " and ")
-    return Markup(separator).join(items[:-1]) + Markup(last) + items[-1]
+    if len(items) < 2 or context["lang"] == "zh":
+        return Markup("、").join(items)
+    return Markup(", ").join(items[:-1]) + Markup(" and ") + items[-1]
 
 
 @jinja2.pass_context
