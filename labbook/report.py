@@ -10,6 +10,7 @@ can hold a section in Chinese and then in English.
 from __future__ import annotations
 
 import ast
+import base64
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from labbook.errors import UserError
 from labbook.localization import Formatter, translations
 from labbook.run import Run, read_run, read_text
 from labbook.runschema import ORIENTATIONS
+from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runfolder import atomic_write_bytes, own_folder, write_manifest
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -225,13 +227,29 @@ def context_of(run: Run, options: ReportOptions) -> dict:
     }
 
 
-def render_html(context: dict, language_set: str, env: jinja2.Environment, for_pdf: bool = False) -> str:
-    """One report page; `for_pdf` swaps the SVG figures for their print PNGs."""
+def inline_figures(run: Run, languages: tuple[str, ...]) -> dict[str, str]:
+    """Every SVG figure of the run in these languages as a data URI (rewritten by the same
+    allow-list as the site's), so that a report page works as the only file sent."""
+    inline = {}
+    for paths in run.dissection["figures"].values():
+        for language in languages:
+            for relative in paths.get(language, []):
+                if relative.endswith(".svg"):
+                    content = clean_svg(run.files.read(relative, MAX_SVG_BYTES), relative)
+                    inline[relative.removeprefix("figures/")] = (
+                        "data:image/svg+xml;base64," + base64.b64encode(content).decode("ascii"))
+    return inline
+
+
+def render_html(context: dict, language_set: str, env: jinja2.Environment, for_pdf: bool = False,
+                figures: dict[str, str] | None = None) -> str:
+    """One report page; `for_pdf` swaps the SVG figures for their print PNGs; `figures` (file name ->
+    data URI) puts figures into the page itself instead of linking them."""
     languages = LANGUAGE_SETS[language_set]
     try:
         template = env.get_template("report.html.j2")
         return template.render(**context, languages=languages, lang=languages[0], document_language=language_set,
-                               for_pdf=for_pdf, figure_base="../figures/",
+                               for_pdf=for_pdf, figure_base="../figures/", inline_figures=figures or {},
                                date=Formatter(languages[0]).date(context["run"]["finished"]))
     except jinja2.UndefinedError as error:
         raise UserError(f"template error: {error} (every value a template uses must exist)") from None
@@ -261,7 +279,9 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> list[Pa
     pages = {language_set: render_html(context, language_set, env) for language_set in options.languages}
     outputs: dict[str, bytes] = {}   # everything is rendered before anything is written
     if "html" in options.formats:
-        outputs.update({f"report.{language_set}.html": page.encode("utf-8") for language_set, page in pages.items()})
+        figures = inline_figures(run, LANGUAGES)
+        outputs.update({f"report.{language_set}.html": render_html(context, language_set, env, figures=figures)
+                        .encode("utf-8") for language_set in options.languages})
     if "pdf" in options.formats:
         font_css = pdf.font_stylesheet("".join(pages.values()))
         for language_set in options.languages:
