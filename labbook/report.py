@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,8 @@ def context_of(run: Run, options: ReportOptions) -> dict:
     """Everything the report templates use, from one read, checked, dissected run."""
     metrics, dissection, config = run.metrics, run.dissection, run.config.to_dict()
     layers, total_parameters = _layer_table(run)
+    # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
+    listed = sorted((name, entry) for name, entry in run.manifest.items() if not name.startswith(REPORT_FOLDER))
     return {
         "run": run.info, "config": config, "config_text": run.config_text, "metrics": metrics,
         "dissection": dissection,
@@ -216,9 +219,9 @@ def context_of(run: Run, options: ReportOptions) -> dict:
         "model_source": Markup(highlight(_model_source(), PythonLexer(), HtmlFormatter(cssclass="source", nowrap=False))),
         "pygments_css": HtmlFormatter(cssclass="source").get_style_defs(".source"),
         "notes": _notes(run, options.notes),
-        # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
-        "manifest": sorted((name, entry) for name, entry in run.manifest.items()
-                           if not name.startswith(REPORT_FOLDER)),
+        "manifest": listed,
+        "manifest_fingerprint": hashlib.sha256("".join(f"{entry['sha256']}  {name}\n" for name, entry in listed)
+                                               .encode("utf-8")).hexdigest(),
         "course": options.course, "title": options.title,
         "labbook_version": __version__,
         "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURES)},

@@ -269,3 +269,14 @@ def test_a_report_page_sent_alone_shows_every_figure(reported, tmp_path):
         browser.close()
     assert count == 13 and loaded
     assert [url for url in requests if not url.startswith("data:")] == [(tmp_path / "report.zh.html").as_uri()]
+
+
+def test_the_appendix_pins_every_file_with_one_fingerprint(reported):
+    import hashlib
+    manifest = json.loads((reported / "manifest.json").read_text())["files"]
+    listing = "".join(f"{entry['sha256']}  {name}\n" for name, entry in sorted(manifest.items())
+                      if not name.startswith("report/"))
+    html = (reported / "report" / "report.en.html").read_text()
+    assert hashlib.sha256(listing.encode()).hexdigest() in html
+    assert manifest["model.safetensors"]["sha256"][:16] + "…" in html
+    assert manifest["model.safetensors"]["sha256"] not in html      # the table shows the start only
