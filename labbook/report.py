@@ -26,7 +26,7 @@ from pygments.lexers import PythonLexer
 
 from labbook import __version__, analysis
 from labbook.errors import UserError
-from labbook.localization import Formatter, translations
+from labbook.localization import N_, Formatter, translations
 from labbook.run import Run, read_run, read_text
 from labbook.runschema import ORIENTATIONS
 from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
@@ -112,6 +112,26 @@ def _listing(context, items: list) -> Markup:
     return Markup(", ").join(items[:-1]) + Markup(" and ") + items[-1]
 
 
+CHINESE_NUMERALS = "一二三四五六七八九十"
+# Setting values as a reader names them (config.toml keeps labbook's own spelling).
+VALUE_NAMES = {"sgd": N_("stochastic gradient descent (SGD)"), "adam": N_("Adam"), "adamw": N_("AdamW"),
+               "constant": N_("constant learning rate"), "onecycle": N_("one-cycle schedule"), "cpu": N_("CPU"),
+               "cuda": N_("GPU (CUDA)")}
+
+
+@jinja2.pass_context
+def _value_name(context, value: str) -> str:
+    return translations(context["lang"]).gettext(VALUE_NAMES[value]) if value in VALUE_NAMES else value
+
+
+@jinja2.pass_context
+def _heading(context, section: int, subsection: int | None = None) -> str:
+    """A heading's number as each language writes it: 二、 and （一） / 2. and 2.1"""
+    if context["lang"] == "zh":
+        return f"（{CHINESE_NUMERALS[subsection - 1]}）" if subsection else f"{CHINESE_NUMERALS[section - 1]}、"
+    return f"{section}.{subsection} " if subsection else f"{section}. "
+
+
 @jinja2.pass_context
 def _sentence_gap(context) -> str:
     """What separates two sentences: a space in English, nothing after a Chinese full stop."""
@@ -127,6 +147,7 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
                              keep_trailing_newline=True)
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
     env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap, term=_term, listing=_listing,
+                       heading=_heading, value_name=_value_name,
                        csp=CONTENT_SECURITY_POLICY)
     return env
 
@@ -216,7 +237,9 @@ def context_of(run: Run, options: ReportOptions) -> dict:
         "kernels": analysis.kernel_facts(dissection),
         "robustness": analysis.robustness_facts(dissection),
         "layers": layers, "total_parameters": total_parameters,
-        "model_source": Markup(highlight(_model_source(), PythonLexer(), HtmlFormatter(cssclass="source", nowrap=False))),
+        # One span per line, so that a line too long for the page wraps with a hanging indent.
+        "model_source": Markup(highlight(_model_source(), PythonLexer(),
+                                         HtmlFormatter(cssclass="source", nowrap=False, linespans="line"))),
         "pygments_css": HtmlFormatter(cssclass="source").get_style_defs(".source"),
         "notes": _notes(run, options.notes),
         "manifest": listed,
