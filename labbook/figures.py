@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -100,6 +101,11 @@ def draw_all(jobs: list[tuple], folder: Path, parallel: bool = True) -> dict[str
     return {name: {language: results[language][name] for language in LANGUAGES} for name, _, _ in jobs}
 
 
+def _whole_numbers(axis) -> None:
+    """Tick labels such as 600,000 instead of 0.6 with a "1e6" in the corner."""
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, position: f"{value:,.0f}"))
+
+
 def _image_axis(axis, image, title=None, cmap="gray", **kwargs):
     shown = axis.imshow(image, cmap=cmap, **kwargs)
     axis.set_xticks([])
@@ -120,6 +126,7 @@ def error_curve(history: list[dict], language: str):
     axis.plot(samples, [100 * (1 - row["validation_accuracy"]) for row in history], linestyle="--",
               label=_("Validation error"), color="#D55E00")
     axis.set_xlabel(_("Training images seen"))
+    _whole_numbers(axis.xaxis)
     axis.set_ylabel(_("Error rate (%)"))
     axis.set_ylim(bottom=0)
     axis.set_title(_("Error rate during training"))
@@ -244,6 +251,7 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     for kernel, series in enumerate(distances):
         axis.plot(samples_seen, series, label=_("Kernel %(index)s") % {"index": kernel})
     axis.set_xlabel(_("Training images seen"))
+    _whole_numbers(axis.xaxis)
     axis.set_ylabel(_("Distance from first snapshot (L2)"))
     axis.legend(fontsize=7, ncol=4)
     axis.grid(alpha=0.3)
@@ -325,10 +333,10 @@ def mistakes(images: np.ndarray, entries: list[dict], language: str):
             axis.axis("off")
             continue
         entry = entries[index]
-        _image_axis(axis, images[index], _("true %(label)s → pred %(prediction)s\nconf. %(confidence)s")
-                    % {"label": entry["label"], "prediction": entry["prediction"],
-                       "confidence": f"{entry['confidence']:.2f}"})
-    figure.suptitle(_("Most confident mistakes"))
+        # Short labels, explained once in the title: long ones ran into their neighbours.
+        _image_axis(axis, images[index], f"{entry['label']} → {entry['prediction']}")
+        axis.set_xlabel(f"{entry['confidence']:.2f}", fontsize=7)
+    figure.suptitle(_("Most confident mistakes (true digit → predicted digit, with the confidence below)"))
     figure.tight_layout()
     return figure
 

@@ -283,6 +283,20 @@ def render_html(context: dict, language_set: str, env: jinja2.Environment, for_p
         raise UserError(f"template not found: {error}") from None
 
 
+def unfilled(folder: Path) -> list[str]:
+    """What the report of a run leaves for the author to fill in, each with what fills it."""
+    run = read_run(folder, dissected=True, uncovered_notes=True)
+    notices = []
+    if not run.info.get("author"):
+        notices.append("no author: give --author NAME to `labbook run` or `labbook build` (the report shows a blank line)")
+    if not run.info.get("student_id"):
+        notices.append("no student ID: give --student-id ID to `labbook run` or `labbook build` (a blank line)")
+    if not run.notes:
+        notices.append(f"no reflections: write {Path(folder) / 'notes.zh.md'} (and notes.en.md), "
+                       f"then run `labbook report` again")
+    return notices
+
+
 def render_report(folder: Path, options: ReportOptions | None = None) -> list[Path]:
     """Write report/report.<lang>.html and .pdf for each language set; refresh the manifest."""
     from labbook import pdf

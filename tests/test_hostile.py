@@ -275,7 +275,9 @@ def test_report_on_hostile_runs_writes_no_link_target_and_no_script(hostile_site
         if (folder / "report" / "report.en.html").is_file() and not (folder / "report").is_symlink():
             (folder / "report" / "report.en.html").unlink()
         try:
-            render_report(folder, ReportOptions(languages=("en",), formats=("html", "pdf")))
+            # The PDF only where it is what the case is about (it takes a second or two).
+            formats = ("html", "pdf") if name in ("bomb", "evil-svg", "bidi") else ("html",)
+            render_report(folder, ReportOptions(languages=("en",), formats=formats))
         except UserError as error:     # refused with its reason, and nothing written
             assert name in str(error) or "pixels" in str(error)
             assert not (folder / "report" / "report.en.html").is_file()
@@ -283,7 +285,8 @@ def test_report_on_hostile_runs_writes_no_link_target_and_no_script(hostile_site
             continue
         html = (folder / "report" / "report.en.html").read_text(encoding="utf-8")
         assert "<script" not in html.lower() and SECRET not in html and "\u202e" not in html, name
-        assert SECRET.encode() not in (folder / "report" / "report.en.pdf").read_bytes(), name
+        if (folder / "report" / "report.en.pdf").exists():
+            assert SECRET.encode() not in (folder / "report" / "report.en.pdf").read_bytes(), name
     assert not list((tmp_path / "elsewhere").iterdir())            # nothing written through report/
     assert set(refused) == {"links", "script-orientation", "stale", "hard-link", "bomb", "linked-report", "fifo-figure",
                             "dir-report"}
@@ -302,7 +305,8 @@ def test_no_page_or_svg_runs_script_in_a_browser(hostile_site):
     requests, dialogs = [], []
     out = hostile_site["out"]
     # Every page, every SVG of the hostile SVG run and the comparison figures, each opened by its address.
-    addresses = [path.relative_to(out).as_posix() for path in out.rglob("*") if path.suffix == ".html"
+    addresses = [path.relative_to(out).as_posix() for path in out.rglob("*")
+                 if path.suffix == ".html" and not path.name.endswith(".en.html")   # one language: the same markup
                  or path.suffix == ".svg" and (path.parent.parent.name.startswith("evil-svg") or "assets" in path.parts)]
     assert any("evil-svg" in address and address.endswith("samples.zh.svg") for address in addresses)
     try:
