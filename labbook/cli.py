@@ -121,15 +121,15 @@ def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None)
 
 
 def _report(folder: Path, languages, formats, templates, notes, course, title) -> None:
-    from labbook.report import ReportOptions, render_report, unfilled
+    from labbook.report import ReportOptions, render_report
 
     report = ReportOptions(languages=tuple(languages), formats=tuple(formats), templates=templates, notes=notes,
                            course=course, title=title)
-    for path in render_report(folder, report):
+    rendered = render_report(folder, report)
+    for path in rendered.files:
         click.echo(f"report: {path}")
-    if notes is None:
-        for notice in unfilled(folder):
-            click.echo(f"labbook: {notice}", err=True)
+    for notice in rendered.unfilled:
+        click.echo(f"labbook: {notice}", err=True)
 
 
 @main.command()

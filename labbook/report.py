@@ -283,21 +283,26 @@ def render_html(context: dict, language_set: str, env: jinja2.Environment, for_p
         raise UserError(f"template not found: {error}") from None
 
 
-def unfilled(folder: Path) -> list[str]:
+def unfilled(run: Run, options: ReportOptions) -> list[str]:
     """What the report of a run leaves for the author to fill in, each with what fills it."""
-    run = read_run(folder, dissected=True, uncovered_notes=True)
     notices = []
     if not run.info.get("author"):
         notices.append("no author: give --author NAME to `labbook run` or `labbook build` (the report shows a blank line)")
     if not run.info.get("student_id"):
         notices.append("no student ID: give --student-id ID to `labbook run` or `labbook build` (a blank line)")
-    if not run.notes:
-        notices.append(f"no reflections: write {Path(folder) / 'notes.zh.md'} (and notes.en.md), "
+    if not run.notes and options.notes is None:
+        notices.append(f"no reflections: write {run.folder / 'notes.zh.md'} (and notes.en.md), "
                        f"then run `labbook report` again")
     return notices
 
 
-def render_report(folder: Path, options: ReportOptions | None = None) -> list[Path]:
+@dataclass
+class RenderedReport:
+    files: list[Path]             # what was written into RUN/report/
+    unfilled: list[str]           # what the author has yet to fill in, each with what fills it
+
+
+def render_report(folder: Path, options: ReportOptions | None = None) -> RenderedReport:
     """Write report/report.<lang>.html and .pdf for each language set; refresh the manifest."""
     from labbook import pdf
     options = options or ReportOptions()
@@ -316,12 +321,12 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> list[Pa
     context = context_of(run, options)
     env = environment(options.templates)
     report_folder = own_folder(folder / "report")
-    pages = {language_set: render_html(context, language_set, env) for language_set in options.languages}
+    figures = inline_figures(run, LANGUAGES) if "html" in options.formats else None
+    pages = {language_set: render_html(context, language_set, env, figures=figures)
+             for language_set in options.languages}
     outputs: dict[str, bytes] = {}   # everything is rendered before anything is written
     if "html" in options.formats:
-        figures = inline_figures(run, LANGUAGES)
-        outputs.update({f"report.{language_set}.html": render_html(context, language_set, env, figures=figures)
-                        .encode("utf-8") for language_set in options.languages})
+        outputs.update({f"report.{language_set}.html": page.encode("utf-8") for language_set, page in pages.items()})
     if "pdf" in options.formats:
         font_css = pdf.font_stylesheet("".join(pages.values()))
         for language_set in options.languages:
@@ -330,4 +335,4 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> list[Pa
     for name, content in outputs.items():
         atomic_write_bytes(report_folder / name, content)
     write_manifest(folder)
-    return [report_folder / name for name in outputs]
+    return RenderedReport([report_folder / name for name in outputs], unfilled(run, options))

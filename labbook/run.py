@@ -154,33 +154,21 @@ def read_manifest(folder: Path) -> dict[str, dict]:
     return files
 
 
-def _digest(handle: int, limit: int) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with os.fdopen(handle, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            size += len(chunk)
-            if size > limit:
-                break
-            digest.update(chunk)
-    return digest.hexdigest(), size
+class _Changed(UserError):
+    """A file whose bytes differ from its manifest entry."""
 
 
 def verify_manifest(folder: Path) -> list[str]:
     """Names of files that are missing, not plain files, or differ from the manifest (empty when intact)."""
-    folder = Path(folder)
+    files = RunFiles(Path(folder), read_manifest(Path(folder)))
     problems = []
-    for relative, entry in read_manifest(folder).items():
+    for relative in files.manifest:
         try:
-            handle = _open_in(folder, relative)
-        except UserError as error:
-            reason = str(error).split(": ", 1)[1]
-            problems.append(f"{relative}: {reason}")
-            continue
-        if os.fstat(handle).st_size != entry["size"]:
-            os.close(handle)
+            files.stream(relative)
+        except _Changed:
             problems.append(f"{relative}: changed after the run")
-        elif _digest(handle, MAX_FILE_BYTES) != (entry["sha256"], entry["size"]):
-            problems.append(f"{relative}: changed after the run")
+        except UserError as error:   # missing, a link, not a regular file
+            problems.append(f"{relative}: {str(error).split(': ', 1)[1]}")
     return problems
 
 
@@ -201,7 +189,7 @@ class RunFiles:
         return entry
 
     def _changed(self, relative: str) -> UserError:
-        return UserError(f"{self.folder / relative}: changed after the run (manifest.json no longer matches)")
+        return _Changed(f"{self.folder / relative}: changed after the run (manifest.json no longer matches)")
 
     def read(self, relative: str, limit: int = MAX_FILE_BYTES) -> bytes:
         entry, path = self._entry(relative), self.folder / relative
@@ -217,6 +205,9 @@ class RunFiles:
         (a binary file) as they are read; returns its first `keep` bytes."""
         entry = self._entry(relative)
         handle = _open_in(self.folder, relative)
+        if os.fstat(handle).st_size != entry["size"]:   # no need to read it to know
+            os.close(handle)
+            raise self._changed(relative)
         digest, size, head = hashlib.sha256(), 0, b""
         with os.fdopen(handle, "rb") as stream:
             for chunk in iter(lambda: stream.read(1 << 20), b""):

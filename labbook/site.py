@@ -58,11 +58,11 @@ def page_name(name: str, language: str) -> str:
     return f"{name}.html" if language == "zh" else f"{name}.en.html"
 
 
-def slot_name(run: Run) -> str:
-    """The run's folder in the site, made by labbook: a slug of its id (letters, digits, '.', '_', '-'
+def slot_name(run_id: str, manifest_digest: str) -> str:
+    """A run's folder in the site, made by labbook: a slug of its id (letters, digits, '.', '_', '-'
     only; never '..', never a path) and a short hash of its manifest, so two runs never share one."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", run.id).strip(".-")[:48] or "run"
-    return f"{slug}-{_manifest_digest(run)[:10]}"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip(".-")[:48] or "run"
+    return f"{slug}-{manifest_digest[:10]}"
 
 
 def _note(lines: list[str], folder: Path, text) -> None:
@@ -122,7 +122,8 @@ def _summary(run: Run) -> dict:
     # The comparison figure needs at most a few hundred points of each curve.
     step = max(1, len(run.history) // CURVE_POINTS)
     curve = run.history[::step]
-    return {"id": run.id, "slot": slot_name(run), "folder": run.folder, "digest": _manifest_digest(run),
+    digest = _manifest_digest(run)
+    return {"id": run.id, "slot": slot_name(run.id, digest), "folder": run.folder, "digest": digest,
             "name": clean_text(config.name)[:60], "author": info.get("author") or "",
             "student_id": info.get("student_id") or "", "finished": info["finished"], "preset": config.preset,
             "epochs": config.train.epochs, "validation_accuracy": metrics["validation_accuracy"],

@@ -11,6 +11,7 @@ built; pickle-based files (.pt, .pth, .pkl, ...) are flagged and never opened.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tarfile
@@ -173,7 +174,8 @@ def open_submission(path: Path, scratch: Path) -> Submission:
 
 def read_weights(path: Path, depth, hidden):
     """The weights of a model.safetensors as tensors, after checking its header against the
-    lab's ConvNet with this depth and width; raises ValueError with the reason otherwise."""
+    lab's ConvNet with this depth and width, and the SHA-256 of the bytes they were read from;
+    raises ValueError with the reason otherwise."""
     if not isinstance(depth, list) or len(depth) != 2 or not all(isinstance(d, int) and 0 < d <= MAX_CHANNELS
                                                                 for d in depth):
         raise ValueError(f"declared depth {depth!r} is outside the lab's ConvNet family")
@@ -201,7 +203,7 @@ def read_weights(path: Path, depth, hidden):
     for name, tensor in tensors.items():
         if not bool(tensor.isfinite().all()):
             raise ValueError(f"{name} holds NaN or infinite values")
-    return tensors
+    return tensors, hashlib.sha256(data).hexdigest()
 
 
 def private_scratch(base: Path | None = None) -> Path:

@@ -9,7 +9,6 @@ measured again in a fresh one; one broken submission never stops the others.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import multiprocessing
 import shutil
@@ -26,7 +25,7 @@ from labbook.grade.measurement import Measurement
 from labbook.grade.scorers import reason
 from labbook.grade.submissions import open_submission, private_scratch, read_weights
 from labbook.model import ConvNet
-from labbook.run import MAX_BYTES, read_bytes, read_json, read_text, verify_manifest
+from labbook.run import MAX_BYTES, read_json, read_text, verify_manifest
 
 FIGURE_COUNT = 13      # every figure of a dissection, in PNG
 MAX_NOTES_CHARS = 200_000
@@ -60,13 +59,13 @@ def _measure_weights(folder: Path, m: Measurement, threads) -> None:
     try:
         if config is None:
             raise ValueError(m.config_error or "config.toml missing")
-        tensors = read_weights(folder / "model.safetensors", config.model.depth, config.model.hidden)
+        tensors, digest = read_weights(folder / "model.safetensors", config.model.depth, config.model.hidden)
         if isinstance(threads, int) and 0 < threads <= 64:
             torch.set_num_threads(threads)  # the run's own thread count: the same float sums as its metrics
         model = ConvNet(tuple(config.model.depth), config.model.hidden)
         model.load_state_dict(tensors)
         m.measured_accuracy = (predictions(model, _TEST.images) == _TEST.labels).sum().item() / len(_TEST)
-        m.weights_sha256 = hashlib.sha256(read_bytes(folder / "model.safetensors")).hexdigest()
+        m.weights_sha256 = digest
         m.parameters = np.concatenate([tensors[k].flatten().numpy() for k in sorted(tensors)])
     except (ValueError, OSError, RuntimeError, KeyError, TypeError) as error:
         m.weights_error = str(error)[:200]
