@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labbook.config import NUM_CLASSES
+from labbook.localization import N_
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,24 @@ def evaluation_facts(metrics: dict, dissection: dict) -> dict:
     return facts
 
 
+# dissect.kernel_descriptor calls a kernel an edge detector from this orientation strength on.
+EDGE_COHERENCE = 0.5
+
+
 def kernel_facts(dissection: dict) -> dict:
     conv1 = dissection["kernels"]["conv1"]
     edges = [index for index, kernel in enumerate(conv1) if kernel["kind"] == "edge"]
     distances = dissection["kernel_evolution"]["distance_from_first"]
     moved = max(range(len(distances)), key=lambda k: (distances[k][-1], -k))
     shift = dissection["shift_test"]
+    conv2 = [kernel for out_channel in dissection["kernels"]["conv2"] for kernel in out_channel]
     return {
+        "conv1_count": Fact(len(conv1), "dissection.json:kernels.conv1"),
+        "edge_threshold": Fact(EDGE_COHERENCE, "rule:edge_orientation_strength_threshold"),
+        "conv2_count": Fact(len(conv2), "rule:count(dissection.json:kernels.conv2.*.*)"),
+        "conv2_edges": Fact(sum(k["kind"] == "edge" for k in conv2), "rule:count(dissection.json:kernels.conv2.*.*.kind=edge)"),
+        "conv2_centre": Fact(sum(k["kind"] == "centre-surround" for k in conv2),
+                             "rule:count(dissection.json:kernels.conv2.*.*.kind=centre-surround)"),
         "edge_kernels": [{"index": Fact(i, f"dissection.json:kernels.conv1.{i}"),
                           "orientation": conv1[i]["orientation"],
                           "degrees": Fact(conv1[i]["edge_orientation_degrees"],
@@ -147,4 +159,150 @@ def robustness_facts(dissection: dict, shift_threshold: float = 0.95, rotation_t
         facts["first_failing"] = {"dx": Fact(by_distance[failing]["worst_shift"][0], f"{where}.worst_shift.0"),
                                   "dy": Fact(by_distance[failing]["worst_shift"][1], f"{where}.worst_shift.1"),
                                   "accuracy": Fact(by_distance[failing]["worst"], f"{where}.worst")}
+    return facts
+
+
+# Where in an image or map a point lies, as a reader would say it: a 3 x 3 grid of regions.
+REGIONS = ((N_("upper left"), N_("top"), N_("upper right")),
+           (N_("left"), N_("centre"), N_("right")),
+           (N_("lower left"), N_("bottom"), N_("lower right")))
+
+
+def region(point: list[int], size: list[int]) -> str:
+    row, column = point
+    return REGIONS[min(2, 3 * row // size[0])][min(2, 3 * column // size[1])]
+
+
+def _argmax(values: list[float]) -> int:
+    """The first index of the largest value: ties go to the lower channel number, the same every time."""
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def feature_facts(dissection: dict) -> dict:
+    """For the sample image: the channel of each layer that responds most (by mean activation)
+    and where its strongest response lies; the channels that stay silent."""
+    facts = {}
+    for layer in ("conv1", "conv2"):
+        response = dissection["feature_maps"][layer]
+        channels = response["channels"]
+        strongest = _argmax([channel["mean"] for channel in channels])
+        where = f"dissection.json:feature_maps.{layer}.channels.{strongest}"
+        facts[layer] = {
+            "channels": Fact(len(channels), f"dissection.json:feature_maps.{layer}.channels"),
+            "strongest": Fact(strongest, f"rule:argmax(dissection.json:feature_maps.{layer}.channels.*.mean)"),
+            "mean": Fact(channels[strongest]["mean"], f"{where}.mean"),
+            "max": Fact(channels[strongest]["max"], f"{where}.max"),
+            "region": region(channels[strongest]["peak"], response["size"]),
+            "silent": [Fact(i, f"dissection.json:feature_maps.{layer}.channels.{i}.max")
+                       for i, channel in enumerate(channels) if channel["max"] == 0],
+        }
+    facts["sample"] = Fact(dissection["samples"]["test"]["index"], "dissection.json:samples.test.index")
+    facts["label"] = Fact(dissection["samples"]["test"]["label"], "dissection.json:samples.test.label")
+    return facts
+
+
+def shift_peak_facts(dissection: dict) -> dict:
+    """How many conv2 channels' strongest response moved with the image by exactly the shift
+    (halved by the pooling before conv2), and which did not."""
+    shift = dissection["shift_test"]
+    expected = [shift["dy"] / 2, shift["dx"] / 2]
+    moved = [[after - before for before, after in zip(peak["before"], peak["after"])]
+             for peak in shift["peaks"]["conv2"]]
+    followed = [i for i, move in enumerate(moved) if move == expected]
+    return {"exact": shift["conv2_shift_exact"],
+            "map_dx": Fact(shift["dx"] // 2, "rule:dissection.json:shift_test.dx/2"),
+            "map_dy": Fact(shift["dy"] // 2, "rule:dissection.json:shift_test.dy/2"),
+            "followed": Fact(len(followed), "rule:count(dissection.json:shift_test.peaks.conv2 moved by the shift/2)"),
+            "channels": Fact(len(moved), "dissection.json:shift_test.peaks.conv2"),
+            "others": [Fact(i, f"dissection.json:shift_test.peaks.conv2.{i}")
+                       for i in range(len(moved)) if i not in followed]}
+
+
+def evolution_facts(dissection: dict, late_share: float = 0.02) -> dict:
+    """From the summed distance of the conv1 kernels from their first snapshot: after how many
+    images half of the final distance was covered, and whether the last tenth of the records
+    still added more than `late_share` of it (then the kernels were still moving)."""
+    evolution = dissection["kernel_evolution"]
+    seen, distances = evolution["samples_seen"], evolution["distance_from_first"]
+    total = [sum(series[i] for series in distances) for i in range(len(seen))]
+    final = total[-1]
+    source = "rule:sum(dissection.json:kernel_evolution.distance_from_first)"
+    if final <= 0 or len(seen) < 10:
+        return {}
+    half = next(i for i, value in enumerate(total) if value >= final / 2)
+    tenth = len(seen) - 1 - max(1, len(seen) // 10)
+    added = (final - total[tenth]) / final
+    return {"half_samples": Fact(seen[half], f"dissection.json:kernel_evolution.samples_seen.{half}"),
+            "half_share": Fact(seen[half] / seen[-1], f"{source}: samples_seen.{half}/samples_seen.-1"),
+            "late_added": Fact(added, f"{source}: (total.-1 - total.{tenth})/total.-1"),
+            "still_moving": added > late_share,
+            "late_share": Fact(late_share, "rule:kernels_still_moving_share")}
+
+
+def attribution_facts(dissection: dict) -> dict:
+    """Where the saliency and the occlusion sensitivity of the sample image concentrate: the share of
+    saliency on the pen stroke against the stroke's share of the image, and the regions of the peaks."""
+    attribution, size = dissection["attribution"], [28, 28]
+    on_ink, ink = attribution["saliency_on_ink"], attribution["ink_fraction"]
+    window = attribution["occlusion_window"]
+    harmful = attribution["occlusion_most_harmful"]
+    return {"on_ink": Fact(on_ink, "dissection.json:attribution.saliency_on_ink"),
+            "ink": Fact(ink, "dissection.json:attribution.ink_fraction"),
+            # Twice the share a uniform spread would give: the saliency follows the stroke.
+            "on_stroke": ink > 0 and on_ink >= 2 * ink,
+            "saliency_region": region(attribution["saliency_peak"], size),
+            "occlusion_region": region([harmful[0] + window // 2, harmful[1] + window // 2], size),
+            "window": Fact(window, "dissection.json:attribution.occlusion_window"),
+            "target": Fact(attribution["target"], "dissection.json:attribution.target")}
+
+
+def _most_common(values: list[int]) -> tuple[list[int], int]:
+    counts = {value: values.count(value) for value in values}
+    top = max(counts.values())
+    return sorted(value for value, count in counts.items() if count == top), top
+
+
+def mistake_facts(dissection: dict) -> dict:
+    """What the most confident mistakes have in common: the true digits and the predicted digits
+    that come up most often among them (every one of them if several tie), and their confidence range."""
+    mistakes = dissection["evaluation"]["confident_mistakes"]
+    if not mistakes:
+        return {}
+    source = "dissection.json:evaluation.confident_mistakes"
+    facts = {"count": Fact(len(mistakes), source),
+             "highest": Fact(max(m["confidence"] for m in mistakes), f"rule:max({source}.*.confidence)"),
+             "lowest": Fact(min(m["confidence"] for m in mistakes), f"rule:min({source}.*.confidence)")}
+    for key, field in (("true", "label"), ("predicted", "prediction")):
+        digits, count = _most_common([m[field] for m in mistakes])
+        facts[key] = [Fact(digit, f"rule:mode({source}.*.{field})") for digit in digits]
+        facts[key + "_count"] = Fact(count, f"rule:count(mode({source}.*.{field}))")
+    return facts
+
+
+def accuracy_margin(accuracy: float, images: int) -> float:
+    """Half-width of the 95% interval of an accuracy measured on `images` images (normal
+    approximation to the binomial): how far the figure could move on another test set of that size."""
+    return 1.96 * (accuracy * (1 - accuracy) / images) ** 0.5 if images else 0.0
+
+
+def conclusion_facts(metrics: dict, dissection: dict, robustness: dict, kernels: dict,
+                     tolerance: float = 0.01, good_accuracy: float = 0.98) -> dict:
+    """What the conclusions answer, from the facts the sections above state. The network counts as
+    shift-invariant at the lab's shift if it loses no more than `tolerance` of accuracy there, and
+    as recognising digits well from `good_accuracy` on (what the lab's network reaches in one epoch)."""
+    accuracy, images = metrics["test_accuracy"], metrics["test_size"]
+    facts = {"test_accuracy": Fact(accuracy, "metrics.json:test_accuracy"),
+             "test_images": Fact(images, "metrics.json:test_size"),
+             "margin_points": Fact(100 * accuracy_margin(accuracy, images),
+                                   "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size)"),
+             "level": Fact(0.95, "rule:confidence_level"),
+             "recognises_well": accuracy >= good_accuracy,
+             "edge_count": Fact(len(kernels["edge_kernels"]), "rule:count(dissection.json:kernels.conv1.*.kind=edge)")}
+    if "lab_shift" in robustness:
+        facts["shift_invariant"] = robustness["lab_shift"]["accuracy"].value >= robustness["unshifted"].value - tolerance
+        shift = dissection["shift_test"]
+        facts["single_image_unchanged"] = shift["prediction"] == shift["shifted_prediction"] == shift["label"]
+    failing = [fact for fact in (robustness["clockwise"], robustness["counter_clockwise"]) if fact is not None]
+    if failing:
+        facts["smallest_failing_rotation"] = min(failing, key=lambda fact: fact.value)
     return facts

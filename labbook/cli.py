@@ -57,7 +57,7 @@ training_options = options(
                  help="Read the four MNIST files from here (gz or not, or DIR/MNIST/raw) instead of the vendored copy."),
     click.option("--name", default=None, help="Label for the run id.  [default: the preset name]"),
     click.option("--author", default="", help="Author's name, recorded in run.json and the report."),
-    click.option("--student-id", default="", help="Author's student id, recorded in run.json."),
+    click.option("--student-id", default="", help="Author's student ID, recorded in run.json and the report."),
     click.option("--progress/--no-progress", default=None,
                  help="Force the progress bar on or off.  [default: a bar on a terminal, plain lines otherwise]"),
 )
@@ -72,8 +72,13 @@ report_options = options(
                  help="A course's template folder, searched before the built-in templates (extend them as builtin/NAME)."),
     click.option("--notes", type=click.Path(path_type=Path), default=None,
                  help="Markdown file with the author's reflections.  [default: notes.zh.md / notes.en.md in the run folder]"),
-    click.option("--course", default=None, help="Course name for the title block.  [default: Deep learning laboratory]"),
-    click.option("--title", default=None, help="Report title.  [default: the experiment's title]"),
+    click.option("--course", default=None,
+                 help="Course name on the cover.  [default: config [report] course, else Deep learning laboratory]"),
+    click.option("--title", default=None, help="Experiment title on the cover.  [default: config [report] title, "
+                                               "else the lab's own]"),
+    click.option("--class", "class_name", default=None, help="Class on the cover, e.g. '计算机 2101'.  "
+                                                            "[default: config [report] class_name]"),
+    click.option("--instructor", default=None, help="Instructor on the cover.  [default: config [report] instructor]"),
 )
 
 
@@ -120,11 +125,10 @@ def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None)
                f"one-pixel flip probability: {100 * robustness['flip_probability_one_pixel']['mean']:.2f}%")
 
 
-def _report(folder: Path, languages, formats, templates, notes, course, title) -> None:
+def _report(folder: Path, languages, formats, **cover) -> None:
     from labbook.report import ReportOptions, render_report
 
-    report = ReportOptions(languages=tuple(languages), formats=tuple(formats), templates=templates, notes=notes,
-                           course=course, title=title)
+    report = ReportOptions(languages=tuple(languages), formats=tuple(formats), **cover)
     rendered = render_report(folder, report)
     for path in rendered.files:
         click.echo(f"report: {path}")
@@ -171,8 +175,16 @@ def dissect(run_folder, image_index, shift, radius, figures_only, progress):
 @main.command()
 @click.argument("run_folder", type=click.Path(path_type=Path))
 @report_options
+@click.option("--author", "student", default=None,
+              help="Student's name on the cover.  [default: config [report] student, else the run's --author]")
+@click.option("--student-id", default=None,
+              help="Student ID on the cover.  [default: config [report] student_id, else the run's --student-id]")
 def report(run_folder, **report):
-    """Render a dissected run as a lab report: RUN/report/report.<lang>.html and .pdf."""
+    """Render a dissected run as a lab report: RUN/report/report.<lang>.html and .pdf.
+
+    Every cover field is optional; an unfilled one is a blank line to write on, and the
+    command names the option that fills it.
+    """
     _report(run_folder, **report)
 
 
@@ -181,14 +193,16 @@ def report(run_folder, **report):
               help="Render this existing run instead of training a new one (dissecting it first if needed).")
 @training_options
 @report_options
-def build(run_folder, languages, formats, templates, notes, course, title, **training):
+def build(run_folder, languages, formats, templates, notes, course, title, class_name, instructor, **training):
     """Train (seed preset by default), dissect and render the report: the whole lab in one command."""
     if run_folder is None:
         run_folder = _train(**training)
         _dissect(run_folder, training["progress"])
     elif not (Path(run_folder) / "dissection.json").is_file():
         _dissect(run_folder, training["progress"])
-    _report(run_folder, languages, formats, templates, notes, course, title)
+    _report(run_folder, languages, formats, templates=templates, notes=notes, course=course, title=title,
+            class_name=class_name, instructor=instructor, student=training["author"] or None,
+            student_id=training["student_id"] or None)
 
 
 @main.command()

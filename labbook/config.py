@@ -117,6 +117,23 @@ class DissectConfig:
 
 
 @dataclass
+class ReportConfig:
+    # The cover of the report; each field is optional, and `labbook report` options override it.
+    # Course name at the top of the cover (empty: "Deep learning laboratory").
+    course: str = ""
+    # Experiment title (empty: the lab's own, "Recognising handwritten digits with a CNN").
+    title: str = ""
+    # Student's name (empty: the run's --author).
+    student: str = ""
+    # Student ID (empty: the run's --student-id).
+    student_id: str = ""
+    # Class, e.g. "计算机 2101".
+    class_name: str = ""
+    # Instructor's name.
+    instructor: str = ""
+
+
+@dataclass
 class Config:
     # Preset this config started from: "seed" (the lab exactly) or "fast".
     preset: Literal["seed", "fast"] = "seed"
@@ -127,13 +144,14 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     dissect: DissectConfig = field(default_factory=DissectConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
         """Short hash of everything that determines the training results (not runtime or dissect)."""
-        content = {key: value for key, value in self.to_dict().items() if key not in ("runtime", "name", "dissect")}
+        content = {key: value for key, value in self.to_dict().items() if key not in ("runtime", "name", "dissect", "report")}
         content["runtime_threads"] = self.runtime.threads
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:8]

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from labbook import __version__, figures
 from labbook import robustness as rb
+from labbook.analysis import EDGE_COHERENCE
 from labbook.config import NUM_CLASSES, DissectConfig, apply_overrides
 from labbook.data import Mnist, load_mnist
 from labbook.errors import UserError
@@ -98,11 +99,11 @@ def kernel_descriptor(kernel: np.ndarray) -> dict:
     surround = kernel[ring].mean()
     spread = kernel.std() or 1.0
     centre_surround = bool(np.sign(centre) != np.sign(surround) and abs(centre - surround) > spread
-                           and coherence < 0.5)
+                           and coherence < EDGE_COHERENCE)
     orientation = ORIENTATIONS[int(((edge_angle + 22.5) % 180.0) // 45.0)]
     if centre_surround:
         kind = "centre-surround"
-    elif coherence >= 0.5:
+    elif coherence >= EDGE_COHERENCE:
         kind = "edge"
     else:
         kind = "mixed"
@@ -210,6 +211,16 @@ def _kernel_evolution(subject: Subject) -> dict:
     return {**evolution, "drawn_records": evolution_points(len(evolution["samples_seen"]))}
 
 
+def _feature_maps(subject: Subject) -> dict:
+    """How strongly each channel of conv1 and conv2 responds to the sample test image, and where."""
+    with torch.inference_mode():
+        maps = subject.model.retrieve_features(subject.image.unsqueeze(0))
+    return {name: {"size": list(layer[0].shape[-2:]),
+                   "channels": [{"mean": float(channel.mean()), "max": float(channel.max()), "peak": rb.peak(channel)}
+                                for channel in layer[0]]}
+            for name, layer in zip(("conv1", "conv2"), maps)}
+
+
 def _shift_test(subject: Subject) -> dict:
     dx, dy = subject.settings.shift
     label = int(subject.data.test.labels[subject.settings.image_index])
@@ -241,18 +252,26 @@ def _evaluation(subject: Subject) -> dict:
                                                      subject.settings.mistakes)}
 
 
+# A pixel brighter than this is part of the pen stroke (MNIST strokes are near 1, background 0).
+INK_LEVEL = 0.5
+
+
 def _attribution(subject: Subject) -> dict:
     target = int(subject.test_log_probabilities[subject.settings.image_index].argmax())
     maps = attributions(subject.model, subject.image, target)
     saliency_peak = np.unravel_index(int(np.argmax(maps["saliency"])), maps["saliency"].shape)
+    ink = subject.image[0].numpy() > INK_LEVEL
+    total = float(maps["saliency"].sum()) or 1.0
     return {"target": target, "saliency_peak": [int(v) for v in saliency_peak],
+            "ink_level": INK_LEVEL, "ink_fraction": float(ink.mean()),
+            "saliency_on_ink": min(1.0, float(maps["saliency"][ink].sum()) / total),
             "occlusion_most_harmful": most_harmful_patch(maps["occlusion"]), "occlusion_window": 4,
             "occlusion_stride": 2}
 
 
 # Each key of dissection.json and the step that measures it, in the order they run.
 MEASUREMENTS = (("settings", _settings), ("network", _network), ("samples", _samples), ("kernels", _kernels),
-                ("kernel_evolution", _kernel_evolution), ("shift_test", _shift_test),
+                ("kernel_evolution", _kernel_evolution), ("feature_maps", _feature_maps), ("shift_test", _shift_test),
                 ("robustness", _robustness), ("evaluation", _evaluation), ("attribution", _attribution))
 
 

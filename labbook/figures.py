@@ -27,7 +27,9 @@ from labbook.localization import N_, gettext_for  # noqa: E402
 from labbook.runfolder import atomic_write_bytes  # noqa: E402
 
 LANGUAGES = ("zh", "en")
-A4_WIDTH_INCHES = 7.0
+# The text width of an A4 page with the report's margins (174 mm): a figure drawn this wide prints at
+# its own size, with 9-point labels at 9 points and its PNG at the 200 dpi it is saved with.
+A4_WIDTH_INCHES = 6.8
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto Serif CJK SC",
                 "Noto Serif CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei")
 CJK_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", str(Path.home() / ".fonts"))
@@ -173,20 +175,22 @@ def conv1_kernels(kernels: np.ndarray, language: str):
 
 
 def conv2_kernels(kernels: np.ndarray, language: str):
-    """kernels: (out, in, 5, 5) drawn as an out x in grid with one shared signed scale."""
+    """kernels: (out, in, 5, 5) drawn with one column per output channel and one row per input
+    channel (wider than tall, so that it fits a page), on one shared signed scale."""
     _ = gettext_for(language)
-    rows, cols = kernels.shape[:2]
-    figure, axes = plt.subplots(rows, cols, figsize=(A4_WIDTH_INCHES * 0.6, A4_WIDTH_INCHES * 0.6 * rows / cols),
+    outputs, inputs = kernels.shape[:2]
+    width = A4_WIDTH_INCHES * min(1.0, (outputs + 1) / 9)
+    figure, axes = plt.subplots(inputs, outputs, figsize=(width, width * inputs / (outputs + 1) + 0.6),
                                 squeeze=False)
     norm = _signed_norm(kernels)
-    for row in range(rows):
-        for col in range(cols):
-            shown = _image_axis(axes[row, col], kernels[row, col], cmap="RdBu_r", norm=norm)
+    for row in range(inputs):
+        for col in range(outputs):
+            shown = _image_axis(axes[row, col], kernels[col, row], cmap="RdBu_r", norm=norm)
         axes[row, 0].set_ylabel(str(row), rotation=0, labelpad=8)
-    for col in range(cols):
+    for col in range(outputs):
         axes[-1, col].set_xlabel(str(col))
-    figure.colorbar(shown, ax=axes.ravel().tolist(), label=_("Weight"), shrink=0.6)
-    figure.suptitle(_("conv2 kernels: rows = output channel, columns = input channel"), fontsize=9)
+    figure.colorbar(shown, ax=axes.ravel().tolist(), label=_("Weight"), shrink=0.8)
+    figure.suptitle(_("conv2 kernels: columns = output channel, rows = input channel"), fontsize=9)
     return figure
 
 

@@ -14,10 +14,18 @@ from pathlib import Path
 
 from labbook.errors import UserError
 
-CJK_FONT_FILES = ("NotoSansCJK-Regular.ttc", "NotoSansCJKsc-Regular.otf", "NotoSansSC-Regular.otf")
+# The faces a report uses: a serif (宋体-style) body and sans (黑体-style) headings, as Chinese papers
+# set them. Each: the file names to look for, the face inside a .ttc collection with Simplified
+# Chinese glyph shapes, and the face to fall back to when the files are not installed.
+FACES = {
+    "serif": (("NotoSerifCJK-Regular.ttc", "NotoSerifCJKsc-Regular.otf", "NotoSerifSC-Regular.otf"),
+              "Noto Serif CJK SC", "sans"),
+    "sans": (("NotoSansCJK-Regular.ttc", "NotoSansCJKsc-Regular.otf", "NotoSansSC-Regular.otf"),
+             "Noto Sans CJK SC", None),
+    "sans-bold": (("NotoSansCJK-Bold.ttc", "NotoSansCJKsc-Bold.otf", "NotoSansSC-Bold.otf"),
+                  "Noto Sans CJK SC", "sans"),
+}
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
-# The face of the .ttc collection with Simplified Chinese glyph shapes.
-FACE_NAME = "Noto Sans CJK SC"
 
 
 def cache_dir() -> Path:
@@ -25,41 +33,46 @@ def cache_dir() -> Path:
     return Path(base) / "labbook" / "fonts"
 
 
-def system_cjk_font() -> Path:
+def system_font(face: str) -> tuple[Path, str]:
+    """The installed file of a face (or of the face it falls back to), and the face's name."""
+    names, face_name, fallback = FACES[face]
     for folder in map(Path, FONT_DIRS):
         if folder.is_dir():
-            for name in CJK_FONT_FILES:
+            for name in names:
                 for path in sorted(folder.rglob(name)):
-                    return path
+                    return path, face_name
+    if fallback:
+        return system_font(fallback)
     raise UserError("no Noto Sans CJK font found for the PDF: install the Debian package fonts-noto-cjk "
                     "(`make lab` installs it when run as root)")
 
 
-def _face_index(path: Path) -> int:
+def _face_index(path: Path, face_name: str) -> int:
     from fontTools.ttLib import TTCollection
     if path.suffix.lower() != ".ttc":
         return 0
     collection = TTCollection(str(path), lazy=True)
     for index, font in enumerate(collection.fonts):
-        if font["name"].getDebugName(1) == FACE_NAME:
+        if font["name"].getDebugName(1) == face_name:
             return index
     return 0
 
 
-def subset_font(text: str) -> Path:
-    """A cached OpenType subset of the CJK font holding every character of `text` plus ASCII."""
+def subset_font(text: str, face: str = "sans") -> Path:
+    """A cached OpenType subset of a CJK face holding every character of `text` plus ASCII."""
     from fontTools import subset
-    source = system_cjk_font()
+    source, face_name = system_font(face)
     characters = sorted(set(text) | {chr(c) for c in range(0x20, 0x7F)})
-    key = hashlib.sha256((str(source) + str(source.stat().st_size) + "".join(characters)).encode()).hexdigest()[:20]
-    target = cache_dir() / f"labbook-cjk-{key}.otf"
+    key = hashlib.sha256((str(source) + face_name + str(source.stat().st_size) + "".join(characters))
+                         .encode()).hexdigest()[:20]
+    target = cache_dir() / f"labbook-{face}-{key}.otf"
     if target.is_file():
         return target
     options = subset.Options()
     options.recalc_timestamp = False   # same characters, same bytes
     options.name_IDs = ["*"]
     options.layout_features = ["*"]
-    options.font_number = _face_index(source)
+    options.font_number = _face_index(source, face_name)
     font = subset.load_font(str(source), options)
     subsetter = subset.Subsetter(options)
     subsetter.populate(unicodes=[ord(c) for c in characters])
@@ -71,15 +84,26 @@ def subset_font(text: str) -> Path:
     return target
 
 
+# Where the sans face is used; everything else is set in the serif.
+SANS_ELEMENTS = "h1, h2, h3, h4, th, dt, strong, b, figcaption, caption, p.caption, nav.toc, .course"
+
+
 def font_stylesheet(html: str) -> str:
-    """CSS that makes the subset the only font the PDF uses, for every element, weight and style."""
+    """CSS that makes the subsets the only fonts the PDF uses: the serif for text, the sans for
+    headings and captions, DejaVu Sans Mono for code."""
     import html as html_module
-    path = subset_font(html_module.unescape(html)).as_uri()
-    faces = "".join(f'@font-face {{ font-family: "LabbookCJK"; src: url("{path}"); font-weight: {weight}; '
-                    f'font-style: {style}; }}\n' for weight in (400, 700) for style in ("normal", "italic"))
-    # Code keeps a monospace face; DejaVu Sans Mono is small, so it costs little to embed.
-    return faces + ('* { font-family: "LabbookCJK" !important; }\n'
-                    'pre, code, pre *, code * { font-family: "DejaVu Sans Mono", "LabbookCJK" !important; }\n')
+    text = html_module.unescape(html)
+    serif, sans, bold = (subset_font(text, face).as_uri() for face in ("serif", "sans", "sans-bold"))
+    faces = "".join(f'@font-face {{ font-family: "{family}"; src: url("{path}"); font-weight: {weight}; '
+                    f'font-style: {style}; }}\n'
+                    for family, path, weight in (("LabbookSerif", serif, 400), ("LabbookSerif", bold, 700),
+                                                 ("LabbookSans", sans, 400), ("LabbookSans", bold, 700))
+                    for style in ("normal", "italic"))
+    return faces + ('* { font-family: "LabbookSerif" !important; }\n'
+                    f'{SANS_ELEMENTS} {{ font-family: "LabbookSans" !important; }}\n'
+                    f'{", ".join(element + " *" for element in SANS_ELEMENTS.split(", "))} '
+                    '{ font-family: "LabbookSans" !important; }\n'
+                    'pre, code, pre *, code * { font-family: "DejaVu Sans Mono", "LabbookSerif" !important; }\n')
 
 
 # Pages are laid out as if they lived at this address, whatever folder the run is in:
@@ -126,23 +150,113 @@ def _fetcher_for(read_run_file):
     return RunFolderFetcher(fail_on_errors=True)
 
 
+# A page left emptier than this because the figure after it did not fit is a hole worth filling.
+HOLE = 0.25
+# Blocks a figure may move past: text, tables, listings and subheadings (never leaving a subheading
+# last, just above the figure), never a section heading or another figure.
+MOVABLE = {"div", "p", "table", "ul", "ol", "pre", "h3"}
+
+
+def _blocks(page) -> list:
+    """The top-level blocks laid out on a page: the children of its section boxes, in order."""
+    root = next(box for box in page._page_box.children if getattr(box, "element_tag", None) == "html")
+    blocks = []
+    for child in root.children[0].children:
+        blocks.extend(child.children if child.element_tag == "section" else [child])
+    return blocks
+
+
+def _page_area(page) -> tuple[float, float]:
+    box = page._page_box
+    top = box.margin_top + box.padding_top + box.border_top_width
+    return top, top + box.height
+
+
+def _figure_moves(document) -> list[tuple]:
+    """Pages floats, the way LaTeX places figures: where a figure that did not fit at the bottom of a
+    page left a hole, the text blocks that follow it move up in front of it, as many as fit the hole.
+    Returns (figure element, element to place it after) pairs."""
+    moves = []
+    for page, following in zip(document.pages, document.pages[1:]):
+        top, bottom = _page_area(page)
+        blocks, next_blocks = _blocks(page), _blocks(following)
+        used = max((block.position_y + block.margin_height() for block in blocks), default=top)
+        hole = bottom - used
+        if hole < HOLE * (bottom - top) or not next_blocks or next_blocks[0].element_tag != "figure":
+            continue
+        figure, after, filled = next_blocks[0].element, None, 0.0
+        for block in next_blocks[1:-1]:   # the page's last block may go on over the page break: never moved
+            filled += block.margin_height()
+            if block.element_tag not in MOVABLE or filled > hole:
+                break
+            if block.element_tag != "h3":
+                after = block.element
+        if after is not None:
+            moves.append((figure, after))
+    return moves
+
+
+def _move(root, figure, after) -> None:
+    parents = {child: parent for parent in root.iter() for child in parent}
+    parents[figure].remove(figure)
+    target = parents[after]
+    target.insert(list(target).index(after) + 1, figure)
+
+
 def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
     """PDF bytes of one report page of a run (the page sits in its report/ folder); images come
-    through `read_run_file(relative path)`."""
+    through `read_run_file(relative path)`. Figures that would leave a hole move below the
+    text after them (at most twice over), as floats would."""
     import logging
 
+    import cssselect2
     from weasyprint import CSS, HTML
     from weasyprint.text.fonts import FontConfiguration
+    from weasyprint.urls import FatalURLFetchingError
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     # @font-face rules only take effect through a FontConfiguration shared by the CSS and the writer.
-    from weasyprint.urls import FatalURLFetchingError
-    fonts, fetcher = FontConfiguration(), _fetcher_for(read_run_file)
+    fonts, fetcher, images = FontConfiguration(), _fetcher_for(read_run_file), {}
     try:
-        document = HTML(string=html, base_url=VIRTUAL_BASE + "report/", url_fetcher=fetcher)
+        page = HTML(string=html, base_url=VIRTUAL_BASE + "report/", url_fetcher=fetcher)
         stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
-        return document.write_pdf(stylesheets=[stylesheet], font_config=fonts)
+        document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
+        for _ in range(2):
+            moves = _figure_moves(document)
+            if not moves:
+                break
+            for figure, after in moves:
+                _move(page.etree_element, figure, after)
+            page.wrapper_element = cssselect2.ElementWrapper.from_html_root(page.etree_element)
+            document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
+        return document.write_pdf()
     except FatalURLFetchingError as error:   # a file of the run refused by the reader: say why, in one line
         if isinstance(error.__cause__, UserError):
             raise error.__cause__ from None
         raise
+
+
+_PENDING: tuple = ()   # what forked workers render: set just before they are forked, read by them
+
+
+def _render_pending(index: int) -> bytes:
+    pages, read_run_file, font_css = _PENDING
+    return render_pdf(pages[index], read_run_file, font_css)
+
+
+def render_pdfs(pages: list[str], read_run_file, font_css: str) -> list[bytes]:
+    """Several PDFs at once, one process per CPU core: each is laid out on its own, so the bytes are
+    the same as one after the other. The workers are forked (the report stage holds no threads
+    and no PyTorch) so that they start with WeasyPrint loaded and the run already read."""
+    import multiprocessing
+    global _PENDING
+    workers = min(len(pages), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [render_pdf(page, read_run_file, font_css) for page in pages]
+    import weasyprint  # noqa: F401  (loaded once, before the fork)
+    _PENDING = (pages, read_run_file, font_css)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_render_pending, range(len(pages)))
+    finally:
+        _PENDING = ()

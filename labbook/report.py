@@ -13,6 +13,7 @@ import ast
 import base64
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from labbook import __version__, analysis
 from labbook.errors import UserError
 from labbook.localization import N_, Formatter, translations
 from labbook.run import Run, read_run, read_text
-from labbook.runschema import ORIENTATIONS
+from labbook.config import MAX_TEXT
+from labbook.runschema import ORIENTATIONS, clean_text
 from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runfolder import atomic_write_bytes, own_folder, write_manifest
 
@@ -41,11 +43,11 @@ LANGUAGES = ("zh", "en")
 LANGUAGE_SETS = {"zh": ("zh",), "en": ("en",), "zh-en": ("zh", "en")}
 REPORT_FOLDER = "report/"
 FORMATS = ("html", "pdf")
-SECTIONS = ("purpose", "process", "dissection", "robustness", "reflections", "appendix")
+SECTIONS = ("purpose", "process", "dissection", "robustness", "conclusions", "reflections", "appendix")
 FIGURES = ("samples", "error_curve", "confusion", "mistakes", "conv1_kernels", "conv1_features", "conv2_kernels",
            "conv2_features", "kernel_evolution", "attribution", "shift_test", "shift_grid", "rotation")
 TABLES = ("environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
-TERMS = frozenset(ORIENTATIONS)
+TERMS = frozenset(ORIENTATIONS) | frozenset(region for row in analysis.REGIONS for region in row)
 # Pages hold no script of their own and fetch nothing from elsewhere: whatever a run smuggled
 # past escaping and sanitising could not run or call out. (The site adds its one script file.)
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -63,25 +65,47 @@ class ReportOptions:
     formats: tuple[str, ...] = FORMATS
     templates: Path | None = None
     notes: Path | None = None
+    # The cover's fields; each one given here wins over the run's config [report] table.
     course: str | None = None
     title: str | None = None
+    student: str | None = None
+    student_id: str | None = None
+    class_name: str | None = None
+    instructor: str | None = None
+
+
+COVER_FIELDS = ("course", "title", "student", "student_id", "class_name", "instructor")
+
+
+def cover(run: Run, options: ReportOptions) -> dict[str, str]:
+    """The cover's fields: a `labbook report` option, else the config's [report] table, else (for the
+    student and the ID) what `labbook run --author/--student-id` recorded; "" when none says."""
+    recorded = {"student": run.info.get("author") or "", "student_id": run.info.get("student_id") or ""}
+    configured = run.config.report
+    return {name: clean_text(getattr(options, name) or getattr(configured, name) or recorded.get(name, ""))[:MAX_TEXT]
+            for name in COVER_FIELDS}
 
 
 # ---------------------------------------------------------------- template environment
 
+def _lang(context) -> str:
+    """The language being written: the bilingual document switches it paragraph by paragraph."""
+    return context["state"]["lang"] if "state" in context else context["lang"]
+
+
 @jinja2.pass_context
 def _gettext(context, message: str) -> str:
-    return translations(context["lang"]).gettext(message)
+    return translations(_lang(context)).gettext(message)
 
 
 @jinja2.pass_context
 def _ngettext(context, singular: str, plural: str, count: int) -> str:
-    return translations(context["lang"]).ngettext(singular, plural, count)
+    return translations(_lang(context)).ngettext(singular, plural, count)
 
 
 @jinja2.pass_context
 def _number(context, fact, style: str = "decimal", digits: int = 2) -> Markup:
-    return Formatter(context["lang"]).number(fact.value, fact.source, style, digits)
+    return Formatter(_lang(context)).number(fact.value, fact.source, style, digits)
 
 
 @jinja2.pass_context
@@ -89,45 +113,45 @@ def _reference(context, kind: str, name: str) -> Markup:
     numbers = context["numbering"][kind]
     if name not in numbers:
         raise UserError(f"template refers to unknown {kind} {name!r}")
-    label = _gettext(context, "Figure" if kind == "figure" else "Table")
-    return Markup('<a class="xref" href="#{}-{}-{}">{}&nbsp;{}</a>').format(kind, name, context["lang"], label,
-                                                                            numbers[name])
+    label = _gettext(context, LABELS[kind])
+    return Markup('<a class="xref" href="#{}-{}">{}&nbsp;{}</a>').format(kind, name, label, numbers[name])
 
 
 @jinja2.pass_context
 def _term(context, value: str) -> str:
-    """A word that comes from a run's data (an edge orientation), translated only if it is one of the
-    fixed terms: a value from a run is never used as a message of its own."""
+    """A word that comes from a run's data (an edge orientation, a region of the image), translated
+    only if it is one of the fixed terms: a value from a run is never used as a message of its own."""
     if value not in TERMS:
         raise UserError(f"dissection.json: {str(value)[:40]!r} is not a known term")
-    return translations(context["lang"]).gettext(value)
+    return translations(_lang(context)).gettext(value)
 
 
 @jinja2.pass_context
 def _listing(context, items: list) -> Markup:
     """Items as a list in a sentence: 4、7、9 / 4, 7 and 9."""
     items = [Markup.escape(item) for item in items]
-    if len(items) < 2 or context["lang"] == "zh":
+    if len(items) < 2 or _lang(context) == "zh":
         return Markup("、").join(items)
     return Markup(", ").join(items[:-1]) + Markup(" and ") + items[-1]
 
 
 CHINESE_NUMERALS = "一二三四五六七八九十"
+LABELS = {"figure": N_("Figure"), "table": N_("Table")}
 # Setting values as a reader names them (config.toml keeps labbook's own spelling).
-VALUE_NAMES = {"sgd": N_("stochastic gradient descent (SGD)"), "adam": N_("Adam"), "adamw": N_("AdamW"),
+VALUE_NAMES = {"sgd": N_("SGD with momentum"), "adam": N_("Adam"), "adamw": N_("AdamW"),
                "constant": N_("constant learning rate"), "onecycle": N_("one-cycle schedule"), "cpu": N_("CPU"),
                "cuda": N_("GPU (CUDA)")}
 
 
 @jinja2.pass_context
 def _value_name(context, value: str) -> str:
-    return translations(context["lang"]).gettext(VALUE_NAMES[value]) if value in VALUE_NAMES else value
+    return translations(_lang(context)).gettext(VALUE_NAMES[value]) if value in VALUE_NAMES else value
 
 
 @jinja2.pass_context
 def _heading(context, section: int, subsection: int | None = None) -> str:
     """A heading's number as each language writes it: 二、 and （一） / 2. and 2.1"""
-    if context["lang"] == "zh":
+    if _lang(context) == "zh":
         return f"（{CHINESE_NUMERALS[subsection - 1]}）" if subsection else f"{CHINESE_NUMERALS[section - 1]}、"
     return f"{section}.{subsection} " if subsection else f"{section}. "
 
@@ -135,7 +159,24 @@ def _heading(context, section: int, subsection: int | None = None) -> str:
 @jinja2.pass_context
 def _sentence_gap(context) -> str:
     """What separates two sentences: a space in English, nothing after a Chinese full stop."""
-    return "" if context["lang"] == "zh" else " "
+    return "" if _lang(context) == "zh" else " "
+
+
+@jinja2.pass_context
+def _caption_gap(context) -> str:
+    """Between a caption's number and its text: 图 3 训练曲线 / Figure 3. Training curves"""
+    return "\u2002" if _lang(context) == "zh" else ". "
+
+
+@jinja2.pass_context
+def _flow(context, text: str) -> Markup:
+    """A paragraph's sentences, which templates write one per line, as one run of text: in Chinese
+    with nothing between them (a line break would show as a space after 。), in English one space."""
+    return Markup(re.sub(r"\s*\n\s*", "" if _lang(context) == "zh" else " ", str(text)).strip())
+
+
+def _html_lang(language: str) -> str:
+    return "zh-CN" if language == "zh" else language
 
 
 def environment(templates: Path | None = None) -> jinja2.Environment:
@@ -146,9 +187,10 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
                              extensions=["jinja2.ext.i18n", "jinja2.ext.do"], trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
+    env.filters["flow"] = _flow
     env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap, term=_term, listing=_listing,
-                       heading=_heading, value_name=_value_name,
-                       csp=CONTENT_SECURITY_POLICY)
+                       heading=_heading, value_name=_value_name, caption_gap=_caption_gap, labels=LABELS, html_lang=_html_lang,
+                       N_=N_, csp=CONTENT_SECURITY_POLICY)
     return env
 
 
@@ -224,6 +266,7 @@ def context_of(run: Run, options: ReportOptions) -> dict:
     """Everything the report templates use, from one read, checked, dissected run."""
     metrics, dissection, config = run.metrics, run.dissection, run.config.to_dict()
     layers, total_parameters = _layer_table(run)
+    kernels, robustness = analysis.kernel_facts(dissection), analysis.robustness_facts(dissection)
     # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
     listed = sorted((name, entry) for name, entry in run.manifest.items() if not name.startswith(REPORT_FOLDER))
     return {
@@ -234,8 +277,14 @@ def context_of(run: Run, options: ReportOptions) -> dict:
         "history_rows": _history_facts_rows(run.history), "history_length": len(run.history),
         "training": analysis.training_facts(run.history, metrics),
         "evaluation": analysis.evaluation_facts(metrics, dissection),
-        "kernels": analysis.kernel_facts(dissection),
-        "robustness": analysis.robustness_facts(dissection),
+        "kernels": kernels, "robustness": robustness,
+        "features": analysis.feature_facts(dissection),
+        "shift_peaks": analysis.shift_peak_facts(dissection),
+        "evolution": analysis.evolution_facts(dissection),
+        "attribution": analysis.attribution_facts(dissection),
+        "mistakes": analysis.mistake_facts(dissection),
+        "conclusions": analysis.conclusion_facts(metrics, dissection, robustness, kernels),
+        "cover": cover(run, options),
         "layers": layers, "total_parameters": total_parameters,
         # One span per line, so that a line too long for the page wraps with a hanging indent.
         "model_source": Markup(highlight(_model_source(), PythonLexer(),
@@ -245,7 +294,6 @@ def context_of(run: Run, options: ReportOptions) -> dict:
         "manifest": listed,
         "manifest_fingerprint": hashlib.sha256("".join(f"{entry['sha256']}  {name}\n" for name, entry in listed)
                                                .encode("utf-8")).hexdigest(),
-        "course": options.course, "title": options.title,
         "labbook_version": __version__,
         "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURES)},
                       "table": {name: i + 1 for i, name in enumerate(TABLES)}},
@@ -274,7 +322,8 @@ def render_html(context: dict, language_set: str, env: jinja2.Environment, for_p
     languages = LANGUAGE_SETS[language_set]
     try:
         template = env.get_template("report.html.j2")
-        return template.render(**context, languages=languages, lang=languages[0], document_language=language_set,
+        return template.render(**context, languages=languages, lang=languages[0], state={"lang": languages[0]},
+                               document_language=language_set,
                                for_pdf=for_pdf, figure_base="../figures/", inline_figures=figures or {},
                                date=Formatter(languages[0]).date(context["run"]["finished"]))
     except jinja2.UndefinedError as error:
@@ -285,11 +334,11 @@ def render_html(context: dict, language_set: str, env: jinja2.Environment, for_p
 
 def unfilled(run: Run, options: ReportOptions) -> list[str]:
     """What the report of a run leaves for the author to fill in, each with what fills it."""
-    notices = []
-    if not run.info.get("author"):
-        notices.append("no author: give --author NAME to `labbook run` or `labbook build` (the report shows a blank line)")
-    if not run.info.get("student_id"):
-        notices.append("no student ID: give --student-id ID to `labbook run` or `labbook build` (a blank line)")
+    notices, fields = [], cover(run, options)
+    for name, what, option in (("student", "author", "--author NAME"), ("student_id", "student ID", "--student-id ID")):
+        if not fields[name]:
+            notices.append(f"no {what}: give {option} to `labbook report` or `labbook build`, or set "
+                           f"[report] {name} in the config (the report shows a blank line)")
     if not run.notes and options.notes is None:
         notices.append(f"no reflections: write {run.folder / 'notes.zh.md'} (and notes.en.md), "
                        f"then run `labbook report` again")
@@ -329,9 +378,10 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> Rendere
         outputs.update({f"report.{language_set}.html": page.encode("utf-8") for language_set, page in pages.items()})
     if "pdf" in options.formats:
         font_css = pdf.font_stylesheet("".join(pages.values()))
-        for language_set in options.languages:
-            page = render_html(context, language_set, env, for_pdf=True)
-            outputs[f"report.{language_set}.pdf"] = pdf.render_pdf(page, run.files.read, font_css)
+        printed = {language_set: render_html(context, language_set, env, for_pdf=True)
+                   for language_set in options.languages}
+        rendered = pdf.render_pdfs(list(printed.values()), run.files.read, font_css)
+        outputs.update({f"report.{language_set}.pdf": content for language_set, content in zip(printed, rendered)})
     for name, content in outputs.items():
         atomic_write_bytes(report_folder / name, content)
     write_manifest(folder)

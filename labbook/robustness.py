@@ -122,6 +122,12 @@ def _overlap(maps: torch.Tensor, dx: int, dy: int, margin: int) -> tuple[tuple, 
     return (rows_a, cols_a), (rows_b, cols_b)
 
 
+def peak(feature_map: torch.Tensor) -> list[int]:
+    """(row, column) of a map's strongest response; the first in reading order if several tie."""
+    index = int(feature_map.flatten().argmax())
+    return [index // feature_map.shape[-1], index % feature_map.shape[-1]]
+
+
 def shift_test(model: ConvNet, image: torch.Tensor, label: int, dx: int, dy: int) -> dict:
     """The lab's test on one image, with per-channel cosine similarity of the feature
     maps once the shift is undone (compared where both maps cover the same content,
@@ -131,17 +137,19 @@ def shift_test(model: ConvNet, image: torch.Tensor, label: int, dx: int, dy: int
     with torch.inference_mode():
         probabilities = model(batch).exp()
         first, second = model.retrieve_features(batch)
-    similarities = {}
+    similarities, peaks = {}, {}
     for name, maps, scale in (("conv1", first, 1), ("conv2", second, 2)):
         # conv2 sees the pooled (half-resolution) map, so the shift there is halved.
         mdx, mdy = round(dx / scale), round(dy / scale)
         (rows_a, cols_a), (rows_b, cols_b) = _overlap(maps, mdx, mdy, margin=2)
         similarities[name] = [_cosine(maps[0, c, rows_a, cols_a], maps[1, c, rows_b, cols_b])
                               for c in range(maps.shape[1])]
+        peaks[name] = [{"before": peak(maps[0, c]), "after": peak(maps[1, c])} for c in range(maps.shape[1])]
     return {
         "dx": dx, "dy": dy, "label": label,
         "prediction": int(probabilities[0].argmax()), "confidence": float(probabilities[0].max()),
         "shifted_prediction": int(probabilities[1].argmax()), "shifted_confidence": float(probabilities[1].max()),
         "feature_similarity": similarities,
+        "peaks": peaks,
         "conv2_shift_exact": dx % 2 == 0 and dy % 2 == 0,
     }

@@ -212,6 +212,32 @@ class Similarity(Strict):
     conv2: Items(Finite, 1, 256)
 
 
+class Position(Strict):
+    before: Items(Count, 2, 2)
+    after: Items(Count, 2, 2)
+
+
+class Peaks(Strict):
+    conv1: Items(Position, 1, 256)
+    conv2: Items(Position, 1, 256)
+
+
+class ChannelResponse(Strict):
+    mean: NonNegative                       # ReLU outputs
+    max: NonNegative
+    peak: Items(Count, 2, 2)                # (row, column) of the strongest response
+
+
+class LayerResponse(Strict):
+    size: Items(Annotated[int, Field(ge=1, le=28)], 2, 2)
+    channels: Items(ChannelResponse, 1, 256)
+
+
+class FeatureMaps(Strict):
+    conv1: LayerResponse
+    conv2: LayerResponse
+
+
 class ShiftTest(Strict):
     dx: Annotated[int, Field(ge=-27, le=27)]
     dy: Annotated[int, Field(ge=-27, le=27)]
@@ -221,6 +247,7 @@ class ShiftTest(Strict):
     shifted_prediction: Digit
     shifted_confidence: Fraction
     feature_similarity: Similarity
+    peaks: Peaks
     conv2_shift_exact: bool
 
 
@@ -282,6 +309,9 @@ class Evaluation(Strict):
 class Attribution(Strict):
     target: Digit
     saliency_peak: Items(Count, 2, 2)
+    ink_level: Fraction
+    ink_fraction: Fraction                  # share of the image's pixels that are pen stroke
+    saliency_on_ink: Fraction               # share of the saliency that falls on them
     occlusion_most_harmful: Items(Count, 2, 2)
     occlusion_window: Count
     occlusion_stride: Count
@@ -309,6 +339,7 @@ class Dissection(Strict):
     samples: Samples
     kernels: Kernels
     kernel_evolution: KernelEvolution
+    feature_maps: FeatureMaps
     shift_test: ShiftTest
     robustness: Robustness
     evaluation: Evaluation

@@ -174,7 +174,8 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str])
         context = context_of(run, ReportOptions())
         template = _environment().get_template("site/run.html.j2")
         for language in LANGUAGES:
-            page = template.render(**context, languages=(language,), lang=language, for_pdf=False,
+            page = template.render(**context, languages=(language,), lang=language, state={"lang": language},
+                                   for_pdf=False,
                                    figure_base="figures/", inline_figures={}, root="../../", assets=assets,
                                    downloads=downloads,
                                    here=page_name("index", language), other=page_name("index", _other(language)),

@@ -2,6 +2,7 @@
 curves, nothing below a threshold, no edge-like kernel."""
 
 import numpy as np
+import pytest
 import torch
 
 from labbook import analysis
@@ -74,12 +75,13 @@ def test_ties_are_stated_as_ties():
 def test_no_edge_like_kernel_and_an_exact_shift():
     kernel = {"kind": "mixed", "orientation": "horizontal", "edge_orientation_degrees": 0.0,
               "orientation_strength": 0.2, "centre_surround": False}
-    dissection = {"kernels": {"conv1": [kernel] * 4},
+    dissection = {"kernels": {"conv1": [kernel] * 4, "conv2": [[kernel] * 4] * 8},
                   "kernel_evolution": {"distance_from_first": [[0.0, 0.5], [0.0, 1.5], [0.0, 1.5], [0.0, 0.1]]},
                   "shift_test": {"prediction": 4, "shifted_prediction": 4, "dx": 2, "dy": 2,
                                  "feature_similarity": {"conv1": [1.0, 0.99999, 1.0, 1.0]}}}
     facts = analysis.kernel_facts(dissection)
     assert facts["edge_kernels"] == [] and facts["most_moved"].value == 1 and facts["similarity_exact"]
+    assert facts["conv2_count"].value == 32 and facts["conv2_edges"].value == 0
 
 
 def test_the_most_harmful_patch_is_where_covering_hurts_most():
@@ -95,3 +97,84 @@ def test_the_most_harmful_patch_is_where_covering_hurts_most():
     row, column = most_harmful_patch(maps["occlusion"])
     assert 12 <= row <= 15 and 16 <= column <= 19
     assert most_harmful_patch(np.array([[0.0, -3.0], [2.0, 1.0]])) == [1, 0]
+
+
+def test_regions_split_a_map_in_thirds():
+    assert analysis.region([0, 0], [28, 28]) == "upper left"
+    assert analysis.region([14, 14], [28, 28]) == "centre"
+    assert analysis.region([27, 9], [28, 28]) == "lower left" and analysis.region([9, 10], [28, 28]) == "top"
+    assert analysis.region([13, 13], [14, 14]) == "lower right"
+
+
+def test_the_strongest_channel_ties_to_the_lower_number_and_silent_channels_are_named():
+    channel = lambda mean, peak: {"mean": mean, "max": 2 * mean, "peak": peak}
+    dissection = {"samples": {"test": {"index": 4, "label": 4}},
+                  "feature_maps": {"conv1": {"size": [28, 28], "channels": [channel(0.5, [2, 2]), channel(1.5, [20, 3]),
+                                                                           channel(1.5, [0, 0]), channel(0.0, [0, 0])]},
+                                   "conv2": {"size": [14, 14], "channels": [channel(0.0, [0, 0]), channel(0.3, [7, 7])]}}}
+    facts = analysis.feature_facts(dissection)
+    assert facts["conv1"]["strongest"].value == 1 and facts["conv1"]["region"] == "lower left"
+    assert [fact.value for fact in facts["conv1"]["silent"]] == [3]
+    assert facts["conv2"]["strongest"].value == 1 and facts["conv2"]["region"] == "centre"
+    assert [fact.value for fact in facts["conv2"]["silent"]] == [0]
+
+
+def test_peaks_that_follow_the_shift_are_counted_at_half_resolution():
+    moved = lambda before, after: {"before": before, "after": after}
+    shift = {"dx": 2, "dy": -2, "conv2_shift_exact": True,
+             "peaks": {"conv2": [moved([5, 5], [4, 6]), moved([5, 5], [5, 5]), moved([0, 3], [8, 9])]}}
+    facts = analysis.shift_peak_facts({"shift_test": shift})
+    assert facts["followed"].value == 1 and [fact.value for fact in facts["others"]] == [1, 2]
+    assert (facts["map_dx"].value, facts["map_dy"].value) == (1, -1)
+
+
+def evolution(curve):
+    steps = list(range(len(curve)))
+    return {"kernel_evolution": {"samples_seen": [64 * (step + 1) for step in steps],
+                                 "distance_from_first": [curve, [value / 2 for value in curve]]}}
+
+
+def test_kernels_that_settle_and_kernels_still_moving():
+    settled = [min(step, 10) / 10 for step in range(100)]          # reaches its final distance at step 10
+    facts = analysis.evolution_facts(evolution(settled))
+    assert facts["half_samples"].value == 64 * 6 and not facts["still_moving"] and facts["late_added"].value == 0
+    growing = [step / 99 for step in range(100)]                     # still growing evenly at the end
+    facts = analysis.evolution_facts(evolution(growing))
+    assert facts["still_moving"] and facts["late_added"].value == pytest.approx(10 / 99)
+    assert analysis.evolution_facts(evolution([0.0] * 100)) == {}    # kernels that never moved: no sentence
+
+
+def test_saliency_on_the_stroke_needs_twice_the_strokes_share():
+    base = {"target": 4, "saliency_peak": [2, 25], "occlusion_most_harmful": [22, 0], "occlusion_window": 4}
+    facts = analysis.attribution_facts({"attribution": {**base, "saliency_on_ink": 0.5, "ink_fraction": 0.2}})
+    assert facts["on_stroke"] and facts["saliency_region"] == "upper right" and facts["occlusion_region"] == "lower left"
+    facts = analysis.attribution_facts({"attribution": {**base, "saliency_on_ink": 0.3, "ink_fraction": 0.2}})
+    assert not facts["on_stroke"]
+
+
+def test_confident_mistakes_state_ties_and_the_confidence_range():
+    mistake = lambda label, prediction, confidence: {"label": label, "prediction": prediction, "confidence": confidence}
+    mistakes = [mistake(5, 3, 0.9), mistake(7, 2, 0.8), mistake(5, 6, 0.7), mistake(7, 3, 0.95)]
+    facts = analysis.mistake_facts({"evaluation": {"confident_mistakes": mistakes}})
+    assert [fact.value for fact in facts["true"]] == [5, 7] and facts["true_count"].value == 2
+    assert [fact.value for fact in facts["predicted"]] == [3] and facts["predicted_count"].value == 2
+    assert (facts["lowest"].value, facts["highest"].value) == (0.7, 0.95)
+    assert analysis.mistake_facts({"evaluation": {"confident_mistakes": []}}) == {}
+
+
+def test_conclusions_follow_the_measurements():
+    grid = [row[:] for row in FLAT]
+    grid[4][4] = 0.70                                                  # the lab's (2, 2): far below unshifted
+    dissection = robustness_dissection(grid, [(-30, 0.85), (0, 0.99), (30, 0.95)])
+    dissection["shift_test"] = {"prediction": 4, "shifted_prediction": 4, "label": 4}
+    robustness = analysis.robustness_facts(dissection)
+    kernels = {"edge_kernels": [{"index": analysis.Fact(0, "")}]}
+    metrics = {"test_accuracy": 0.99, "test_size": 5000}
+    facts = analysis.conclusion_facts(metrics, dissection, robustness, kernels)
+    assert not facts["shift_invariant"] and facts["single_image_unchanged"] and facts["recognises_well"]
+    assert facts["margin_points"].value == pytest.approx(100 * 1.96 * (0.99 * 0.01 / 5000) ** 0.5)
+    assert facts["smallest_failing_rotation"].value == 30
+    kept = analysis.conclusion_facts({"test_accuracy": 0.9, "test_size": 5000}, robustness_dissection(FLAT, GENTLE)
+                                     | {"shift_test": dissection["shift_test"]},
+                                     analysis.robustness_facts(robustness_dissection(FLAT, GENTLE)), kernels)
+    assert kept["shift_invariant"] and not kept["recognises_well"] and "smallest_failing_rotation" not in kept

@@ -16,7 +16,8 @@ from labbook.errors import UserError
 from labbook.report import ReportOptions, render_report
 
 RULE_CONSTANTS = {"rule:validation_error_threshold": 0.05, "rule:shift_accuracy_threshold": 0.95,
-                  "rule:rotation_accuracy_threshold": 0.9}
+                  "rule:rotation_accuracy_threshold": 0.9, "rule:edge_orientation_strength_threshold": 0.5,
+                  "rule:confidence_level": 0.95, "rule:kernels_still_moving_share": 0.02}
 
 
 class Numbers(HTMLParser):
@@ -28,7 +29,7 @@ class Numbers(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "p" and "analysis" in (attrs.get("class") or ""):
+        if tag == "div" and any(kind in (attrs.get("class") or "") for kind in ("analysis", "conclusion")):
             self.depth += 1
         if tag == "span" and attrs.get("class") == "num":
             self.numbers.append((attrs["data-source"], attrs["data-value"]))
@@ -37,7 +38,7 @@ class Numbers(HTMLParser):
             self.hidden += 1
 
     def handle_endtag(self, tag):
-        if tag == "p" and self.depth:
+        if tag == "div" and self.depth:
             self.depth -= 1
         if tag in ("span", "a") and self.hidden:
             self.hidden -= 1
@@ -85,7 +86,9 @@ def resolve(folder: Path, source: str):
     if kind == "config.toml":
         return _lookup(tomllib.loads((folder / "config.toml").read_text()), path)
     if kind in ("metrics.json", "dissection.json", "run.json", "manifest.json"):
-        return _lookup(json.loads((folder / kind).read_text()), path)
+        found = _lookup(json.loads((folder / kind).read_text()), path)
+        # A fact about an element of a list cites it: its index (a dict) or its length (a list).
+        return int(path.rsplit(".", 1)[1]) if isinstance(found, dict) else len(found) if isinstance(found, list) else found
     if kind == "rule":
         dissection = json.loads((folder / "dissection.json").read_text())
         metrics = json.loads((folder / "metrics.json").read_text())
@@ -99,6 +102,38 @@ def resolve(folder: Path, source: str):
             return last.index(max(last))
         if path.startswith("min(dissection.json:shift_test.feature_similarity.conv1)"):
             return min(dissection["shift_test"]["feature_similarity"]["conv1"])
+        if match := re.fullmatch(r"argmax\(dissection.json:feature_maps\.(conv[12])\.channels\.\*\.mean\)", path):
+            means = [channel["mean"] for channel in dissection["feature_maps"][match[1]]["channels"]]
+            return means.index(max(means))
+        if path == "count(dissection.json:kernels.conv2.*.*)":
+            return sum(map(len, dissection["kernels"]["conv2"]))
+        if match := re.fullmatch(r"dissection.json:shift_test\.(d[xy])/2", path):
+            return dissection["shift_test"][match[1]] // 2
+        if path.startswith("count(dissection.json:shift_test.peaks.conv2"):
+            shift = dissection["shift_test"]
+            return sum([a - b for a, b in zip(peak["after"], peak["before"])] == [shift["dy"] / 2, shift["dx"] / 2]
+                       for peak in shift["peaks"]["conv2"])
+        if match := re.fullmatch(r"count\(dissection.json:kernels\.(conv[12])[.*]*\.kind=([a-z-]+)\)", path):
+            kernels = dissection["kernels"][match[1]]
+            flat = [k for row in kernels for k in row] if match[1] == "conv2" else kernels
+            return sum(kernel["kind"] == match[2] for kernel in flat)
+        if path.startswith("sum(dissection.json:kernel_evolution.distance_from_first)"):
+            evolution = dissection["kernel_evolution"]
+            total = [sum(series) for series in zip(*evolution["distance_from_first"])]
+            if match := re.search(r"samples_seen\.(\d+)/samples_seen\.-1", path):
+                return evolution["samples_seen"][int(match[1])] / evolution["samples_seen"][-1]
+            match = re.search(r"total\.(\d+)\)", path)
+            return (total[-1] - total[int(match[1])]) / total[-1]
+        mistakes = dissection["evaluation"]["confident_mistakes"]
+        if match := re.fullmatch(r"(max|min)\(dissection.json:evaluation.confident_mistakes.\*.confidence\)", path):
+            return (max if match[1] == "max" else min)(m["confidence"] for m in mistakes)
+        if match := re.fullmatch(r"(count\()?mode\(dissection.json:evaluation.confident_mistakes.\*.(\w+)\)\)?", path):
+            values = [m[match[2]] for m in mistakes]
+            top = max(map(values.count, values))
+            return top if match[1] else None   # the digit itself: checked below, as one of the modes
+        if path.startswith("100*1.96*sqrt(metrics.json:test_accuracy"):
+            p, n = metrics["test_accuracy"], metrics["test_size"]
+            return 100 * 1.96 * (p * (1 - p) / n) ** 0.5
     raise AssertionError(f"untraceable source {source}")
 
 
@@ -109,6 +144,11 @@ def test_every_number_in_the_report_comes_from_the_run(reported):
         assert len(parser.numbers) > 80
         for source, value in parser.numbers:
             expected = resolve(reported, source)
+            if source.startswith("rule:mode("):    # one of the most common values, all of which are stated
+                values = [m[source.rsplit(".", 1)[1][:-1]] for m in
+                          json.loads((reported / "dissection.json").read_text())["evaluation"]["confident_mistakes"]]
+                assert values.count(int(value)) == max(map(values.count, values)), source
+                continue
             assert repr(expected) == value or float(value) == pytest.approx(expected, rel=1e-12), source
         prose = [re.sub(r"\b(conv|fc)[12]\b", "", text) for text in parser.stray]  # layer names are not numbers
         stray_digits = [text for text in prose if re.search(r"\d", text)]
@@ -119,12 +159,22 @@ def test_report_shows_the_runs_headline_numbers(reported):
     metrics = json.loads((reported / "metrics.json").read_text())
     html = (reported / "report" / "report.en.html").read_text()
     assert f"{100 * metrics['test_accuracy']:.2f}%" in html
-    assert "Figure&nbsp;2" in html and 'id="figure-error_curve-en"' in html
+    assert "Figure&nbsp;2" in html and 'id="figure-error_curve"' in html
     zh = (reported / "report" / "report.zh.html").read_text()
     assert "实验过程和结果" in zh and "图&nbsp;2" in zh and "作者尚未撰写本节" in zh
+    assert "Figure" not in zh and "。 " not in zh     # no English label, no space after a Chinese full stop
+
+
+def test_the_bilingual_report_shows_each_figure_once_with_both_languages(reported):
     both = (reported / "report" / "report.zh-en.html").read_text()
-    assert both.index('id="section-process-zh"') < both.index('id="section-process-en"') < both.index(
-        'id="section-dissection-zh"')
+    assert both.count("<figure") == 13 and both.count('id="section-process"') == 1
+    assert both.count("<table") == len(re.findall(r"<table", (reported / "report" / "report.zh.html").read_text()))
+    # Each paragraph in Chinese, then in English, the English set apart as secondary.
+    chinese = both.index("本实验用 PyTorch")
+    english = both.index("This experiment trains")
+    assert chinese < english < both.index('id="section-process"')
+    assert '<p lang="en" class="second">This experiment trains' in both
+    assert "图&nbsp;2" in both and "Figure&nbsp;2" in both
     manifest = json.loads((reported / "manifest.json").read_text())
     assert "report/report.zh.pdf" in manifest["files"]
 
@@ -133,12 +183,12 @@ def test_pdf_text_and_fonts(reported):
     metrics = json.loads((reported / "metrics.json").read_text())
     text = subprocess.run(["pdftotext", reported / "report" / "report.zh.pdf", "-"], capture_output=True,
                           text=True, check=True).stdout
-    for title in ("实验目的和环境", "实验过程和结果", "解剖卷积神经网络", "鲁棒性", "实验心得"):
+    for title in ("实验目的和环境", "实验过程和结果", "剖析网络", "鲁棒性", "实验结论", "实验心得"):
         assert title in text
     assert f"{100 * metrics['test_accuracy']:.2f}%" in text
     fonts = subprocess.run(["pdffonts", reported / "report" / "report.zh.pdf"], capture_output=True, text=True,
                            check=True).stdout
-    assert "LabbookCJK" in fonts
+    assert "LabbookSerif" in fonts and "LabbookSans" in fonts
     assert all(line.split()[-5] == "yes" for line in fonts.splitlines()[2:])  # every font embedded
 
 
@@ -155,13 +205,15 @@ class CrossReferences(HTMLParser):
             self.open = ("ref", attrs["href"][1:], [])
         elif tag == "figure" or tag == "caption":
             self.open = ("caption", attrs["id"], [])
+        elif tag == "p" and attrs.get("class") == "caption":
+            self.open = ("caption", attrs["id"], [])
 
     def handle_data(self, data):
         if self.open:
             self.open[2].append(data)
 
     def handle_endtag(self, tag):
-        if self.open and tag in ("a", "figure", "caption"):
+        if self.open and (tag in ("a", "figure", "caption") or tag == "p" and self.open[0] == "caption"):
             kind, target, text = self.open
             if kind == "ref":
                 self.references.append((target, "".join(text)))
@@ -171,13 +223,13 @@ class CrossReferences(HTMLParser):
 
 
 def test_cross_references_name_the_figure_they_point_to(reported):
-    for language, label in (("zh", "图"), ("en", "Figure")):
+    for language, labels, gap in (("zh", ("图", "表"), "\u2002"), ("en", ("Figure", "Table"), ". ")):
         parser = CrossReferences()
         parser.feed((reported / "report" / f"report.{language}.html").read_text())
-        assert len(parser.references) >= 4
+        assert len(parser.references) >= 15
         for target, text in parser.references:
             caption = parser.captions[target]  # the id exists in the same document
-            assert text.startswith(label) and caption.strip().startswith(text.replace("\xa0", "\xa0") + "."), target
+            assert text.startswith(labels[target.startswith("table")]) and caption.strip().startswith(text + gap), target
 
 
 def fresh(reported: Path, tmp_path: Path) -> Path:
@@ -195,7 +247,7 @@ def test_hostile_notes_come_out_inert(reported, tmp_path):
                      "**bold** survives, and [a source](https://example.org/).\n", encoding="utf-8")
     render_report(reported, ReportOptions(languages=("en",), formats=("html",), notes=notes))
     html = (reported / "report" / "report.en.html").read_text()
-    section = html[html.index('id="section-reflections-en"'):html.index('id="section-appendix-en"')]
+    section = html[html.index('id="section-reflections"'):html.index('id="section-appendix"')]
     assert "<strong>bold</strong>" in section and '<a href="https://example.org/"' in section
     tags = Tags()
     tags.feed(section)
@@ -233,7 +285,7 @@ def test_a_course_can_override_one_block(reported, tmp_path):
     assert result.exit_code == 0, result.output
     html = (reported / "report" / "report.en.html").read_text()
     assert "<h1>Physics 101 lab</h1>" in html and 'class="title-block"' not in html
-    assert 'id="section-robustness-en"' in html
+    assert 'id="section-robustness"' in html
 
 
 def test_rendering_twice_gives_the_same_bytes(reported, tmp_path):
