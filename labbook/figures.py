@@ -241,13 +241,13 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     """snapshots: (records, out, 5, 5) conv1 weights; points: record indices to draw."""
     _ = gettext_for(language)
     out = snapshots.shape[1]
-    figure = plt.figure(figsize=(A4_WIDTH_INCHES, 1.3 * out + 2.4))
+    figure = plt.figure(figsize=(A4_WIDTH_INCHES, 1.1 * out + 2.2))
     grid = figure.add_gridspec(out + 2, len(points))
     norm = _signed_norm(snapshots[points])
     for column, record in enumerate(points):
         for kernel in range(out):
             axis = figure.add_subplot(grid[kernel, column])
-            title = _("after %(samples)s images") % {"samples": f"{samples_seen[record]:,}"} if kernel == 0 else None
+            title = _("%(samples)s images") % {"samples": f"{samples_seen[record]:,}"} if kernel == 0 else None
             _image_axis(axis, snapshots[record, kernel], title, cmap="RdBu_r", norm=norm)
             if column == 0:
                 axis.set_ylabel(_("Kernel %(index)s") % {"index": kernel}, fontsize=7)
@@ -259,7 +259,7 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     axis.set_ylabel(_("Distance from first snapshot (L2)"))
     axis.legend(fontsize=7, ncol=4)
     axis.grid(alpha=0.3)
-    figure.suptitle(_("conv1 kernels during training"))
+    figure.suptitle(_("conv1 kernels during training (above each column: training images seen)"))
     figure.tight_layout()
     return figure
 
@@ -349,8 +349,10 @@ def attribution(image: np.ndarray, saliency: np.ndarray, occlusion: np.ndarray, 
     _ = gettext_for(language)
     figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.6))
     _image_axis(axes[0], image, _("Input"))
-    shown = _image_axis(axes[1], saliency, _("Gradient saliency"), cmap="viridis")
-    figure.colorbar(shown, ax=axes[1], shrink=0.8)
+    # Relative to its largest value: raw gradients are tiny numbers that would need a "1e-5" on the scale.
+    top = float(saliency.max()) or 1.0
+    shown = _image_axis(axes[1], saliency / top, _("Gradient saliency"), cmap="viridis", vmin=0, vmax=1)
+    figure.colorbar(shown, ax=axes[1], shrink=0.8, label=_("relative to its largest value"))
     shown = _image_axis(axes[2], occlusion, _("Occlusion sensitivity"), cmap="RdBu_r", norm=_signed_norm(occlusion))
     figure.colorbar(shown, ax=axes[2], shrink=0.8)
     return figure

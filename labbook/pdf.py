@@ -8,6 +8,7 @@ hash of that character set, and only the small subset is given to WeasyPrint.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -172,11 +173,16 @@ def _page_area(page) -> tuple[float, float]:
     return top, top + box.height
 
 
-def _figure_moves(document) -> list[tuple]:
-    """Pages floats, the way LaTeX places figures: where a figure that did not fit at the bottom of a
-    page left a hole, the text blocks that follow it move up in front of it, as many as fit the hole.
-    Returns (figure element, element to place it after) pairs."""
-    moves = []
+# A figure may print this much smaller than drawn to fit the space left at the foot of a page.
+SHRINK = 0.7
+
+
+def _figure_fixes(document) -> list:
+    """Page floats, the way LaTeX places figures. Where a figure that did not fit at the foot of a
+    page left a hole, the text blocks after it move up in front of it, as many as fit the hole; if
+    none can, the figure shrinks into the hole when it needs to lose no more than 30% of its height.
+    Returns what to do to the document tree: functions of its root element."""
+    fixes = []
     for page, following in zip(document.pages, document.pages[1:]):
         top, bottom = _page_area(page)
         blocks, next_blocks = _blocks(page), _blocks(following)
@@ -184,7 +190,7 @@ def _figure_moves(document) -> list[tuple]:
         hole = bottom - used
         if hole < HOLE * (bottom - top) or not next_blocks or next_blocks[0].element_tag != "figure":
             continue
-        figure, after, filled = next_blocks[0].element, None, 0.0
+        figure_box, after, filled = next_blocks[0], None, 0.0
         for block in next_blocks[1:-1]:   # the page's last block may go on over the page break: never moved
             filled += block.margin_height()
             if block.element_tag not in MOVABLE or filled > hole:
@@ -192,8 +198,14 @@ def _figure_moves(document) -> list[tuple]:
             if block.element_tag != "h3":
                 after = block.element
         if after is not None:
-            moves.append((figure, after))
-    return moves
+            fixes.append(functools.partial(_move, figure=figure_box.element, after=after))
+            continue
+        image = next((box for box in figure_box.descendants() if getattr(box, "element_tag", None) == "img"), None)
+        if image is not None:
+            height = image.height - (figure_box.margin_height() - hole) - 2
+            if height >= SHRINK * image.height:
+                fixes.append(functools.partial(_shrink, image=image.element, height=height))
+    return fixes
 
 
 def _move(root, figure, after) -> None:
@@ -203,10 +215,14 @@ def _move(root, figure, after) -> None:
     target.insert(list(target).index(after) + 1, figure)
 
 
+def _shrink(root, image, height: float) -> None:
+    image.set("style", f"max-height: {height:.1f}px")
+
+
 def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
     """PDF bytes of one report page of a run (the page sits in its report/ folder); images come
     through `read_run_file(relative path)`. Figures that would leave a hole move below the
-    text after them (at most twice over), as floats would."""
+    text after them, or shrink a little, as floats would (two rounds at most)."""
     import logging
 
     import cssselect2
@@ -222,11 +238,11 @@ def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
         stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
         document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
         for _ in range(2):
-            moves = _figure_moves(document)
-            if not moves:
+            fixes = _figure_fixes(document)
+            if not fixes:
                 break
-            for figure, after in moves:
-                _move(page.etree_element, figure, after)
+            for fix in fixes:
+                fix(page.etree_element)
             page.wrapper_element = cssselect2.ElementWrapper.from_html_root(page.etree_element)
             document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
         return document.write_pdf()

@@ -44,8 +44,8 @@ LANGUAGE_SETS = {"zh": ("zh",), "en": ("en",), "zh-en": ("zh", "en")}
 REPORT_FOLDER = "report/"
 FORMATS = ("html", "pdf")
 SECTIONS = ("purpose", "process", "dissection", "robustness", "conclusions", "reflections", "appendix")
-FIGURES = ("samples", "error_curve", "confusion", "mistakes", "conv1_kernels", "conv1_features", "conv2_kernels",
-           "conv2_features", "kernel_evolution", "attribution", "shift_test", "shift_grid", "rotation")
+FIGURES = ("samples", "error_curve", "confusion", "mistakes", "conv1_kernels", "conv1_features", "conv2_features",
+           "conv2_kernels", "kernel_evolution", "attribution", "shift_test", "shift_grid", "rotation")
 TABLES = ("environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
 TERMS = frozenset(ORIENTATIONS) | frozenset(region for row in analysis.REGIONS for region in row)
 # Pages hold no script of their own and fetch nothing from elsewhere: whatever a run smuggled

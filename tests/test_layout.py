@@ -1,0 +1,75 @@
+"""The printed report as a teacher holds it: every figure inside the text area, on the page of its
+caption, sharp enough to print; no page left mostly empty; a short appendix; a bilingual report
+not much longer than the Chinese one. Read from the PDFs with PyMuPDF."""
+
+import re
+from pathlib import Path
+
+import pymupdf
+
+MM = 72 / 25.4
+# The text area of report.css's @page: A4 less 22 mm at the top, 20 mm at the foot, 18 mm at the sides.
+TOP, BOTTOM, SIDE = 22 * MM, 20 * MM, 18 * MM
+CAPTION = re.compile(r"^(?:图\xa0(\d+)\u2002|Figure[\xa0 ](\d+)\.\s)")   # a caption, not a cross-reference
+APPENDIX = re.compile(r"^(?:附录|Appendix)\b")
+
+
+def layout_problems(path: Path) -> list[str]:
+    """Every way a report PDF breaks the layout rules, as sentences; [] when it keeps them all."""
+    problems, image_pages, caption_pages, appendix_from = [], [], {}, None
+    with pymupdf.open(path) as document:
+        pages = len(document)
+        for number, page in enumerate(document, start=1):
+            area = pymupdf.Rect(SIDE, TOP, page.rect.width - SIDE, page.rect.height - BOTTOM)
+            bottom = area.y0
+            for image in sorted(page.get_image_info(), key=lambda info: info["bbox"][1]):
+                box = pymupdf.Rect(image["bbox"])
+                if not (area + (-1, -1, 1, 1)).contains(box):
+                    problems.append(f"page {number}: a figure crosses the text area ({box})")
+                ppi = image["width"] / (box.width / 72)
+                if ppi < 150:
+                    problems.append(f"page {number}: a figure printed at {ppi:.0f} ppi")
+                image_pages.append(number)
+                bottom = max(bottom, box.y1)
+            for x0, y0, x1, y1, text, *_ in page.get_text("blocks"):
+                if y0 >= area.y0 - 1 and y1 <= area.y1 + 1:
+                    bottom = max(bottom, y1)
+                    for line in text.splitlines():
+                        if match := CAPTION.match(line.strip()):
+                            caption_pages.setdefault(int(match[1] or match[2]), number)
+                        if APPENDIX.match(line.strip()) and number > 1:
+                            appendix_from = number
+            if number < pages and (bottom - area.y0) / area.height < 1 / 3:
+                problems.append(f"page {number}: less than a third full")
+    for figure, page in enumerate(image_pages, start=1):
+        if caption_pages.get(figure) != page:
+            problems.append(f"figure {figure}: image on page {page}, caption on page {caption_pages.get(figure)}")
+    if appendix_from is None or pages - appendix_from + 1 > 2:
+        problems.append(f"the appendix runs from page {appendix_from} to page {pages}")
+    return problems
+
+
+def test_the_printed_reports_keep_the_layout_rules(reported):
+    for language in ("zh", "en", "zh-en"):
+        assert layout_problems(reported / "report" / f"report.{language}.pdf") == [], language
+
+
+def test_the_bilingual_report_is_not_much_longer_than_the_chinese(reported):
+    def pages(language):
+        with pymupdf.open(reported / "report" / f"report.{language}.pdf") as document:
+            return len(document)
+    assert pages("zh-en") <= 1.3 * pages("zh")
+
+
+def test_the_checker_sees_a_figure_that_crosses_the_page_foot(tmp_path):
+    """The rules are checked for real: a PDF with a figure running into the footer breaks them."""
+    document = pymupdf.open()
+    page = document.new_page(width=595.28, height=841.89)
+    pixmap = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 100, 100), False)
+    page.insert_image(pymupdf.Rect(100, 700, 400, 830), pixmap=pixmap)
+    page.insert_text((60, 100), "图 1 A caption")
+    document.new_page()
+    document.save(tmp_path / "broken.pdf")
+    problems = layout_problems(tmp_path / "broken.pdf")
+    assert any("crosses the text area" in problem for problem in problems)
+    assert any("ppi" in problem for problem in problems)
