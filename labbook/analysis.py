@@ -8,9 +8,10 @@ words themselves live in the templates and their translations.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from labbook.config import NUM_CLASSES
+from labbook.config import IMAGE_SIZE, NUM_CLASSES
 from labbook.localization import N_
 
 
@@ -47,8 +48,21 @@ def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) 
     facts["gap_kind"] = "overfitting" if gap > 0.01 else ("dropout" if gap < 0 else "small")
     facts["validation_accuracy"] = Fact(metrics["validation_accuracy"], "metrics.json:validation_accuracy")
     facts["test_accuracy"] = Fact(metrics["test_accuracy"], "metrics.json:test_accuracy")
-    # The two are different halves of the MNIST test set; a higher test figure needs saying so.
-    facts["test_above_validation"] = metrics["test_accuracy"] > metrics["validation_accuracy"]
+    # The two are different halves of the MNIST test set; a higher test figure needs saying so, and
+    # whether the difference is more than either figure's sampling uncertainty.
+    test, validation = metrics["test_accuracy"], metrics["validation_accuracy"]
+    facts["test_above_validation"] = test > validation
+    facts["test_gap_points"] = Fact(100 * (test - validation),
+                                    "rule:100*(metrics.json:test_accuracy-metrics.json:validation_accuracy)")
+    facts["test_margin"] = Fact(100 * accuracy_margin(test, metrics["test_size"]),
+                                "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size)")
+    facts["validation_margin"] = Fact(100 * accuracy_margin(validation, metrics["validation_size"]),
+                                      "rule:100*1.96*sqrt(metrics.json:validation_accuracy*(1-validation_accuracy)"
+                                      "/validation_size)")
+    facts["gap_beyond_chance"] = 100 * (test - validation) > max(facts["test_margin"].value,
+                                                                  facts["validation_margin"].value)
+    facts["validation_seconds"] = Fact(metrics["validation_seconds_during_training"],
+                                       "metrics.json:validation_seconds_during_training")
     facts["train_seconds"] = Fact(metrics["train_seconds"], "metrics.json:train_seconds")
     facts["samples_per_second"] = Fact(metrics["samples_per_second"], "metrics.json:samples_per_second")
     return facts
@@ -75,6 +89,8 @@ def evaluation_facts(metrics: dict, dissection: dict) -> dict:
 
 # dissect.kernel_descriptor calls a kernel an edge detector from this orientation strength on.
 EDGE_COHERENCE = 0.5
+# A kernel with at least this share of its weights of one sign responds to ink (or to background) as such.
+ONE_SIGN = 0.9
 
 
 def kernel_facts(dissection: dict) -> dict:
@@ -100,6 +116,13 @@ def kernel_facts(dissection: dict) -> dict:
                          for i in edges],
         "centre_surround": [Fact(i, f"dissection.json:kernels.conv1.{i}") for i, k in enumerate(conv1)
                             if k["centre_surround"]],
+        # Nearly all weights of one sign: the kernel sums ink (or background) wherever it lies.
+        "ink": [{"index": Fact(i, f"dissection.json:kernels.conv1.{i}"),
+                 "share": Fact(k["positive_share"], f"dissection.json:kernels.conv1.{i}.positive_share")}
+                for i, k in enumerate(conv1) if k["kind"] == "mixed" and k["positive_share"] >= ONE_SIGN],
+        "background": [{"index": Fact(i, f"dissection.json:kernels.conv1.{i}"),
+                        "share": Fact(1 - k["positive_share"], f"rule:1-dissection.json:kernels.conv1.{i}.positive_share")}
+                       for i, k in enumerate(conv1) if k["kind"] == "mixed" and k["positive_share"] <= 1 - ONE_SIGN],
         "most_moved": Fact(moved, "rule:argmax(dissection.json:kernel_evolution.distance_from_first[-1])"),
         "most_moved_distance": Fact(distances[moved][-1], f"dissection.json:kernel_evolution.distance_from_first.{moved}.-1"),
         "shift_same_prediction": shift["prediction"] == shift["shifted_prediction"],
@@ -107,6 +130,10 @@ def kernel_facts(dissection: dict) -> dict:
         "shift_dy": Fact(shift["dy"], "dissection.json:shift_test.dy"),
         "shift_prediction": Fact(shift["prediction"], "dissection.json:shift_test.prediction"),
         "shift_shifted_prediction": Fact(shift["shifted_prediction"], "dissection.json:shift_test.shifted_prediction"),
+        "shift_confidence": Fact(shift["confidence"], "dissection.json:shift_test.confidence"),
+        "shift_shifted_confidence": Fact(shift["shifted_confidence"], "dissection.json:shift_test.shifted_confidence"),
+        "conv2_similarity_min": Fact(min(shift["feature_similarity"]["conv2"]),
+                                     "rule:min(dissection.json:shift_test.feature_similarity.conv2)"),
         "conv1_similarity_min": Fact(min(shift["feature_similarity"]["conv1"]),
                                      "rule:min(dissection.json:shift_test.feature_similarity.conv1)"),
         # A whole-pixel shift moves a convolution's output with the input: the maps are then the same.
@@ -143,6 +170,20 @@ def robustness_facts(dissection: dict, shift_threshold: float = 0.95, rotation_t
         "clockwise": _rotation_side(robustness["rotation"], -1, rotation_threshold),
         "counter_clockwise": _rotation_side(robustness["rotation"], +1, rotation_threshold),
     }
+    directions = robustness["flip_probability_one_pixel"]["by_direction"]
+    vertical, horizontal = (directions["up"] + directions["down"]) / 2, (directions["left"] + directions["right"]) / 2
+    where = "dissection.json:robustness.flip_probability_one_pixel.by_direction"
+    facts["flip_vertical"] = Fact(vertical, f"rule:mean({where}.up,{where}.down)")
+    facts["flip_horizontal"] = Fact(horizontal, f"rule:mean({where}.left,{where}.right)")
+    # Which axis matters more, when one flips the answer at least 1.2 times as often as the other.
+    facts["flip_axis"] = ("vertical" if vertical >= 1.2 * horizontal else
+                          "horizontal" if horizontal >= 1.2 * vertical else "both")
+    rotation = robustness["rotation"]
+    for key, index in (("most_clockwise", min(range(len(rotation)), key=lambda i: rotation[i]["degrees"])),
+                       ("most_counter_clockwise", max(range(len(rotation)), key=lambda i: rotation[i]["degrees"]))):
+        facts[key] = {"degrees": Fact(abs(rotation[index]["degrees"]),
+                                      f"rule:abs(dissection.json:robustness.rotation.{index}.degrees)"),
+                      "accuracy": Fact(rotation[index]["accuracy"], f"dissection.json:robustness.rotation.{index}.accuracy")}
     dx, dy = settings["shift"]
     if max(abs(dx), abs(dy)) <= radius:   # the lab's own shift, measured on the whole test set
         facts["lab_shift"] = {"dx": Fact(dx, "dissection.json:settings.shift.0"),
@@ -242,7 +283,8 @@ def evolution_facts(dissection: dict, late_share: float = 0.02) -> dict:
 def attribution_facts(dissection: dict) -> dict:
     """Where the saliency and the occlusion sensitivity of the sample image concentrate: the share of
     saliency on the pen stroke against the stroke's share of the image, and the regions of the peaks."""
-    attribution, size = dissection["attribution"], [28, 28]
+    attribution, size = dissection["attribution"], [IMAGE_SIZE, IMAGE_SIZE]
+    probability = dissection["samples"]["test"]["probabilities"][attribution["target"]]
     on_ink, ink = attribution["saliency_on_ink"], attribution["ink_fraction"]
     window = attribution["occlusion_window"]
     harmful = attribution["occlusion_most_harmful"]
@@ -251,7 +293,12 @@ def attribution_facts(dissection: dict) -> dict:
             # Twice the share a uniform spread would give: the saliency follows the stroke.
             "on_stroke": ink > 0 and on_ink >= 2 * ink,
             "saliency_region": region(attribution["saliency_peak"], size),
-            "occlusion_region": region([harmful[0] + window // 2, harmful[1] + window // 2], size),
+            # Captum spreads each patch's effect over the pixels it covers: the map, and so its
+            # largest value, is per pixel, and needs no shift to a patch centre.
+            "occlusion_region": region(harmful, size),
+            "drop": Fact(attribution["occlusion_largest_drop"], "dissection.json:attribution.occlusion_largest_drop"),
+            # Covered, the target's log-probability is log p - drop: above log 1/2, no other class can win.
+            "still_certain": probability > 0 and math.log(probability) - attribution["occlusion_largest_drop"] > math.log(0.5),
             "window": Fact(window, "dissection.json:attribution.occlusion_window"),
             "target": Fact(attribution["target"], "dissection.json:attribution.target")}
 
@@ -285,7 +332,7 @@ def accuracy_margin(accuracy: float, images: int) -> float:
     return 1.96 * (accuracy * (1 - accuracy) / images) ** 0.5 if images else 0.0
 
 
-def conclusion_facts(metrics: dict, dissection: dict, robustness: dict, kernels: dict,
+def conclusion_facts(metrics: dict, dissection: dict, robustness: dict, kernels: dict, augmented: bool = False,
                      tolerance: float = 0.01, good_accuracy: float = 0.98) -> dict:
     """What the conclusions answer, from the facts the sections above state. The network counts as
     shift-invariant at the lab's shift if it loses no more than `tolerance` of accuracy there, and
@@ -297,11 +344,15 @@ def conclusion_facts(metrics: dict, dissection: dict, robustness: dict, kernels:
                                    "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size)"),
              "level": Fact(0.95, "rule:confidence_level"),
              "recognises_well": accuracy >= good_accuracy,
+             "augmented": augmented,
              "edge_count": Fact(len(kernels["edge_kernels"]), "rule:count(dissection.json:kernels.conv1.*.kind=edge)")}
     if "lab_shift" in robustness:
         facts["shift_invariant"] = robustness["lab_shift"]["accuracy"].value >= robustness["unshifted"].value - tolerance
         shift = dissection["shift_test"]
         facts["single_image_unchanged"] = shift["prediction"] == shift["shifted_prediction"] == shift["label"]
+        # Two 2 x 2 poolings: a shift by a multiple of 4 pixels reaches the fully connected layer as a
+        # whole-pixel shift of the same features; any other shift reaches it as different features.
+        facts["pooled_exactly"] = shift["dx"] % 4 == 0 and shift["dy"] % 4 == 0
     failing = [fact for fact in (robustness["clockwise"], robustness["counter_clockwise"]) if fact is not None]
     if failing:
         facts["smallest_failing_rotation"] = min(failing, key=lambda fact: fact.value)

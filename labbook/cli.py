@@ -65,7 +65,7 @@ training_options = options(
 report_options = options(
     click.option("--lang", "languages", type=click.Choice(tuple(LANGUAGE_SETS)), multiple=True,
                  default=tuple(LANGUAGE_SETS),
-                 help="Report language (repeatable); zh-en: each section in Chinese, then in English."),
+                 help="Report language (repeatable); zh-en: one bilingual document, each paragraph in Chinese, then in English."),
     click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, default=FORMATS,
                  help="Output format (repeatable)."),
     click.option("--templates", type=click.Path(path_type=Path), default=None,

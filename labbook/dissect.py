@@ -110,6 +110,7 @@ def kernel_descriptor(kernel: np.ndarray) -> dict:
     return {"kind": kind, "edge_orientation_degrees": round(edge_angle, 2), "orientation": orientation,
             "orientation_strength": round(coherence, 4), "centre_surround": centre_surround,
             "centre_mean": round(float(centre), 6), "surround_mean": round(float(surround), 6),
+            "positive_share": round(float((kernel > 0).mean()), 4),
             "l2_norm": round(float(np.linalg.norm(kernel)), 6)}
 
 
@@ -265,7 +266,8 @@ def _attribution(subject: Subject) -> dict:
     return {"target": target, "saliency_peak": [int(v) for v in saliency_peak],
             "ink_level": INK_LEVEL, "ink_fraction": float(ink.mean()),
             "saliency_on_ink": min(1.0, float(maps["saliency"][ink].sum()) / total),
-            "occlusion_most_harmful": most_harmful_patch(maps["occlusion"]), "occlusion_window": 4,
+            "occlusion_most_harmful": most_harmful_patch(maps["occlusion"]),
+            "occlusion_largest_drop": max(0.0, float(maps["occlusion"].max())), "occlusion_window": 4,
             "occlusion_stride": 2}
 
 

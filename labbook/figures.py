@@ -140,7 +140,8 @@ def error_curve(history: list[dict], language: str):
 def samples(train_image, train_label, train_index, test_image, test_label, test_index, probabilities,
             language: str):
     _ = gettext_for(language)
-    figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.4), gridspec_kw={"width_ratios": [1, 1, 2]})
+    figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.4), gridspec_kw={"width_ratios": [1, 1, 2],
+                                                                                   "wspace": 0.45})
     _image_axis(axes[0], train_image,
                 _("Training image %(index)s, label %(label)s") % {"index": train_index, "label": train_label})
     prediction = int(np.argmax(probabilities))
@@ -149,8 +150,10 @@ def samples(train_image, train_label, train_index, test_image, test_label, test_
     axes[2].bar(range(NUM_CLASSES), probabilities, color=["#D55E00" if d == prediction else "#0072B2" for d in range(NUM_CLASSES)])
     axes[2].set_xticks(range(NUM_CLASSES))
     axes[2].set_xlabel(_("Digit"))
-    axes[2].set_ylabel(_("Probability"))
-    axes[2].set_ylim(0, 1)
+    # A logarithmic scale: next to a confident answer the other nine would be invisible bars.
+    axes[2].set_yscale("log")
+    axes[2].set_ylim(max(float(np.min(probabilities)), 1e-12) / 3, 3)
+    axes[2].set_ylabel(_("Probability (log scale)"))
     axes[2].set_title(_("Probabilities of the ten classes"), fontsize=8)
     return figure
 
@@ -222,8 +225,8 @@ def shift_test(image, shifted, maps, shifted_maps, result: dict, language: str):
     _ = gettext_for(language)
     channels = maps.shape[0]
     figure, axes = plt.subplots(2, channels + 1, figsize=(A4_WIDTH_INCHES, 3.6), squeeze=False)
-    _image_axis(axes[0, 0], image, _("Original: predicted %(prediction)s") % {"prediction": result["prediction"]})
-    _image_axis(axes[1, 0], shifted, _("Shifted (%(dx)s, %(dy)s): predicted %(prediction)s")
+    _image_axis(axes[0, 0], image, _("Original\npredicted %(prediction)s") % {"prediction": result["prediction"]})
+    _image_axis(axes[1, 0], shifted, _("Shifted (%(dx)s, %(dy)s)\npredicted %(prediction)s")
                 % {"dx": result["dx"], "dy": result["dy"], "prediction": result["shifted_prediction"]})
     top = float(max(maps.max(), shifted_maps.max())) or 1.0
     for channel in range(channels):
@@ -257,7 +260,7 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     axis.set_xlabel(_("Training images seen"))
     _whole_numbers(axis.xaxis)
     axis.set_ylabel(_("Distance from first snapshot (L2)"))
-    axis.legend(fontsize=7, ncol=4)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     axis.grid(alpha=0.3)
     figure.suptitle(_("conv1 kernels during training (above each column: training images seen)"))
     figure.tight_layout()
@@ -272,14 +275,19 @@ def shift_grid(grid: list[list[float]], radius: int, by_distance: list[dict], la
                                                                            -radius - .5))
     for row in range(values.shape[0]):
         for col in range(values.shape[1]):
-            axes[0].text(col - radius, row - radius, f"{values[row, col]:.0f}", ha="center", va="center", fontsize=5,
+            axes[0].text(col - radius, row - radius, f"{values[row, col]:.0f}", ha="center", va="center",
+                         fontsize=6 if values.shape[0] <= 9 else 4,
                          color="white" if values[row, col] < values.mean() else "black")
     axes[0].set_xlabel(_("Horizontal shift dx (pixels)"))
     axes[0].set_ylabel(_("Vertical shift dy (pixels)"))
     axes[0].set_title(_("Test accuracy under translation"), fontsize=9)
     figure.colorbar(shown, ax=axes[0], label=_("Accuracy (%)"))
-    axes[1].plot([e["distance"] for e in by_distance], [100 * e["accuracy"] for e in by_distance], marker="o",
-                 color="#0072B2")
+    distances = [e["distance"] for e in by_distance]
+    axes[1].plot(distances, [100 * e["accuracy"] for e in by_distance], marker="o", color="#0072B2",
+                 label=_("mean over the shifts of this length"))
+    axes[1].plot(distances, [100 * e["worst"] for e in by_distance], marker="v", color="#D55E00", linestyle="--",
+                 label=_("worst of them"))
+    axes[1].legend(fontsize=7)
     axes[1].set_xlabel(_("Shift distance (pixels)"))
     axes[1].set_ylabel(_("Accuracy (%)"))
     axes[1].set_title(_("Accuracy against shift distance"), fontsize=9)
@@ -292,7 +300,7 @@ def rotation(curve: list[dict], language: str):
     _ = gettext_for(language)
     figure, axis = plt.subplots(figsize=(A4_WIDTH_INCHES, 2.8))
     axis.plot([e["degrees"] for e in curve], [100 * e["accuracy"] for e in curve], marker="o", color="#0072B2")
-    axis.set_xlabel(_("Rotation (degrees)"))
+    axis.set_xlabel(_("Rotation (degrees; negative = clockwise)"))
     axis.set_ylabel(_("Accuracy (%)"))
     axis.set_title(_("Test accuracy under rotation"))
     axis.grid(alpha=0.3)
@@ -351,8 +359,8 @@ def attribution(image: np.ndarray, saliency: np.ndarray, occlusion: np.ndarray, 
     _image_axis(axes[0], image, _("Input"))
     # Relative to its largest value: raw gradients are tiny numbers that would need a "1e-5" on the scale.
     top = float(saliency.max()) or 1.0
-    shown = _image_axis(axes[1], saliency / top, _("Gradient saliency"), cmap="viridis", vmin=0, vmax=1)
-    figure.colorbar(shown, ax=axes[1], shrink=0.8, label=_("relative to its largest value"))
+    shown = _image_axis(axes[1], saliency / top, _("Gradient saliency (relative)"), cmap="viridis", vmin=0, vmax=1)
+    figure.colorbar(shown, ax=axes[1], shrink=0.8)
     shown = _image_axis(axes[2], occlusion, _("Occlusion sensitivity"), cmap="RdBu_r", norm=_signed_norm(occlusion))
     figure.colorbar(shown, ax=axes[2], shrink=0.8)
     return figure

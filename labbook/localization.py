@@ -23,7 +23,8 @@ from babel.support import NullTranslations, Translations
 from markupsafe import Markup
 
 LOCALE_DIR = Path(__file__).parent / "locale"
-LANGUAGE_LOCALES = {"zh": "zh_CN", "en": "en"}
+# British English: "29 November 2026", as the report's spelling ("colour", "normalisation") is British.
+LANGUAGE_LOCALES = {"zh": "zh_CN", "en": "en_GB"}
 SOURCE_LANGUAGE = "en"
 
 

@@ -144,8 +144,14 @@ VALUE_NAMES = {"sgd": N_("SGD with momentum"), "adam": N_("Adam"), "adamw": N_("
 
 
 @jinja2.pass_context
-def _value_name(context, value: str) -> str:
-    return translations(_lang(context)).gettext(VALUE_NAMES[value]) if value in VALUE_NAMES else value
+def _value_name(context, value: str) -> Markup:
+    """A setting's value in words, in every language of the document (the second one set apart)."""
+    if value not in VALUE_NAMES:
+        return Markup.escape(value)
+    names = [translations(language).gettext(VALUE_NAMES[value]) for language in context["languages"]]
+    return Markup.escape(names[0]) + Markup("").join(
+        Markup('<span lang="{}" class="second">{}</span>').format(_html_lang(language), name)
+        for language, name in zip(context["languages"][1:], names[1:]))
 
 
 @jinja2.pass_context
@@ -283,7 +289,8 @@ def context_of(run: Run, options: ReportOptions) -> dict:
         "evolution": analysis.evolution_facts(dissection),
         "attribution": analysis.attribution_facts(dissection),
         "mistakes": analysis.mistake_facts(dissection),
-        "conclusions": analysis.conclusion_facts(metrics, dissection, robustness, kernels),
+        "conclusions": analysis.conclusion_facts(metrics, dissection, robustness, kernels,
+                                                 augmented=run.config.data.augment_shift > 0),
         "cover": cover(run, options),
         "layers": layers, "total_parameters": total_parameters,
         # One span per line, so that a line too long for the page wraps with a hanging indent.

@@ -193,6 +193,7 @@ class Kernel(Strict):
     centre_surround: bool
     centre_mean: Finite
     surround_mean: Finite
+    positive_share: Fraction                # share of the weights above zero
     l2_norm: NonNegative
 
 
@@ -313,6 +314,7 @@ class Attribution(Strict):
     ink_fraction: Fraction                  # share of the image's pixels that are pen stroke
     saliency_on_ink: Fraction               # share of the saliency that falls on them
     occlusion_most_harmful: Items(Count, 2, 2)
+    occlusion_largest_drop: NonNegative     # how much covering that patch lowers the target's log-probability
     occlusion_window: Count
     occlusion_stride: Count
 

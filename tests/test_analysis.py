@@ -10,13 +10,15 @@ from labbook.dissect import attributions, most_harmful_patch
 from labbook.robustness import accuracy_by_distance, largest_safe_shift
 
 
-def robustness_dissection(grid, rotation, shift=(2, 2)):
+def robustness_dissection(grid, rotation, shift=(2, 2), flips=(0.01, 0.01, 0.01, 0.01)):
     radius = len(grid) // 2
     by_distance = accuracy_by_distance(grid, radius)
     return {"settings": {"shift": list(shift)},
             "robustness": {"shift_grid": {"radius": radius, "accuracy": grid}, "accuracy_by_distance": by_distance,
                            "largest_shift_with_accuracy_at_least_95_percent": largest_safe_shift(by_distance),
-                           "consistency": 0.5, "flip_probability_one_pixel": {"mean": 0.01},
+                           "consistency": 0.5,
+                           "flip_probability_one_pixel": {"mean": sum(flips) / 4, "by_direction": dict(
+                               zip(("up", "down", "left", "right"), flips))},
                            "rotation": [{"degrees": d, "accuracy": a} for d, a in rotation]}}
 
 
@@ -74,13 +76,16 @@ def test_ties_are_stated_as_ties():
 
 def test_no_edge_like_kernel_and_an_exact_shift():
     kernel = {"kind": "mixed", "orientation": "horizontal", "edge_orientation_degrees": 0.0,
-              "orientation_strength": 0.2, "centre_surround": False}
-    dissection = {"kernels": {"conv1": [kernel] * 4, "conv2": [[kernel] * 4] * 8},
+              "orientation_strength": 0.2, "centre_surround": False, "positive_share": 0.5}
+    ink = {**kernel, "positive_share": 0.92}
+    dissection = {"kernels": {"conv1": [kernel, kernel, ink, kernel], "conv2": [[kernel] * 4] * 8},
                   "kernel_evolution": {"distance_from_first": [[0.0, 0.5], [0.0, 1.5], [0.0, 1.5], [0.0, 0.1]]},
-                  "shift_test": {"prediction": 4, "shifted_prediction": 4, "dx": 2, "dy": 2,
-                                 "feature_similarity": {"conv1": [1.0, 0.99999, 1.0, 1.0]}}}
+                  "shift_test": {"prediction": 4, "shifted_prediction": 4, "dx": 2, "dy": 2, "confidence": 1.0,
+                                 "shifted_confidence": 0.99,
+                                 "feature_similarity": {"conv1": [1.0, 0.99999, 1.0, 1.0], "conv2": [1.0] * 8}}}
     facts = analysis.kernel_facts(dissection)
     assert facts["edge_kernels"] == [] and facts["most_moved"].value == 1 and facts["similarity_exact"]
+    assert [blob["index"].value for blob in facts["ink"]] == [2] and facts["background"] == []
     assert facts["conv2_count"].value == 32 and facts["conv2_edges"].value == 0
 
 
@@ -144,12 +149,28 @@ def test_kernels_that_settle_and_kernels_still_moving():
     assert analysis.evolution_facts(evolution([0.0] * 100)) == {}    # kernels that never moved: no sentence
 
 
+def attribution(probability=0.99999, drop=0.0015, harmful=(22, 0), **measured):
+    base = {"target": 4, "saliency_peak": [2, 25], "occlusion_most_harmful": list(harmful), "occlusion_window": 4,
+            "occlusion_largest_drop": drop, "saliency_on_ink": 0.5, "ink_fraction": 0.2, **measured}
+    probabilities = [0.0] * 10
+    probabilities[4] = probability
+    return {"attribution": base, "samples": {"test": {"probabilities": probabilities}}}
+
+
 def test_saliency_on_the_stroke_needs_twice_the_strokes_share():
-    base = {"target": 4, "saliency_peak": [2, 25], "occlusion_most_harmful": [22, 0], "occlusion_window": 4}
-    facts = analysis.attribution_facts({"attribution": {**base, "saliency_on_ink": 0.5, "ink_fraction": 0.2}})
+    facts = analysis.attribution_facts(attribution())
     assert facts["on_stroke"] and facts["saliency_region"] == "upper right" and facts["occlusion_region"] == "lower left"
-    facts = analysis.attribution_facts({"attribution": {**base, "saliency_on_ink": 0.3, "ink_fraction": 0.2}})
-    assert not facts["on_stroke"]
+    assert not analysis.attribution_facts(attribution(saliency_on_ink=0.3))["on_stroke"]
+
+
+def test_the_most_harmful_pixel_names_its_own_region():
+    # The case: Captum's map is per pixel; (14, 8) is the middle left, not the centre.
+    assert analysis.attribution_facts(attribution(harmful=(14, 8)))["occlusion_region"] == "left"
+
+
+def test_an_occlusion_too_small_to_change_the_answer_is_said_to_be():
+    assert analysis.attribution_facts(attribution(probability=0.99999, drop=0.0015))["still_certain"]
+    assert not analysis.attribution_facts(attribution(probability=0.9, drop=0.6))["still_certain"]   # 0.9 e^-0.6 < 1/2
 
 
 def test_confident_mistakes_state_ties_and_the_confidence_range():
@@ -162,16 +183,39 @@ def test_confident_mistakes_state_ties_and_the_confidence_range():
     assert analysis.mistake_facts({"evaluation": {"confident_mistakes": []}}) == {}
 
 
+def test_the_axis_that_shifts_hurt_more_is_named_only_when_it_clearly_does():
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.014, 0.014, 0.009, 0.008)))
+    assert facts["flip_axis"] == "vertical"
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.01, 0.011, 0.01, 0.011)))
+    assert facts["flip_axis"] == "both"
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.001, 0.001, 0.01, 0.01)))
+    assert facts["flip_axis"] == "horizontal"
+    rotation = analysis.robustness_facts(robustness_dissection(FLAT, [(-30, 0.7), (0, 0.99), (30, 0.86)]))
+    assert (rotation["most_clockwise"]["degrees"].value, rotation["most_clockwise"]["accuracy"].value) == (30, 0.7)
+    assert rotation["most_counter_clockwise"]["accuracy"].value == 0.86
+
+
+def test_a_test_accuracy_above_validation_is_weighed_against_chance():
+    history = [{"epoch": 0, "batch": 0, "samples_seen": 64, "train_accuracy": 0.9, "validation_accuracy": 0.9}]
+    metrics = {"validation_accuracy": 0.9804, "test_accuracy": 0.9918, "validation_size": 5000, "test_size": 5000,
+               "train_seconds": 1.0, "samples_per_second": 1.0, "validation_seconds_during_training": 0.1}
+    facts = analysis.training_facts(history, metrics)
+    assert facts["test_above_validation"] and facts["gap_beyond_chance"]
+    close = analysis.training_facts(history, {**metrics, "test_accuracy": 0.9820})
+    assert close["test_above_validation"] and not close["gap_beyond_chance"]
+
+
 def test_conclusions_follow_the_measurements():
     grid = [row[:] for row in FLAT]
     grid[4][4] = 0.70                                                  # the lab's (2, 2): far below unshifted
     dissection = robustness_dissection(grid, [(-30, 0.85), (0, 0.99), (30, 0.95)])
-    dissection["shift_test"] = {"prediction": 4, "shifted_prediction": 4, "label": 4}
+    dissection["shift_test"] = {"prediction": 4, "shifted_prediction": 4, "label": 4, "dx": 2, "dy": 2}
     robustness = analysis.robustness_facts(dissection)
     kernels = {"edge_kernels": [{"index": analysis.Fact(0, "")}]}
     metrics = {"test_accuracy": 0.99, "test_size": 5000}
     facts = analysis.conclusion_facts(metrics, dissection, robustness, kernels)
     assert not facts["shift_invariant"] and facts["single_image_unchanged"] and facts["recognises_well"]
+    assert not facts["pooled_exactly"]        # (2, 2) is half a pixel after the second pooling
     assert facts["margin_points"].value == pytest.approx(100 * 1.96 * (0.99 * 0.01 / 5000) ** 0.5)
     assert facts["smallest_failing_rotation"].value == 30
     kept = analysis.conclusion_facts({"test_accuracy": 0.9, "test_size": 5000}, robustness_dissection(FLAT, GENTLE)

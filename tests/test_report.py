@@ -131,9 +131,17 @@ def resolve(folder: Path, source: str):
             values = [m[match[2]] for m in mistakes]
             top = max(map(values.count, values))
             return top if match[1] else None   # the digit itself: checked below, as one of the modes
-        if path.startswith("100*1.96*sqrt(metrics.json:test_accuracy"):
-            p, n = metrics["test_accuracy"], metrics["test_size"]
+        if match := re.fullmatch(r"100\*1.96\*sqrt\(metrics.json:(test|validation)_accuracy.*", path):
+            p, n = metrics[f"{match[1]}_accuracy"], metrics[f"{match[1]}_size"]
             return 100 * 1.96 * (p * (1 - p) / n) ** 0.5
+        if path == "100*(metrics.json:test_accuracy-metrics.json:validation_accuracy)":
+            return 100 * (metrics["test_accuracy"] - metrics["validation_accuracy"])
+        if path == "min(dissection.json:shift_test.feature_similarity.conv2)":
+            return min(dissection["shift_test"]["feature_similarity"]["conv2"])
+        if match := re.fullmatch(r"1-dissection.json:(.*)", path):
+            return 1 - _lookup(dissection, match[1])
+        if match := re.fullmatch(r"mean\(dissection.json:(.*),dissection.json:(.*)\)", path):
+            return (_lookup(dissection, match[1]) + _lookup(dissection, match[2])) / 2
     raise AssertionError(f"untraceable source {source}")
 
 
