@@ -63,6 +63,9 @@ def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) 
                                                                   facts["validation_margin"].value)
     facts["validation_seconds"] = Fact(metrics["validation_seconds_during_training"],
                                        "metrics.json:validation_seconds_during_training")
+    stepping = metrics["train_seconds"] - metrics["validation_seconds_during_training"]
+    facts["training_rate"] = Fact(metrics["samples_seen"] / stepping if stepping > 0 else 0.0,
+                                  "rule:metrics.json:samples_seen/(train_seconds-validation_seconds_during_training)")
     facts["train_seconds"] = Fact(metrics["train_seconds"], "metrics.json:train_seconds")
     facts["samples_per_second"] = Fact(metrics["samples_per_second"], "metrics.json:samples_per_second")
     return facts
@@ -104,6 +107,8 @@ def kernel_facts(dissection: dict) -> dict:
         "conv1_count": Fact(len(conv1), "dissection.json:kernels.conv1"),
         "edge_threshold": Fact(EDGE_COHERENCE, "rule:edge_orientation_strength_threshold"),
         "conv2_count": Fact(len(conv2), "rule:count(dissection.json:kernels.conv2.*.*)"),
+        "conv2_kernels": Fact(len(dissection["kernels"]["conv2"]), "dissection.json:kernels.conv2"),
+        "conv2_inputs": Fact(len(dissection["kernels"]["conv2"][0]), "dissection.json:kernels.conv2.0"),
         "conv2_edges": Fact(sum(k["kind"] == "edge" for k in conv2), "rule:count(dissection.json:kernels.conv2.*.*.kind=edge)"),
         "conv2_centre": Fact(sum(k["kind"] == "centre-surround" for k in conv2),
                              "rule:count(dissection.json:kernels.conv2.*.*.kind=centre-surround)"),
@@ -112,7 +117,9 @@ def kernel_facts(dissection: dict) -> dict:
                           "degrees": Fact(conv1[i]["edge_orientation_degrees"],
                                           f"dissection.json:kernels.conv1.{i}.edge_orientation_degrees"),
                           "strength": Fact(conv1[i]["orientation_strength"],
-                                           f"dissection.json:kernels.conv1.{i}.orientation_strength")}
+                                           f"dissection.json:kernels.conv1.{i}.orientation_strength"),
+                          # Within a tenth of the threshold: an edge detector, but only just.
+                          "weak": conv1[i]["orientation_strength"] < EDGE_COHERENCE + 0.1}
                          for i in edges],
         "centre_surround": [Fact(i, f"dissection.json:kernels.conv1.{i}") for i, k in enumerate(conv1)
                             if k["centre_surround"]],
@@ -197,7 +204,8 @@ def robustness_facts(dissection: dict, shift_threshold: float = 0.95, rotation_t
     failing = next((i for i, entry in enumerate(by_distance) if entry["worst"] < shift_threshold), None)
     if failing is not None:   # the first shift, nearest first, that goes below the threshold
         where = f"dissection.json:robustness.accuracy_by_distance.{failing}"
-        facts["first_failing"] = {"dx": Fact(by_distance[failing]["worst_shift"][0], f"{where}.worst_shift.0"),
+        facts["first_failing"] = {"distance": Fact(by_distance[failing]["distance"], f"{where}.distance"),
+                                  "dx": Fact(by_distance[failing]["worst_shift"][0], f"{where}.worst_shift.0"),
                                   "dy": Fact(by_distance[failing]["worst_shift"][1], f"{where}.worst_shift.1"),
                                   "accuracy": Fact(by_distance[failing]["worst"], f"{where}.worst")}
     return facts

@@ -154,6 +154,8 @@ def samples(train_image, train_label, train_index, test_image, test_label, test_
     axes[2].set_yscale("log")
     axes[2].set_ylim(max(float(np.min(probabilities)), 1e-12) / 3, 3)
     axes[2].set_ylabel(_("Probability (log scale)"))
+    axes[2].yaxis.set_label_position("right")   # on the left it would run into the test image
+    axes[2].yaxis.tick_right()
     axes[2].set_title(_("Probabilities of the ten classes"), fontsize=8)
     return figure
 
@@ -293,6 +295,7 @@ def shift_grid(grid: list[list[float]], radius: int, by_distance: list[dict], la
     axes[1].set_title(_("Accuracy against shift distance"), fontsize=9)
     axes[1].grid(alpha=0.3)
     figure.tight_layout()
+    figure.subplots_adjust(wspace=0.5)   # room between the colour bar's label and the curve's axis
     return figure
 
 
@@ -362,5 +365,5 @@ def attribution(image: np.ndarray, saliency: np.ndarray, occlusion: np.ndarray, 
     shown = _image_axis(axes[1], saliency / top, _("Gradient saliency (relative)"), cmap="viridis", vmin=0, vmax=1)
     figure.colorbar(shown, ax=axes[1], shrink=0.8)
     shown = _image_axis(axes[2], occlusion, _("Occlusion sensitivity"), cmap="RdBu_r", norm=_signed_norm(occlusion))
-    figure.colorbar(shown, ax=axes[2], shrink=0.8)
+    figure.colorbar(shown, ax=axes[2], shrink=0.8, label=_("drop in log-probability"))
     return figure

@@ -67,8 +67,8 @@ class Formatter:
             return format_percent(value, format="#,##0." + "0" * digits + "%", locale=self.locale)
         if style == "int":
             return format_decimal(value, format="#,##0", locale=self.locale)
-        if style == "plain":
-            return str(value)
+        if style == "plain":   # a true minus sign, as in the figures: (0, −2)
+            return str(value).replace("-", "\u2212") if isinstance(value, (int, float)) else str(value)
         return format_decimal(value, format="#,##0." + "0" * digits, locale=self.locale)
 
     def number(self, value, source: str, style: str = "decimal", digits: int = 2) -> Markup:
@@ -77,5 +77,7 @@ class Formatter:
 
     def date(self, iso_moment: str) -> str:
         moment = datetime.fromisoformat(iso_moment.replace("Z", "+00:00"))
-        return format_date(moment.date(), format="long", locale=self.locale)
+        # Chinese technical writing sets numbers apart from characters: 2026 年 11 月 29 日.
+        pattern = "y 年 M 月 d 日" if self.language == "zh" else "long"
+        return format_date(moment.date(), format=pattern, locale=self.locale)
 

@@ -271,8 +271,11 @@ def render_pdfs(pages: list[str], read_run_file, font_css: str) -> list[bytes]:
         return [render_pdf(page, read_run_file, font_css) for page in pages]
     import weasyprint  # noqa: F401  (loaded once, before the fork)
     _PENDING = (pages, read_run_file, font_css)
+    # The longest page first (the bilingual one), so that the others share the second core meanwhile.
+    order = sorted(range(len(pages)), key=lambda index: -len(pages[index]))
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_render_pending, range(len(pages)))
+            rendered = dict(zip(order, pool.map(_render_pending, order, chunksize=1)))
     finally:
         _PENDING = ()
+    return [rendered[index] for index in range(len(pages))]

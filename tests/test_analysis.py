@@ -198,7 +198,8 @@ def test_the_axis_that_shifts_hurt_more_is_named_only_when_it_clearly_does():
 def test_a_test_accuracy_above_validation_is_weighed_against_chance():
     history = [{"epoch": 0, "batch": 0, "samples_seen": 64, "train_accuracy": 0.9, "validation_accuracy": 0.9}]
     metrics = {"validation_accuracy": 0.9804, "test_accuracy": 0.9918, "validation_size": 5000, "test_size": 5000,
-               "train_seconds": 1.0, "samples_per_second": 1.0, "validation_seconds_during_training": 0.1}
+               "train_seconds": 1.0, "samples_per_second": 1.0, "validation_seconds_during_training": 0.1,
+               "samples_seen": 64}
     facts = analysis.training_facts(history, metrics)
     assert facts["test_above_validation"] and facts["gap_beyond_chance"]
     close = analysis.training_facts(history, {**metrics, "test_accuracy": 0.9820})

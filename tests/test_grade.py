@@ -237,7 +237,7 @@ def test_copying_is_flagged_with_both_students(graded):
 
 def test_feedback_pages_explain_in_both_languages(graded):
     page = (graded["base"] / "grades" / "feedback" / "S008.html").read_text(encoding="utf-8")
-    assert "声称的测试准确率 99.99% 与复测结果" in page and "claimed test accuracy 99.99% differs from the re-measured" in page
+    assert "报告的测试准确率 99.99% 与复测结果" in page and "claimed test accuracy 99.99% differs from the re-measured" in page
     assert "metrics.json: changed after the run" in page
     honest = (graded["base"] / "grades" / "feedback" / "S001.html").read_text(encoding="utf-8")
     assert "李 雷" in honest and "100 / 100" in honest

@@ -36,7 +36,7 @@ def test_verified_accuracy_gives_the_first_threshold_met():
 def test_claimed_numbers_must_equal_the_measurement_on_the_whole_test_split():
     item = {"kind": "claimed_numbers", "points": 20}
     same = score_item(item, measured(measured_accuracy=0.9912, claimed_accuracy=0.9912, claimed_size=5000))
-    assert same.points == 20 and same.reason.text("zh") == "声称的测试准确率 99.12% 与复测结果 99.12% 一致"
+    assert same.points == 20 and same.reason.text("zh") == "报告的测试准确率 99.12% 与复测结果 99.12% 一致"
     assert score_item(item, measured(measured_accuracy=0.9912, claimed_accuracy=0.9914, claimed_size=5000)).points == 0
     assert score_item(item, measured(measured_accuracy=0.9912, claimed_accuracy=0.9912, claimed_size=500)).points == 0
     assert score_item(item, measured(measured_accuracy=0.9912, metrics_error="metrics.json: missing")).points == 0
