@@ -1,21 +1,23 @@
 """PDF speed: the same lab report through WeasyPrint naively and labbook's way.
 
-Naive: the report's HTML as is, fonts found by fontconfig, so WeasyPrint embeds
-(and subsets) the system's 20 MB Noto Sans CJK collection in every PDF.
-labbook: the same HTML with a stylesheet that points every element at a small
-subset of that font, made once per character set and cached (labbook/pdf.py).
+Naive: the report's HTML as is, one PDF after the other, fonts found by fontconfig,
+so WeasyPrint embeds (and subsets) the system's 20 MB Noto CJK collections.
+labbook: the same HTML with a stylesheet that points every element at small
+subsets of those fonts, made once per character set and cached; figures that
+leave holes moved or shrunk and the page laid out again; one process per core
+(labbook/pdf.py, `render_pdfs`).
 
 WeasyPrint subsets fonts with HarfBuzz when libharfbuzz-subset is installed
 (`make` installs it as root) and with fontTools otherwise; the script says which
-path it measured. Both are rendered in this one process from the same run.
+path it measured. Both are rendered from this one process, from the same run.
 
 Beside it, what a student waits for: `labbook report RUN` as a whole process
 (start-up included) writing all six files, on a copy of the run.
 
 Measured (README, "Performance"), on a 2-core AMD EPYC VM with HarfBuzz, a
-seed-preset run (`python bench/report_speed.py RUN --repeats 3`): naive 4.32 s,
-labbook 4.02 s for the three PDFs (1.07x; with fontTools subsetting, on the Intel
-VM, 41.51 s against 8.22 s, 5.05x); `labbook report RUN` as a whole process 5.05 s.
+seed-preset run (`python bench/report_speed.py RUN --repeats 3`): naive 5.57 s,
+labbook 5.53 s for the three PDFs (1.01x, with two or three layouts per PDF
+against one); `labbook report RUN` as a whole process 6.85 s.
 
     python bench/report_speed.py RUN_FOLDER [--repeats 3]
 """

@@ -342,3 +342,33 @@ def test_the_appendix_pins_every_file_with_one_fingerprint(reported):
     assert hashlib.sha256(listing.encode()).hexdigest() in html
     assert manifest["model.safetensors"]["sha256"][:16] + "…" in html
     assert manifest["model.safetensors"]["sha256"] not in html      # the table shows the start only
+
+
+def test_the_cover_takes_options_then_the_config_then_the_run(reported, tmp_path):
+    copy = fresh(reported, tmp_path)
+    config = (copy / "config.toml").read_text(encoding="utf-8")    # a course's config, handed out
+    for key, value in (("course", "深度学习"), ("instructor", "李老师"), ("class_name", "计算机 2101")):
+        config = config.replace(f'{key} = ""', f'{key} = "{value}"')
+    (copy / "config.toml").write_text(config, encoding="utf-8")
+    from labbook.runfolder import write_manifest
+    write_manifest(copy)
+    result = invoke("report", copy, "--lang", "zh", "--format", "html", "--instructor", "王老师")
+    assert result.exit_code == 0, result.output
+    html = (copy / "report" / "report.zh.html").read_text()
+    cover = html[html.index('class="title-block"'):html.index("</header>")]
+    assert "深度学习" in cover and "计算机 2101" in cover and "王老师" in cover and "李老师" not in cover
+    assert "张三 Zhang" in cover and "2024001" in cover and 'class="blank"' not in cover
+    assert "no author" not in result.output and "no reflections" in result.output
+
+
+def test_an_unfilled_cover_field_is_a_blank_line_and_a_one_line_notice(small_run, tmp_path):
+    from conftest import copy_run
+    copy = copy_run(small_run[0], tmp_path / "anonymous", author=None, student_id=None)
+    result = invoke("report", copy, "--lang", "en", "--format", "html")
+    assert result.exit_code == 0
+    html = (copy / "report" / "report.en.html").read_text()
+    cover = html[html.index('class="title-block"'):html.index("</header>")]
+    assert cover.count('class="blank"') == 4          # student, student ID, class, instructor
+    notices = [line for line in result.output.splitlines() if line.startswith("labbook: no ")]
+    assert [line.split(":")[1].strip() for line in notices] == ["no author", "no student ID", "no reflections"]
+    assert "--author NAME" in notices[0] and "--student-id ID" in notices[1] and "notes.zh.md" in notices[2]
