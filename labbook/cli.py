@@ -45,7 +45,8 @@ training_options = options(
     click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
                  help="TOML config file (e.g. a previous run's config.toml to reproduce it)."),
     click.option("--epochs", type=int, default=None, help="Override train.epochs."),
-    click.option("--seed", type=int, default=None, help="Override train.seed."),
+    click.option("--seed", type=int, default=None,
+                 help="Override train.seed.  [default: the config's, or, with --student-id, one derived from the ID]"),
     click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
                  help="Override any config key, e.g. --set train.learning_rate=0.01 (repeatable)."),
     click.option("--device", type=click.Choice(choices(RuntimeConfig, "device")), default=None,
@@ -88,9 +89,17 @@ def main():
     """labbook: train the lab's MNIST CNN, take it apart, and write the lab book."""
 
 
+def _file_sets_seed(config_file: Path | None) -> bool:
+    import tomllib
+    if config_file is None:
+        return False
+    train = tomllib.loads(Path(config_file).read_text(encoding="utf-8")).get("train", {})
+    return isinstance(train, dict) and "seed" in train
+
+
 def _train(preset, config_file, epochs, seed, assignments, device, threads, runs_dir, data_dir, name, author,
            student_id, progress) -> Path:
-    from labbook.config import load_config, parse_override
+    from labbook.config import apply_overrides, load_config, parse_override, seed_for_student
     from labbook.experiment import run_experiment
 
     direct = {"train": {}, "runtime": {}}
@@ -100,7 +109,12 @@ def _train(preset, config_file, epochs, seed, assignments, device, threads, runs
             direct[section][key] = value
     if name:
         direct["name"] = name
-    config = load_config(config_file, preset, [direct, *(parse_override(item) for item in assignments)])
+    overrides = [direct, *(parse_override(item) for item in assignments)]
+    config = load_config(config_file, preset, overrides)
+    if student_id and seed is None and not any("seed" in o.get("train", {}) for o in overrides[1:]) \
+            and not _file_sets_seed(config_file):
+        # A class following the instructions hands in distinct networks: the seed comes from the ID.
+        config = apply_overrides(config, {"train": {"seed": seed_for_student(student_id)}})
     outcome = run_experiment(config, runs_dir, data_dir, author=author, student_id=student_id,
                              show_progress=progress)
     click.echo(f"run folder: {outcome.folder}")

@@ -48,6 +48,7 @@ LINK = "a symbolic link (labbook follows no links in a run folder)"
 MAX_BYTES = {"run.json": 2**20, "metrics.json": 2**20, "config.toml": 2**18, "history.csv": 4 * 2**20,
              DISSECTION: 8 * 2**20, MANIFEST: 4 * 2**20, "notes": 128 * 2**10}
 MAX_FILE_BYTES = 512 * 2**20     # anything else: figures, reports, weights
+MAX_MANIFEST_BYTES = 2 * MAX_FILE_BYTES   # every file a manifest lists, together
 MAX_MANIFEST_ENTRIES = 10_000
 MAX_HEADER_BYTES = 2**20
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -145,12 +146,16 @@ def read_manifest(folder: Path) -> dict[str, dict]:
         raise UserError(f"{path}: not a labbook manifest")
     for name, entry in files.items():
         parts = PurePosixPath(name).parts
+        # One spelling per file ("./a", "a//b" are refused): a file cannot be listed, and read, twice.
         if (not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name
+                or str(PurePosixPath(name)) != name
                 or runschema.clean_text(name) != name or len(name) > 200 or not isinstance(entry, dict)
                 or not isinstance(entry.get("size"), int) or isinstance(entry.get("size"), bool)
                 or not 0 <= entry["size"] <= MAX_FILE_BYTES
                 or not isinstance(entry.get("sha256"), str) or not SHA256.fullmatch(entry["sha256"])):
             raise UserError(f"{path}: malformed entry {runschema.clean_text(name)[:80]!r}")
+    if sum(entry["size"] for entry in files.values()) > MAX_MANIFEST_BYTES:
+        raise UserError(f"{path}: lists more than {MAX_MANIFEST_BYTES:,} bytes of files")
     return files
 
 

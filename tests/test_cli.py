@@ -27,6 +27,9 @@ def test_run_writes_a_complete_verifiable_folder(small_run):
     run = json.loads((folder / "run.json").read_text())
     assert run["status"] == "complete" and run["id"] == folder.name
     assert run["author"] == "张三 Zhang" and run["student_id"] == "2024001"
+    # Given a student ID and no seed, the run trains with the ID's own seed: a class differs.
+    from labbook.config import load_config, seed_for_student
+    assert load_config(folder / "config.toml").train.seed == seed_for_student("2024001") != seed_for_student("2024002")
     assert {"python", "torch", "device", "cpu", "threads"} <= set(run["environment"])
     assert run["environment"]["threads"] == 1
     assert verify_manifest(folder) == []

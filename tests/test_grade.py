@@ -18,6 +18,7 @@ import torch
 from conftest import copy_run, invoke, run_cli
 from safetensors.torch import load_file, save_file
 
+from labbook.config import load_config
 from labbook.grade.rubric import EXAMPLE_RUBRIC
 from labbook.model import ConvNet
 from labbook.report import ReportOptions, render_report
@@ -105,9 +106,114 @@ def honest_runs(where: Path, students: list[tuple[str, str, int]]) -> list[Path]
     return folders
 
 
+def rewrite(folder: Path, name: str, text: str) -> None:
+    """A file of a run replaced, and the manifest re-written as its author would to hide it."""
+    (folder / name).write_text(text, encoding="utf-8")
+    write_manifest(folder)
+
+
+def hostile_class(base: Path, subs: Path, a: Path, b: Path) -> None:
+    """Submissions built to break one promise each: a hostile class (issue 12)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from copy_calibration import noisy, permuted
+
+    made_count = [0]
+
+    def made(student_id: str, source: Path = b, **run_changes) -> Path:
+        made_count[0] += 1
+        return variant(source, base / "v" / f"made{made_count[0]}", student_id, **run_changes)
+
+    def hand_in(folder: Path, name: str) -> None:
+        shutil.move(folder, subs / name)
+
+    surrogate = made("S016")                        # a name JSON allows and UTF-8 cannot encode
+    info = json.loads((surrogate / "run.json").read_text())
+    rewrite(surrogate, "run.json", json.dumps({**info, "author": "Sur\ud800rogate"}))   # escaped: legal JSON
+    hand_in(surrogate, "S016")
+    with tarfile.open(subs / "S017.tar.gz", "w:gz") as archive:    # a member name that is not UTF-8
+        archive.add(made("S017"), arcname="S017")
+        member = tarfile.TarInfo(os.fsdecode(b"S017/notes\xff.pkl"))
+        archive.addfile(member, io.BytesIO(b""))
+    hand_in(made("字" * 100), "S018")                # a student ID far past the 255-byte file name limit
+    hand_in(made("S001"), "S019")                    # an impostor claiming 李 雷's ID
+    hand_in(made("../S002"), "S020")                 # an ID that climbs out of feedback/
+    nan = made("S021")
+    rewrite(nan, "metrics.json", (nan / "metrics.json").read_text().replace(
+        json.dumps(json.loads((nan / "metrics.json").read_text())["test_accuracy"]), "NaN", 1))
+    hand_in(nan, "S021")
+    hand_in(made("S022", id="21000101T000000Z-seed-x", created="2100-01-01T00:00:00Z",
+                 finished="2000-01-01T00:00:00Z"), "S022")      # a finish time edited back before the deadline
+
+    def disguised(student_id: str, change) -> None:
+        folder = made(student_id, a)
+        config = load_config(folder / "config.toml")
+        model = ConvNet(tuple(config.model.depth), config.model.hidden)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        save_file({k: v.contiguous() for k, v in change(model.eval()).state_dict().items()},
+                  str(folder / "model.safetensors"))
+        write_manifest(folder)
+        hand_in(folder, student_id)
+
+    generator = torch.Generator().manual_seed(0)
+    disguised("S023", lambda model: permuted(model, generator))     # 李 雷's network, units reordered
+    disguised("S024", lambda model: noisy(model, 0.998, generator))  # 李 雷's network plus noise
+    spaced = made("S025", a)
+    rewrite(spaced, "notes.zh.md", "\u200b".join(NOTES["S001"]))    # 李 雷's reflections, zero-width spaced
+    hand_in(spaced, "S025")
+    padded = made("S026")
+    rewrite(padded, "notes.zh.md", "这次实验很有收获。" * 4 + "\u200b" * 60)   # 36 visible characters
+    hand_in(padded, "S026")
+    zone = made("S027")
+    rewrite(zone, "run.json", (zone / "run.json").read_text().replace('Z"', '"'))   # times without a zone
+    hand_in(zone, "S027")
+    config = made("S028")
+    rewrite(config, "config.toml", (config / "config.toml").read_text().replace("epochs = 1", 'epochs = "20"'))
+    hand_in(config, "S028")
+    header = made("S029")
+    body = json.dumps({"conv1.weight": "F32"}).encode()
+    (header / "model.safetensors").write_bytes(len(body).to_bytes(8, "little") + body)
+    write_manifest(header)
+    hand_in(header, "S029")
+    deep = made("S030")
+    rewrite(deep, "metrics.json", "[" * 100_000 + "]" * 100_000)
+    hand_in(deep, "S030")
+    nested = made("S031")
+    os.makedirs(nested.joinpath(*["d"] * 60))   # 1,800 levels: test_a_folder_1800_levels_deep_is_scanned
+    hand_in(nested, "S031")
+    oracle = made("S032")
+    manifest = json.loads((oracle / "manifest.json").read_text())
+    manifest["files"]["/etc/hostname"] = {"sha256": "0" * 64, "size": 1}
+    manifest["files"]["../../etc/os-release"] = {"sha256": "0" * 64, "size": 1}
+    (oracle / "manifest.json").write_text(json.dumps(manifest))
+    hand_in(oracle, "S032")
+    alias = made("S033")
+    manifest = json.loads((alias / "manifest.json").read_text())
+    manifest["files"]["./model.safetensors"] = manifest["files"]["model.safetensors"]
+    (alias / "manifest.json").write_text(json.dumps(manifest))
+    hand_in(alias, "S033")
+    fifo = made("S034")
+    (fifo / "metrics.json").unlink()
+    os.mkfifo(fifo / "metrics.json")
+    hand_in(fifo, "S034")
+    big = made("S035")
+    with open(big / "notes.zh.md", "wb") as stream:                 # sparse: 70 MB on paper
+        stream.truncate(70 * 2**20)
+    hand_in(big, "S035")
+    with tarfile.open(subs / "S036.tar", "w") as archive:          # a 4 MiB member name
+        member = tarfile.TarInfo("x" * (4 * 2**20))
+        archive.addfile(member, io.BytesIO(b""))
+    hand_in(made("@SUM(1+1)", author='=HYPERLINK("http://evil.example","click")'), "S037")
+    (subs / "S038").mkdir()                                          # an empty submission
+    missing = made("S039")
+    (missing / "model.safetensors").unlink()
+    write_manifest(missing)
+    hand_in(missing, "S039")
+    hand_in(made("S040", a), "=cmd|' -C calc'!A0")                   # a formula as the submission's own name
+
+
 def variant(source: Path, target: Path, student_id: str, **run_changes) -> Path:
     """A copy of a run handed in under another student id, re-hashed as if it were theirs."""
-    return copy_run(source, target, student_id=student_id, author=f"Student {student_id}", **run_changes)
+    return copy_run(source, target, **{"student_id": student_id, "author": f"Student {student_id}", **run_changes})
 
 
 @pytest.fixture(scope="module")
@@ -174,24 +280,32 @@ def graded(tmp_path_factory):
     shutil.move(variant(b, base / "v" / "copy", "S014"), subs / "S014")
     shutil.move(variant(b, base / "v" / "late", "S015", finished="2100-01-02T10:00:00Z"), subs / "S015")
 
+    hostile_class(base, subs, a, b)
+
     (base / "rubric.toml").write_text(RUBRIC, encoding="utf-8")
     before = set(os.listdir(tempfile.gettempdir()))
     result = run_cli("grade", subs, "--rubric", base / "rubric.toml", "--out", base / "grades", "--workers", 2)
     assert result.returncode == 0, result.stderr
     after = set(os.listdir(tempfile.gettempdir()))
-    rows = {row["student_id"]: row for row in csv.DictReader(
+    rows = {row["submission"]: row for row in csv.DictReader(
         io.StringIO((base / "grades" / "grades.csv").read_text(encoding="utf-8-sig")))}
-    report = json.loads((base / "grades" / "grades.json").read_text())
-    return {"base": base, "rows": rows, "json": report, "marker": marker, "outside": outside,
+    report = json.loads((base / "grades" / "grades.json").read_text(), parse_constant=refuse_constant)
+    return {"base": base, "rows": rows, "json": report, "marker": marker, "outside": outside, "result": result,
             "new_temp": {name for name in after - before if name.startswith("labbook-grade-")}}
 
 
+def refuse_constant(name):
+    raise ValueError(f"grades.json holds {name}, which is not JSON")
+
+
 def test_honest_submissions_get_full_marks(graded):
-    for student in ("S001", "S002"):
-        row = graded["rows"][student]
+    for submission in ("李 雷 S001", "student b"):
+        row = graded["rows"][submission]
         assert row["score"] == row["max_score"] == "100", row
         assert row["late_penalty"] == "0"
-    assert graded["rows"]["S001"]["name"] == "李 雷"
+        assert "claims" not in row["flags"], row["flags"]     # copies of them are flagged, they are not accused
+    assert graded["rows"]["李 雷 S001"]["claimed_name"] == "李 雷"
+    assert graded["rows"]["李 雷 S001"]["claimed_student_id"] == "S001"
 
 
 def test_nothing_hostile_ever_ran_or_escaped(graded):
@@ -217,6 +331,7 @@ def test_each_broken_submission_loses_the_right_points(graded):
     assert rows["S007"]["integrity"] == "0" and "model.pkl: pickle-based file, not loaded" in rows["S007"]["flags"]
     assert rows["S007"]["accuracy"] == "40"                 # the safetensors weights are still graded
     assert rows["S008"]["claims"] == "0" and rows["S008"]["integrity"] == "0"
+    assert "over-claimed test accuracy: claimed 99.99%, measured" in rows["S008"]["flags"]
     assert "metrics.json: changed after the run" in rows["S008"]["flags"]
     assert rows["S009"]["integrity"] == "0" and "figures/conv1_kernels.zh.png: changed after the run" in rows["S009"]["flags"]
     assert rows["S009"]["accuracy"] == "40" and rows["S009"]["claims"] == "20"
@@ -227,22 +342,23 @@ def test_each_broken_submission_loses_the_right_points(graded):
     assert rows["S015"]["late_penalty"] == "10" and rows["S015"]["score"] == "90"   # two started days late
 
 
-def test_copying_is_flagged_with_both_students(graded):
-    pairs = {(tuple(sorted(p["students"])), p["evidence"]) for p in graded["json"]["copying"]}
-    assert (("S002", "S014"), "identical weight files") in pairs
-    assert any(students == ("S001", "S002") for students, _ in pairs) is False   # honest work is not flagged
-    assert any(students == ("S001", "S009") and "reflections" in evidence for students, evidence in pairs)
-    assert "possible copying with S014" in graded["rows"]["S002"]["flags"]
+def test_copying_is_flagged_with_both_submissions(graded):
+    pairs = {(tuple(sorted(p["submissions"])), p["evidence"]) for p in graded["json"]["copying"]}
+    assert (("S014", "student b"), "identical weight files") in pairs
+    assert not any(names == ("student b", "李 雷 S001") for names, _ in pairs)   # honest work is not flagged
+    assert any(names == ("S009", "李 雷 S001") and "reflections" in evidence for names, evidence in pairs)
+    assert "possible copying with S014" in graded["rows"]["student b"]["flags"]
 
 
 def test_feedback_pages_explain_in_both_languages(graded):
     page = (graded["base"] / "grades" / "feedback" / "S008.html").read_text(encoding="utf-8")
     assert "报告的测试准确率 99.99% 与复测结果" in page and "claimed test accuracy 99.99% differs from the re-measured" in page
     assert "metrics.json: changed after the run" in page
-    honest = (graded["base"] / "grades" / "feedback" / "S001.html").read_text(encoding="utf-8")
+    files = {entry["submission"]: entry["feedback"] for entry in graded["json"]["submissions"]}
+    honest = (graded["base"] / "grades" / "feedback" / files["李 雷 S001"]).read_text(encoding="utf-8")
     assert "李 雷" in honest and "100 / 100" in honest
     summary = (graded["base"] / "grades" / "summary.html").read_text(encoding="utf-8")
-    assert "S002 ↔ S014" in summary and "zip bomb" in summary
+    assert "S014 ↔ student b" in summary and "zip bomb" in summary
 
 
 def test_the_example_rubric_grades_and_regrading_gives_identical_output(graded, tmp_path):
@@ -255,12 +371,12 @@ def test_the_example_rubric_grades_and_regrading_gives_identical_output(graded, 
         assert result.returncode == 0, result.stderr
     for name in ("grades.csv", "grades.json", "summary.html", "feedback/S008.html"):
         assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
-    rows = {row["student_id"]: row for row in csv.DictReader(
+    rows = {row["submission"]: row for row in csv.DictReader(
         io.StringIO((tmp_path / "first" / "grades.csv").read_text(encoding="utf-8-sig")))}
-    assert list(rows["S001"])[3:10] == ["accuracy", "claims", "integrity", "configuration", "figures",
-                                        "reflections", "on_time"]
+    assert list(rows["李 雷 S001"])[4:11] == ["accuracy", "claims", "integrity", "configuration", "figures",
+                                             "reflections", "on_time"]
     # The example asks for the lab's seed preset with SGD over 20 epochs; the class trained one epoch with Adam.
-    assert rows["S001"]["configuration"] == "0" and rows["S001"]["claims"] == "20"
+    assert rows["李 雷 S001"]["configuration"] == "0" and rows["李 雷 S001"]["claims"] == "20"
     assert invoke("grade", "--init-rubric", rubric).exit_code == 2   # never overwritten
 
 
@@ -275,25 +391,154 @@ def test_malformed_rubrics_name_the_line(tmp_path):
 
 
 def slow_run(folder: Path, run_json: dict) -> Path:
-    """A run folder whose network is legal but huge (256 channels in both layers): re-evaluating it
-    on 5,000 images takes minutes on one thread."""
+    """A run folder whose network is as large as grading accepts (64 channels in both layers):
+    re-evaluating it on 5,000 images takes many seconds on one thread."""
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({**run_json, "student_id": "SLOW", "environment": {"threads": 1}}))
-    (folder / "config.toml").write_text('[model]\ndepth = [256, 256]\nhidden = 64\n')
+    (folder / "config.toml").write_text('[model]\ndepth = [64, 64]\nhidden = 64\n')
     torch.manual_seed(0)
-    save_file(ConvNet((256, 256), 64).state_dict(), str(folder / "model.safetensors"))
+    save_file(ConvNet((64, 64), 64).state_dict(), str(folder / "model.safetensors"))
     return folder
 
 
 def test_a_submission_over_the_time_limit_is_given_up_and_the_rest_go_on(graded, tmp_path):
     subs = tmp_path / "subs"
-    shutil.copytree(graded["base"] / "submissions" / "S014", subs / "a-honest")
-    slow_run(subs / "b-slow", json.loads((subs / "a-honest" / "run.json").read_text()))
+    # The slow one first: its time limit starts with the pool, and the honest one is measured again after.
+    shutil.copytree(graded["base"] / "submissions" / "S014", subs / "b-honest")
+    slow_run(subs / "a-slow", json.loads((subs / "b-honest" / "run.json").read_text()))
     (tmp_path / "rubric.toml").write_text(RUBRIC)
+    before = set(os.listdir(tempfile.gettempdir()))
     result = run_cli("grade", subs, "--rubric", tmp_path / "rubric.toml", "--out", tmp_path / "out",
-                     "--workers", 2, "--timeout", 8)
+                     "--workers", 2, "--timeout", 5)
     assert result.returncode == 0, result.stderr
+    left = {name for name in set(os.listdir(tempfile.gettempdir())) - before if name.startswith("labbook-grade-")}
+    assert left == set()                       # the timed-out submission's scratch folder is gone too
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "grades.csv").read_text(encoding="utf-8-sig"))))
-    assert [row["student_id"] for row in rows] == ["S014", "b-slow"]
-    assert rows[0]["accuracy"] == "40" and "grading took longer" not in rows[0]["flags"]
-    assert rows[1]["score"] == "0" and "grading took longer than 8 s" in rows[1]["flags"]
+    assert [row["submission"] for row in rows] == ["a-slow", "b-honest"]
+    assert rows[1]["accuracy"] == "40" and "grading took longer" not in rows[1]["flags"]
+    assert rows[0]["score"] == "0" and "grading took longer than 5 s" in rows[0]["flags"]
+
+
+# ---------------------------------------------------------------- the hostile class (issue 12)
+
+def test_no_submission_stops_the_class_and_every_output_is_written(graded):
+    assert graded["result"].returncode == 0 and "Traceback" not in graded["result"].stderr
+    out = graded["base"] / "grades"
+    submissions = sorted(p.name for p in (graded["base"] / "submissions").iterdir())
+    assert len(graded["rows"]) == len(submissions) == len(graded["json"]["submissions"])
+    feedback = sorted(p.name for p in (out / "feedback").iterdir())
+    assert len(feedback) == len(submissions) and all(len(name.encode()) < 255 for name in feedback)
+    assert (out / "summary.html").is_file()
+    assert (out / "grades.csv").stat().st_size < 200_000      # a 4 MiB member name is not quoted in full
+
+
+def test_text_that_utf8_cannot_hold_is_repaired(graded):
+    rows = graded["rows"]
+    assert rows["S016"]["claimed_name"].startswith("Sur\ufffd") and rows["S016"]["accuracy"] == "40"
+    assert "pickle-based file, not loaded" in rows["S017"]["flags"] and "\ufffd" in rows["S017"]["flags"]
+    assert rows["S018"]["claimed_student_id"].startswith("字" * 10) and rows["S018"]["accuracy"] == "40"
+
+
+def test_rows_belong_to_submissions_and_an_impostor_is_flagged(graded):
+    rows = graded["rows"]
+    victim, impostor = rows["李 雷 S001"], rows["S019"]
+    assert victim["score"] == "100" and "same student ID" not in victim["flags"]
+    assert impostor["claimed_student_id"] == "S001"
+    assert "claims student ID 'S001', which its submission name 'S019' does not hold" in impostor["flags"]
+    assert "claims the same student ID as submission '李 雷 S001'" in impostor["flags"]
+    climber = rows["S020"]
+    assert climber["claimed_student_id"] == "../S002" and "does not hold" in climber["flags"]
+    files = {entry["submission"]: entry["feedback"] for entry in graded["json"]["submissions"]}
+    assert files["S020"] == "S020.html" and files["S008"] == "S008.html"
+    assert len(set(files.values())) == len(files)
+
+
+def test_a_nan_claim_earns_nothing_and_grades_json_stays_json(graded):
+    row = graded["rows"]["S021"]
+    assert row["claims"] == "0" and row["accuracy"] == "40"
+    entry = next(e for e in graded["json"]["submissions"] if e["submission"] == "S021")
+    assert entry["items"]["claims"]["reason"]["key"] == "no_claim"
+
+
+def test_a_finish_time_edited_back_is_late_all_the_same(graded):
+    row = graded["rows"]["S022"]
+    assert "finished 2000-01-01T00:00:00+00:00 is before created 2100-01-01T00:00:00+00:00" in row["flags"]
+    assert row["late_penalty"] == "5" and row["accuracy"] == "40"
+
+
+def test_disguised_copies_are_flagged_and_honest_seeds_are_not(graded):
+    evidence = {}
+    for pair in graded["json"]["copying"]:
+        evidence.setdefault(tuple(sorted(pair["submissions"])), []).append(pair["evidence"])
+    for copy in ("S023", "S024"):                 # units permuted; noise to weight cosine 0.998
+        found = " | ".join(evidence[(copy, "李 雷 S001")])
+        assert "same answers" in found or "near-identical outputs" in found, found
+    assert ("student b", "李 雷 S001") not in evidence
+    assert any("reflections" in e for e in evidence[("S025", "李 雷 S001")]), "zero-width spaces hid copied reflections"
+
+
+def test_invisible_padding_is_not_counted(graded):
+    entry = next(e for e in graded["json"]["submissions"] if e["submission"] == "S026")
+    assert entry["items"]["reflections"]["points"] == 0
+    assert entry["items"]["reflections"]["reason"]["values"]["count"] == "36"
+
+
+@pytest.mark.parametrize("submission, lost, kept, says", [
+    ("S027", "on_time", "accuracy", "has no time zone"),
+    ("S028", "config", "accuracy", "epochs must be int"),
+    ("S029", "accuracy", "integrity", "model.safetensors"),
+    ("S030", "claims", "accuracy", "metrics.json: not valid JSON"),
+    ("S034", "claims", "accuracy", "metrics.json"),
+    ("S035", "reflections", "accuracy", "notes.zh.md"),
+])
+def test_one_malformed_field_costs_one_item(graded, submission, lost, kept, says):
+    entry = next(e for e in graded["json"]["submissions"] if e["submission"] == submission)
+    assert entry["items"][lost]["points"] == 0 and entry["items"][kept]["points"] > 0, entry
+    text = json.dumps(entry, ensure_ascii=False)
+    assert says in text, text[:2000]
+
+
+def test_deep_folders_are_left_out_and_the_rest_graded(graded):
+    row = graded["rows"]["S031"]
+    assert "more than 8 folders deep, not read" in row["flags"] and row["accuracy"] == "40"
+
+
+def test_a_manifest_naming_files_outside_is_refused_without_touching_them(graded):
+    for submission in ("S032", "S033"):
+        row = graded["rows"][submission]
+        assert row["integrity"] == "0" and "malformed entry" in row["flags"], row["flags"]
+    assert "os-release" not in graded["rows"]["S032"]["flags"].split("malformed entry")[0]
+
+
+def test_the_teacher_sees_what_is_missing_and_no_path_of_the_grading_machine(graded):
+    assert "no run.json found" in graded["rows"]["S038"]["flags"] or \
+        "no run.json" in json.dumps(next(e for e in graded["json"]["submissions"] if e["submission"] == "S038"))
+    text = (graded["base"] / "grades" / "grades.csv").read_text(encoding="utf-8-sig") + \
+        (graded["base"] / "grades" / "grades.json").read_text()
+    assert "labbook-grade-" not in text          # the scratch folder's name never shows
+    assert "model.safetensors: missing" in graded["rows"]["S039"]["flags"]
+
+
+def test_no_cell_of_grades_csv_is_a_formula(graded):
+    cells = [cell for row in csv.reader(io.StringIO((graded["base"] / "grades" / "grades.csv")
+                                                    .read_text(encoding="utf-8-sig"))) for cell in row]
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "@", "\t", "\r"))
+                or cell.startswith("-") and not cell.lstrip("-").replace(".", "").isdigit()]
+    assert "'=HYPERLINK(" in "".join(cells) and "'@SUM(1+1)" in cells and "'=cmd|' -C calc'!A0" in cells
+
+
+def test_a_folder_1800_levels_deep_is_scanned_without_recursion(tmp_path):
+    from labbook.grade.submissions import scan_folder
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    handle = os.open(folder, os.O_RDONLY)
+    for _ in range(1800):                      # made (and removed) through descriptors: no path is that long
+        os.mkdir("d", dir_fd=handle)
+        inner = os.open("d", os.O_RDONLY, dir_fd=handle)
+        os.close(handle)
+        handle = inner
+    os.close(handle)
+    flags = []
+    assert scan_folder(folder, flags) == [] and "more than 8 folders deep" in flags[0]
+    for depth in range(1800, 0, -1):           # shutil.rmtree would recurse 1,800 deep
+        os.rmdir(folder.joinpath(*["d"] * depth))

@@ -1,38 +1,63 @@
-"""The gradebook a teacher receives: grades.csv, grades.json, feedback/<student>.html, summary.html."""
+"""The gradebook a teacher receives: grades.csv, grades.json, feedback/<submission>.html, summary.html.
+
+Every cell, file name and page is made from repaired text (measurement.repair);
+grades.csv neutralises cells a spreadsheet would run as a formula, and grades.json
+is strict JSON (no NaN)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
+import math
 import re
 from pathlib import Path
 
 from labbook.grade.scorers import Reason
 from labbook.localization import gettext_for
-from labbook.runfolder import atomic_write_bytes, atomic_write_json, atomic_write_text
+from labbook.runfolder import atomic_write_bytes, atomic_write_text
 
 ACCURACY_BINS = (0.0, 0.9, 0.95, 0.97, 0.98, 0.99, 1.0001)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NAME_BYTES = 120       # a feedback file's readable part, in UTF-8 bytes (file systems allow 255)
 
 
 def number(value) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def safe_file_name(student_id: str) -> str:
-    cleaned = re.sub(r"[^\w.-]+", "_", student_id, flags=re.UNICODE).strip("._")
-    return cleaned or "unknown"
+def feedback_names(keys: list[str]) -> dict[str, str]:
+    """A distinct, safe file name for each submission: its readable letters, plus a short hash of the
+    whole name when anything was dropped or two would coincide; never near the 255-byte limit."""
+    names, taken = {}, set()
+    for key in keys:
+        readable = re.sub(r"[^\w.-]+", "_", key, flags=re.UNICODE).strip("._-") or "submission"
+        while len(readable.encode("utf-8")) > NAME_BYTES:
+            readable = readable[:-1]
+        name = readable
+        if readable != key or readable.casefold() in taken:
+            name = f"{readable}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:8]}"
+        taken.add(name.casefold())
+        names[key] = f"{name}.html"
+    return names
+
+
+def _cell(value: str) -> str:
+    """A text cell a spreadsheet will show, not run (OWASP's advice: a leading apostrophe)."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def _csv(rows: list[dict], item_ids: list[str], max_score: float) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["student_id", "name", "run_id", *item_ids, "raw_score", "late_penalty", "score", "max_score",
-                     "flags"])
+    writer.writerow(["submission", "claimed_student_id", "claimed_name", "run_id", *item_ids, "raw_score",
+                     "late_penalty", "score", "max_score", "flags"])
     for row in rows:
-        writer.writerow([row["student_id"], row["name"], row["run_id"],
-                         *[number(row["items"][i]["points"]) for i in item_ids], number(row["raw_score"]),
-                         number(row["late_penalty"]), number(row["score"]), number(max_score),
-                         " | ".join(row["flags"])])
+        writer.writerow([_cell(row["submission"]), _cell(row["claimed_student_id"]), _cell(row["claimed_name"]),
+                         _cell(row["run_id"]), *[number(row["items"][i]["points"]) for i in item_ids],
+                         number(row["raw_score"]), number(row["late_penalty"]), number(row["score"]),
+                         number(max_score), _cell(" | ".join(row["flags"]))])
     # A byte-order mark so that spreadsheet programs read the UTF-8 (Chinese names) correctly.
     return buffer.getvalue().encode("utf-8-sig")
 
@@ -43,10 +68,21 @@ def _histogram(accuracies: list[float]) -> list[dict]:
             for low, high in zip(ACCURACY_BINS, ACCURACY_BINS[1:])]
 
 
+def _finite(value):
+    """Data as strict JSON holds it: a NaN or infinity becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _public(row: dict) -> dict:
-    """A row as grades.json holds it: reasons as {key, values}, no reflections text."""
+    """A row as grades.json holds it: reasons as {key, values}."""
     items = {item_id: {**entry, "reason": entry["reason"].to_json()} for item_id, entry in row["items"].items()}
-    return {**{key: value for key, value in row.items() if key != "notes"}, "items": items}
+    return {**row, "items": items}
 
 
 def write_gradebook(out: Path, rows: list[dict], rubric: dict, pairs: list[dict], max_score: float) -> None:
@@ -55,15 +91,17 @@ def write_gradebook(out: Path, rows: list[dict], rubric: dict, pairs: list[dict]
     out = Path(out)
     (out / "feedback").mkdir(parents=True, exist_ok=True)
     item_ids = [item["id"] for item in rubric["items"]]
+    files = feedback_names([row["submission"] for row in rows])
     atomic_write_bytes(out / "grades.csv", _csv(rows, item_ids, max_score))
-    atomic_write_json(out / "grades.json", {"max_score": max_score, "students": [_public(row) for row in rows],
-                                            "copying": pairs})
+    document = _finite({"max_score": max_score, "submissions": [{**_public(row), "feedback": files[row["submission"]]}
+                                                                for row in rows], "copying": pairs})
+    atomic_write_text(out / "grades.json", json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     env = environment()
     env.globals.update(reason_text=Reason.text, number=number)
     env.filters["both"] = lambda message: f"{gettext_for('zh')(str(message))} / {message}"
     feedback = env.get_template("grade/feedback.html.j2")
     for row in rows:
-        atomic_write_text(out / "feedback" / f"{safe_file_name(row['student_id'])}.html",
+        atomic_write_text(out / "feedback" / files[row["submission"]],
                           feedback.render(row=row, rubric=rubric, lang="zh", languages=("zh", "en")))
     accuracy_items = [item["id"] for item in rubric["items"] if item["kind"] == "verified_accuracy"]
     accuracies = [row["items"][i]["numbers"]["measured"] for row in rows for i in accuracy_items
@@ -71,4 +109,4 @@ def write_gradebook(out: Path, rows: list[dict], rubric: dict, pairs: list[dict]
     averages = {i: sum(row["items"][i]["points"] for row in rows) / len(rows) for i in item_ids}
     atomic_write_text(out / "summary.html", env.get_template("grade/summary.html.j2").render(
         rows=rows, rubric=rubric, bins=_histogram(accuracies), averages=averages, pairs=pairs, max_score=max_score,
-        lang="en"))
+        files=files, lang="en"))

@@ -35,6 +35,8 @@ REASONS = {
     "late": N_("%(days)s day(s) late, %(penalty)s points off"),
     "unreadable": N_("cannot be graded: %(error)s"),
     "timeout": N_("grading took longer than %(seconds)s s"),
+    "item_failed": N_("this item could not be scored: %(error)s"),
+    "no_claim": N_("no claimed test accuracy: %(error)s"),
 }
 
 
@@ -80,10 +82,14 @@ def kind(name: str, check: Callable[[dict], str | None] = lambda item: None):
 
 
 def score_item(item: dict, measurement: Measurement) -> Score:
-    """The score of one checked rubric item; a submission that could not be read gets nothing."""
+    """The score of one checked rubric item; a submission that could not be read gets nothing, and
+    an item whose scoring fails on something malformed costs that item only, with the reason."""
     if measurement.failure is not None:
         return Score(0, measurement.failure)
-    return KINDS[item["kind"]].score(item, measurement)
+    try:
+        return KINDS[item["kind"]].score(item, measurement)
+    except Exception as error:  # noqa: BLE001: one malformed field must not cost the other items
+        return Score(0, reason("item_failed", error=f"{type(error).__name__}: {str(error)[:120]}"))
 
 
 def _percent(value: float) -> str:
@@ -113,15 +119,22 @@ def verified_accuracy(item: dict, m: Measurement) -> Score:
                  {"measured": m.measured_accuracy})
 
 
+# A claim matches when it is within one test image of the measurement: the grader evaluates on one
+# thread, and float sums (so a borderline prediction) can differ with the thread count of the run.
+CLAIM_TOLERANCE = 1.5 / TEST_SIZE
+
+
 @kind("claimed_numbers")
 def claimed_numbers(item: dict, m: Measurement) -> Score:
-    if m.measured_accuracy is None or m.claimed_accuracy is None:
-        return Score(0, reason("unreadable", error=m.weights_error or m.metrics_error or "no claimed test accuracy"))
+    if m.measured_accuracy is None:
+        return Score(0, reason("unreadable", error=m.weights_error or "no weights"))
+    if m.claimed_accuracy is None:   # missing, or not a finite number (NaN, infinity, a text)
+        return Score(0, reason("no_claim", error=m.metrics_error or "metrics.json has no test_accuracy"))
     numbers = {"measured": m.measured_accuracy, "claimed": m.claimed_accuracy}
     values = {"claimed": _percent(m.claimed_accuracy), "measured": _percent(m.measured_accuracy)}
     if m.claimed_size != TEST_SIZE:
         return Score(0, reason("claims_subset", size=m.claimed_size), numbers)
-    if abs(m.claimed_accuracy - m.measured_accuracy) > 1e-9:
+    if abs(m.claimed_accuracy - m.measured_accuracy) > CLAIM_TOLERANCE:
         return Score(0, reason("claims_differ", **values), numbers)
     return Score(item["points"], reason("claims_match", **values), numbers)
 
@@ -142,6 +155,8 @@ def _check_configuration(item: dict) -> str | None:
         return "min_epochs must be a number"
     if "optimizers" in item and not isinstance(item["optimizers"], list):
         return "optimizers must be a list such as [\"sgd\"]"
+    if "seed_from_student_id" in item and not isinstance(item["seed_from_student_id"], bool):
+        return "seed_from_student_id must be true or false"
     return None
 
 
@@ -159,6 +174,11 @@ def configuration(item: dict, m: Measurement) -> Score:
         problems.append(f"epochs {config.train.epochs} (at least {item['min_epochs']})")
     if "optimizers" in item and config.train.optimizer not in item["optimizers"]:
         problems.append(f"optimizer {config.train.optimizer!r} (allowed {item['optimizers']})")
+    if item.get("seed_from_student_id"):
+        from labbook.config import seed_for_student
+        expected = seed_for_student(m.student_id) if m.student_id else None
+        if config.train.seed != expected:
+            problems.append(f"seed {config.train.seed} (the seed of student ID {m.student_id!r} is {expected})")
     return Score(0, reason("config", problems="; ".join(problems))) if problems else Score(item["points"], reason("ok"))
 
 
@@ -172,6 +192,8 @@ def artifacts(item: dict, m: Measurement) -> Score:
 @kind("reflections", check=lambda item: None if isinstance(item.get("languages", ["zh"]), list)
       else "languages must be a list such as [\"zh\", \"en\"]")
 def reflections(item: dict, m: Measurement) -> Score:
+    # The notes were repaired (NFKC, format characters such as zero-width spaces dropped): a text
+    # padded with invisible characters counts as the visible text it is.
     for language in item.get("languages", ["zh"]):
         if language not in m.notes:
             return Score(0, reason("notes_missing", language=language))
@@ -191,9 +213,10 @@ def _check_deadline(item: dict) -> str | None:
 
 @kind("on_time", check=_check_deadline)
 def on_time(item: dict, m: Measurement) -> Score:
-    if m.finished is None:
-        return Score(0, reason("unreadable", error="run.json has no finish time"))
-    late = (m.finished - item["deadline"]).total_seconds()
+    if m.credible_finish is None:
+        return Score(0, reason("unreadable", error=m.time_error or "run.json has no usable times"))
+    # The latest finish the run's own evidence supports: a finish time edited back counts for nothing.
+    late = (m.credible_finish - item["deadline"]).total_seconds()
     if late <= 0:
         return Score(item["points"], reason("on_time"))
     days = math.ceil(late / 86400)

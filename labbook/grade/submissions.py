@@ -23,7 +23,6 @@ from pathlib import Path, PurePosixPath
 from safetensors import SafetensorError
 from safetensors.torch import load
 
-from labbook.config import MAX_CHANNELS, MAX_HIDDEN
 from labbook.errors import UserError
 from labbook.model import parameter_shapes
 from labbook.run import read_bytes, safetensors_header
@@ -32,6 +31,11 @@ MAX_MEMBERS = 2000
 MAX_MEMBER_BYTES = 64 * 2**20
 MAX_TOTAL_BYTES = 256 * 2**20
 MAX_RATIO = 100
+MAX_DEPTH = 8                       # folders inside folders (a run folder has two levels)
+# The networks a class hands in: the lab's is depth [4, 8] and 512 hidden units; far beyond it
+# a submission could only make the grader allocate memory and spend time.
+GRADE_MAX_CHANNELS = 64
+GRADE_MAX_HIDDEN = 2048
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npy", ".npz"}
 
 
@@ -47,12 +51,20 @@ class Submission:
     error: str | None = None        # set when nothing could be read
 
 
+def shown(name: str, limit: int = 80) -> str:
+    """A name from a submission as a message quotes it: repaired and short (a member name can be 4 MiB)."""
+    from labbook.grade.measurement import repair
+    return repr(repair(name, limit))
+
+
 def _check_name(name: str) -> PurePosixPath:
     path = PurePosixPath(name.replace("\\", "/"))
     if name.startswith(("/", "\\")) or path.is_absolute() or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeSubmission(f"archive member {name!r} has an absolute path")
+        raise UnsafeSubmission(f"archive member {shown(name)} has an absolute path")
     if ".." in path.parts:
-        raise UnsafeSubmission(f"archive member {name!r} climbs out of the archive with '..'")
+        raise UnsafeSubmission(f"archive member {shown(name)} climbs out of the archive with '..'")
+    if len(path.parts) > MAX_DEPTH + 1:
+        raise UnsafeSubmission(f"archive member {shown(name)} lies more than {MAX_DEPTH} folders deep")
     return path
 
 
@@ -90,11 +102,11 @@ def _extract_zip(path: Path, target: Path) -> None:
             # Many zip writers store permission bits only; a file type, when present, must be plain.
             file_type = stat.S_IFMT(member.external_attr >> 16)
             if file_type and file_type not in (stat.S_IFREG, stat.S_IFDIR):
-                raise UnsafeSubmission(f"archive member {member.filename!r} is a link or device")
+                raise UnsafeSubmission(f"archive member {shown(member.filename)} is a link or device")
             if member.file_size > MAX_MEMBER_BYTES:
-                raise UnsafeSubmission(f"archive member {member.filename!r} is {member.file_size} bytes")
+                raise UnsafeSubmission(f"archive member {shown(member.filename)} is {member.file_size} bytes")
             if member.compress_size and member.file_size / member.compress_size > MAX_RATIO:
-                raise UnsafeSubmission(f"archive member {member.filename!r} compresses {member.file_size}:"
+                raise UnsafeSubmission(f"archive member {shown(member.filename)} compresses {member.file_size}:"
                                        f"{member.compress_size} (zip bomb?)")
             total += member.file_size
         if total > MAX_TOTAL_BYTES:
@@ -113,9 +125,9 @@ def _extract_tar(path: Path, target: Path) -> None:
                 raise UnsafeSubmission(f"archive has more than {MAX_MEMBERS} members")
             _check_name(member.name)
             if not (member.isfile() or member.isdir()):
-                raise UnsafeSubmission(f"archive member {member.name!r} is a link or device")
+                raise UnsafeSubmission(f"archive member {shown(member.name)} is a link or device")
             if member.size > MAX_MEMBER_BYTES:
-                raise UnsafeSubmission(f"archive member {member.name!r} is {member.size} bytes")
+                raise UnsafeSubmission(f"archive member {shown(member.name)} is {member.size} bytes")
             members.append(member)
         total = sum(m.size for m in members)
         if total > MAX_TOTAL_BYTES or (packed and total / packed > MAX_RATIO and total > 2**20):
@@ -123,6 +135,40 @@ def _extract_tar(path: Path, target: Path) -> None:
         written = [0]
         for member in members:
             _place(target, member.name, member.isdir(), lambda m=member: archive.extractfile(m), written)
+
+
+def scan_folder(root: Path, flags: list[str]) -> list[str]:
+    """Every regular file under a submitted folder, relative to it, found before anything is read.
+    Caps as for an archive: at most MAX_MEMBERS entries and MAX_TOTAL_BYTES in all (beyond them the
+    submission is refused). Links, devices, pipes, files over MAX_MEMBER_BYTES and folders deeper
+    than MAX_DEPTH are never opened: each is flagged and left out, and the rest is graded.
+    Iterative, so that 1,800 nested folders cannot exhaust the stack."""
+    files, total, pending, entries = [], 0, [(root, 0)], 0
+    while pending:
+        folder, depth = pending.pop()
+        with os.scandir(folder) as listing:
+            for entry in sorted(listing, key=lambda entry: entry.name):
+                entries += 1
+                if entries > MAX_MEMBERS:
+                    raise UnsafeSubmission(f"the folder holds more than {MAX_MEMBERS} entries")
+                relative = os.path.relpath(entry.path, root)
+                status = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(status.st_mode):
+                    if depth + 1 > MAX_DEPTH:
+                        flags.append(f"{shown(relative)[1:-1]}: more than {MAX_DEPTH} folders deep, not read")
+                    else:
+                        pending.append((Path(entry.path), depth + 1))
+                elif not stat.S_ISREG(status.st_mode):
+                    flags.append(f"{shown(relative)[1:-1]}: a link, device or pipe, not read")
+                elif status.st_size > MAX_MEMBER_BYTES:
+                    flags.append(f"{shown(relative)[1:-1]}: {status.st_size} bytes, over the "
+                                 f"{MAX_MEMBER_BYTES} a file may have, not read")
+                else:
+                    total += status.st_size
+                    if total > MAX_TOTAL_BYTES:
+                        raise UnsafeSubmission(f"the folder holds more than {MAX_TOTAL_BYTES} bytes")
+                    files.append(relative)
+    return sorted(files)
 
 
 def _find_run_folder(root: Path) -> Path | None:
@@ -141,9 +187,6 @@ def open_submission(path: Path, scratch: Path) -> Submission:
             raise UnsafeSubmission("the submission is a symbolic link")
         if path.is_dir():
             root = path
-            for inner in path.rglob("*"):
-                if inner.is_symlink():
-                    raise UnsafeSubmission(f"{inner.relative_to(path)} is a symbolic link")
         elif path.name.endswith(".zip"):
             root = scratch / "extracted"
             root.mkdir(mode=0o700)
@@ -162,37 +205,62 @@ def open_submission(path: Path, scratch: Path) -> Submission:
         submission.error = f"damaged archive ({error})"
         submission.flags.append(submission.error)
         return submission
+    try:
+        files = scan_folder(root, submission.flags)   # an extracted archive too: the same caps
+    except (UnsafeSubmission, OSError) as error:
+        submission.error = str(error) if isinstance(error, UnsafeSubmission) else f"unreadable folder ({error.strerror})"
+        submission.flags.append(f"unsafe or unreadable submission: {submission.error}")
+        return submission
     submission.folder = _find_run_folder(root)
     if submission.folder is None:
         submission.error = "no run.json found (not a labbook run folder)"
         return submission
-    for inner in sorted(submission.folder.rglob("*")):
-        if inner.suffix.lower() in PICKLE_SUFFIXES:
-            submission.flags.append(f"{inner.relative_to(submission.folder)}: pickle-based file, not loaded")
+    prefix = os.path.relpath(submission.folder, root)
+    for relative in files:
+        if PurePosixPath(relative).suffix.lower() in PICKLE_SUFFIXES:
+            inside = relative if prefix == "." else os.path.relpath(relative, prefix)
+            submission.flags.append(f"{shown(inside)[1:-1]}: pickle-based file, not loaded")
     return submission
+
+
+def declared_shape(path: Path) -> tuple[list[int], int]:
+    """The network's depth and width as model.safetensors' header gives them (for a run whose
+    config.toml cannot be read): conv1's and conv2's output channels, fc1's units."""
+    try:
+        header = safetensors_header(read_bytes(path, MAX_MEMBER_BYTES), path)
+        shapes = {name: header[name]["shape"] for name in ("conv1.weight", "conv2.weight", "fc1.weight")}
+        return [int(shapes["conv1.weight"][0]), int(shapes["conv2.weight"][0])], int(shapes["fc1.weight"][0])
+    except UserError as error:
+        raise ValueError(str(error).replace(f"{path}: ", "model.safetensors: ", 1)) from None
+    except (KeyError, TypeError, IndexError, ValueError):
+        raise ValueError("model.safetensors: its header does not describe the lab's ConvNet") from None
 
 
 def read_weights(path: Path, depth, hidden):
     """The weights of a model.safetensors as tensors, after checking its header against the
     lab's ConvNet with this depth and width, and the SHA-256 of the bytes they were read from;
     raises ValueError with the reason otherwise."""
-    if not isinstance(depth, list) or len(depth) != 2 or not all(isinstance(d, int) and 0 < d <= MAX_CHANNELS
-                                                                for d in depth):
-        raise ValueError(f"declared depth {depth!r} is outside the lab's ConvNet family")
-    if not isinstance(hidden, int) or not 0 < hidden <= MAX_HIDDEN:
-        raise ValueError(f"declared hidden width {hidden!r} is outside the lab's ConvNet family")
+    if not isinstance(depth, list) or len(depth) != 2 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d <= GRADE_MAX_CHANNELS for d in depth):
+        raise ValueError(f"declared depth {str(depth)[:40]} is outside what grading accepts "
+                         f"(two layers of 1 to {GRADE_MAX_CHANNELS} channels)")
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or not 0 < hidden <= GRADE_MAX_HIDDEN:
+        raise ValueError(f"declared hidden width {str(hidden)[:40]} is outside what grading accepts "
+                         f"(1 to {GRADE_MAX_HIDDEN})")
     try:
-        data = read_bytes(path)
+        data = read_bytes(path, MAX_MEMBER_BYTES)
         header = safetensors_header(data, path)
     except UserError as error:
         raise ValueError(str(error).replace(f"{path}: ", "model.safetensors: ", 1)) from None
     expected = parameter_shapes(tuple(depth), hidden)
+    if not all(isinstance(entry, dict) for entry in header.values()):
+        raise ValueError("model.safetensors: its header's entries are not tensor descriptions")
     if set(header) != set(expected):
         extra, missing = sorted(set(header) - set(expected)), sorted(set(expected) - set(header))
         raise ValueError(f"weights do not match the lab's ConvNet (extra: {extra or 'none'}, "
                          f"missing: {missing or 'none'})")
     for name, shape in expected.items():
-        entry = header[name] if isinstance(header[name], dict) else {}
+        entry = header[name]
         if entry.get("dtype") != "F32" or entry.get("shape") != shape:
             raise ValueError(f"{name} has dtype {entry.get('dtype')} and shape {entry.get('shape')}, "
                              f"expected F32 {shape}")
