@@ -8,9 +8,13 @@ manifests, compares every pair for copying, and writes all outputs.
 The class is graded twice: in this process (grade_class) and as a teacher runs
 it, `labbook grade` as a whole process, start-up included.
 
+With --disguise each copy has its units permuted: no two weight files match, so every
+pair is compared by what the networks do (copying.py), the slowest path.
+
 Measured (README, "Performance"), on a 2-core AMD EPYC VM with 2 workers, 100
 copies of a seed-preset run (`python bench/grade_speed.py RUN --submissions 100`):
-28.7 s in process (0.29 s a submission), 27.3 s as a whole process.
+10.7 s in process (0.11 s a submission), 11.0 s as a whole process; with --disguise
+16.8 s and 19.3 s. Before the grading issue (12): 28.7 s and 27.3 s.
 
     python bench/grade_speed.py RUN_FOLDER [--submissions 100] [--workers 2]
 """
@@ -37,7 +41,19 @@ def main() -> None:
     parser.add_argument("run_folder", type=Path)
     parser.add_argument("--submissions", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--disguise", action="store_true",
+                        help="permute each copy's units, so that every pair is compared by behaviour, not by hash")
     args = parser.parse_args()
+    if args.disguise:
+        import torch
+        from copy_calibration import permuted
+        from safetensors.torch import load_file, save_file
+
+        from labbook.config import load_config
+        from labbook.model import ConvNet
+        config = load_config(args.run_folder / "config.toml")
+        original = ConvNet(tuple(config.model.depth), config.model.hidden)
+        original.load_state_dict(load_file(str(args.run_folder / "model.safetensors")))
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         submissions = scratch / "submissions"
@@ -49,6 +65,9 @@ def main() -> None:
             info = json.loads((folder / "run.json").read_text())
             info.update(student_id=student, author=f"Student {index}")
             (folder / "run.json").write_text(json.dumps(info))
+            if args.disguise:
+                copy = permuted(original.eval(), torch.Generator().manual_seed(index))
+                save_file({k: v.contiguous() for k, v in copy.state_dict().items()}, str(folder / "model.safetensors"))
             write_manifest(folder)
             if index % 2:
                 with zipfile.ZipFile(submissions / f"{student}.zip", "w") as archive:
@@ -67,7 +86,8 @@ def main() -> None:
         whole = time.perf_counter() - started
     print(f"{environment('cpu', args.workers)['cpu']}, {args.workers} workers")
     print(f"in process: graded {summary.students} submissions in {seconds:.1f} s ({seconds / summary.students:.2f} s "
-          f"each; {summary.copying} copying pairs flagged, as every copy shares one run's weights)")
+          f"each; {summary.copying} copying pairs flagged: every submission is a copy of one run"
+          f"{', its units permuted' if args.disguise else ''})")
     print(f"whole process (`labbook grade`, start-up included): {whole:.1f} s")
 
 

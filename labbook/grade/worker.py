@@ -201,6 +201,11 @@ def measure_submission(path: str, scratch: str) -> Measurement:
         shutil.rmtree(scratch_path / "extracted", ignore_errors=True)
 
 
+def _ready(_: int) -> None:
+    import time
+    time.sleep(0.05)   # long enough that every worker takes one and has started
+
+
 def _given_up(path: Path, why) -> Measurement:
     return Measurement(submission=path.name, failure=why, flags=[why.text("en")]).repaired()
 
@@ -215,6 +220,8 @@ def measure_all(paths: list[Path], workers: int, timeout: float) -> dict[Path, M
         scratches = {path: private_scratch() for path in pending}
         try:
             with context.Pool(max(1, workers), initializer=init_worker) as pool:
+                # The time limit is the submission's: start the workers (PyTorch, the test split) first.
+                pool.map(_ready, range(4 * max(1, workers)), chunksize=1)
                 jobs = [(path, pool.apply_async(measure_submission, (str(path), str(scratches[path]))))
                         for path in pending]
                 pending = []
