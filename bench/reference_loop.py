@@ -24,7 +24,7 @@ import torch.optim as optim
 import torchvision.datasets as dsets
 import torchvision.transforms as transforms
 
-from labbook.data import VENDORED_ROOT
+from labbook.mnist import VENDORED_ROOT
 from labbook.model import ConvNet
 
 

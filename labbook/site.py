@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from pygments.formatters import HtmlFormatter
 
+from labbook import livelab
 from labbook.errors import UserError
 from labbook.localization import Formatter, gettext_for
 from labbook.report import BUILTIN_TEMPLATES, ReportOptions, context_of, environment
@@ -103,7 +104,8 @@ def _write_assets(out: Path) -> dict[str, str]:
            + (BUILTIN_TEMPLATES / "site" / "site.css").read_text(encoding="utf-8") + "\n"
            + HtmlFormatter(cssclass="source").get_style_defs(".source"))
     files = {"css": ("site", "css", css.encode()),
-             "js": ("site", "js", (BUILTIN_TEMPLATES / "site" / "site.js").read_bytes())}
+             "js": ("site", "js", (BUILTIN_TEMPLATES / "site" / "site.js").read_bytes()),
+             "tests": ("mnist-test", "bin", livelab.test_images_asset())}
     names = {}
     for key, (stem, extension, content) in files.items():
         name = f"{stem}.{hashlib.sha256(content).hexdigest()[:10]}.{extension}"
@@ -171,13 +173,19 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str])
                     raise UserError(f"{run.folder / relative}: not a PDF file")
                 published += size
                 downloads.append(name)
+        live = None
+        if "model.safetensors" in downloads:   # the live lab runs the weights the page offers
+            try:
+                live = livelab.panel(run, (building / "files" / "model.safetensors").read_bytes())
+            except UserError:
+                live = None                     # the page says the live lab is not available
         context = context_of(run, ReportOptions())
         template = _environment().get_template("site/run.html.j2")
         for language in LANGUAGES:
             page = template.render(**context, languages=(language,), lang=language, state={"lang": language},
                                    for_pdf=False,
                                    figure_base="figures/", inline_figures={}, root="../../", assets=assets,
-                                   downloads=downloads,
+                                   downloads=downloads, live=live,
                                    here=page_name("index", language), other=page_name("index", _other(language)),
                                    date=Formatter(language).date(context["run"]["finished"]))
             (building / page_name("index", language)).write_text(page, encoding="utf-8")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from labbook.data import MNIST_FILES, VENDORED_ROOT, load_mnist, parse_idx, random_shift, read_mnist_file
+from labbook.data import load_mnist, random_shift
+from labbook.mnist import MNIST_FILES, VENDORED_ROOT, parse_idx, read_mnist_file
 from labbook.errors import UserError
 
 RAW = VENDORED_ROOT / "MNIST" / "raw"

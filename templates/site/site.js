@@ -32,3 +32,321 @@
     });
   });
 })();
+
+// labbook site: the live lab. A run's own network (model.safetensors, checked against the run's
+// manifest hash) runs here, in plain JavaScript: five layers, about 0.4 million multiply-adds a
+// pass. The transforms are labbook's own (labbook/robustness.py): a rotation as torchvision
+// rotates (bilinear, zero fill), then a shift by whole pixels with zero fill.
+(function () {
+  "use strict";
+  var SIZE = 28, TESTS = 5000;
+  // matplotlib's viridis in 64 steps, as the report's feature-map figures colour activations.
+  var VIRIDIS = "44015446075a470d6047136548186a481d6f482374482878472d7b46327e453781443b844240864045883e49893d4e8a3a538b38588c365c8d34608d32648e31688e2f6c8e2d708e2c738e2a778e297b8e277f8e26828e24868e238a8d218e8d20928c1f968b1f9a8a1f9e891fa18721a58523a98326ad812ab07f2fb47c35b7793bbb7542be714ac16d52c5695ac86465cb5e6ece5877d15381d34d8bd64695d840a0da39aadc32b5de2bc0df25cae11fd5e21adfe318eae51af4e61efde725";
+
+  function hex(buffer) {
+    return Array.prototype.map.call(new Uint8Array(buffer), function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  // ------------------------------------------------------------ the weights
+
+  function readSafetensors(buffer) {
+    var view = new DataView(buffer);
+    var length = view.getUint32(0, true) + view.getUint32(4, true) * 4294967296;
+    if (length > buffer.byteLength - 8) throw new Error("model.safetensors: its header is longer than the file");
+    var header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 8, length)));
+    var tensors = {};
+    Object.keys(header).forEach(function (name) {
+      if (name === "__metadata__") return;
+      var entry = header[name];
+      if (entry.dtype !== "F32") throw new Error(name + ": not float32");
+      var start = 8 + length + entry.data_offsets[0], end = 8 + length + entry.data_offsets[1];
+      var values = new Float32Array(buffer.slice(start, end));   // a copy: aligned whatever the header's length
+      tensors[name] = {shape: entry.shape, values: values};
+    });
+    return tensors;
+  }
+
+  function checkShapes(tensors, depth, hidden) {
+    var c1 = depth[0], c2 = depth[1], flat = c2 * 7 * 7;
+    var expected = {"conv1.weight": [c1, 1, 5, 5], "conv1.bias": [c1], "conv2.weight": [c2, c1, 5, 5],
+                    "conv2.bias": [c2], "fc1.weight": [hidden, flat], "fc1.bias": [hidden],
+                    "fc2.weight": [10, hidden], "fc2.bias": [10]};
+    Object.keys(expected).forEach(function (name) {
+      var tensor = tensors[name];
+      if (!tensor || tensor.shape.join(",") !== expected[name].join(",")) throw new Error(name + ": not the declared network");
+      for (var i = 0; i < tensor.values.length; i++) if (!isFinite(tensor.values[i])) throw new Error(name + ": not finite");
+    });
+  }
+
+  // ------------------------------------------------------------ the network, as labbook's ConvNet computes it
+
+  function conv(input, channels, size, weight, bias, outputs) {   // 5 x 5, padding 2, stride 1
+    var out = new Float64Array(outputs * size * size);
+    for (var o = 0; o < outputs; o++) {
+      for (var y = 0; y < size; y++) for (var x = 0; x < size; x++) {
+        var sum = bias[o];
+        for (var c = 0; c < channels; c++) {
+          var base = (o * channels + c) * 25, plane = c * size * size;
+          for (var ky = 0; ky < 5; ky++) {
+            var iy = y + ky - 2;
+            if (iy < 0 || iy >= size) continue;
+            for (var kx = 0; kx < 5; kx++) {
+              var ix = x + kx - 2;
+              if (ix < 0 || ix >= size) continue;
+              sum += weight[base + ky * 5 + kx] * input[plane + iy * size + ix];
+            }
+          }
+        }
+        out[(o * size + y) * size + x] = sum;
+      }
+    }
+    return out;
+  }
+
+  function relu(values) { for (var i = 0; i < values.length; i++) if (values[i] < 0) values[i] = 0; return values; }
+
+  function pool(input, channels, size) {   // 2 x 2 max pooling
+    var half = size / 2, out = new Float64Array(channels * half * half);
+    for (var c = 0; c < channels; c++) for (var y = 0; y < half; y++) for (var x = 0; x < half; x++) {
+      var p = c * size * size + 2 * y * size + 2 * x;
+      out[(c * half + y) * half + x] = Math.max(input[p], input[p + 1], input[p + size], input[p + size + 1]);
+    }
+    return out;
+  }
+
+  function linear(input, weight, bias, outputs) {
+    var inputs = input.length, out = new Float64Array(outputs);
+    for (var o = 0; o < outputs; o++) {
+      var sum = bias[o], base = o * inputs;
+      for (var i = 0; i < inputs; i++) sum += weight[base + i] * input[i];
+      out[o] = sum;
+    }
+    return out;
+  }
+
+  function forward(net, image) {
+    var t = net.tensors, c1 = net.depth[0], c2 = net.depth[1];
+    var maps1 = relu(conv(image, 1, SIZE, t["conv1.weight"].values, t["conv1.bias"].values, c1));
+    var pooled1 = pool(maps1, c1, SIZE);   // ReLU and max pooling commute: relu(pool(x)) = pool(relu(x))
+    var maps2 = relu(conv(pooled1, c1, SIZE / 2, t["conv2.weight"].values, t["conv2.bias"].values, c2));
+    var hidden = relu(linear(pool(maps2, c2, SIZE / 2), t["fc1.weight"].values, t["fc1.bias"].values, net.hidden));
+    var logits = linear(hidden, t["fc2.weight"].values, t["fc2.bias"].values, 10);
+    var top = Math.max.apply(null, logits), total = 0, probabilities = new Array(10);
+    for (var d = 0; d < 10; d++) total += Math.exp(logits[d] - top);
+    for (d = 0; d < 10; d++) probabilities[d] = Math.exp(logits[d] - top) / total;
+    return {probabilities: probabilities, maps1: maps1, maps2: maps2};
+  }
+
+  // ------------------------------------------------------------ the transforms
+
+  function rotate(image, degrees) {   // torchvision's rotate: inverse map, bilinear, zero fill times the mask
+    if (!degrees) return image;
+    var angle = -degrees * Math.PI / 180, cos = Math.cos(angle), sin = Math.sin(angle);
+    var out = new Float64Array(SIZE * SIZE), centre = (SIZE - 1) / 2;
+    for (var i = 0; i < SIZE; i++) for (var j = 0; j < SIZE; j++) {
+      var x = j - SIZE / 2 + 0.5, y = i - SIZE / 2 + 0.5;
+      var sx = cos * x + sin * y + centre, sy = -sin * x + cos * y + centre;
+      var x0 = Math.floor(sx), y0 = Math.floor(sy), value = 0, mask = 0;
+      for (var dy = 0; dy < 2; dy++) for (var dx = 0; dx < 2; dx++) {
+        var px = x0 + dx, py = y0 + dy;
+        if (px < 0 || py < 0 || px >= SIZE || py >= SIZE) continue;
+        var w = (dx ? sx - x0 : 1 - (sx - x0)) * (dy ? sy - y0 : 1 - (sy - y0));
+        value += w * image[py * SIZE + px];
+        mask += w;
+      }
+      out[i * SIZE + j] = value * mask;
+    }
+    return out;
+  }
+
+  function shift(image, dx, dy) {   // content moves dx right and dy down; uncovered pixels are zero
+    if (!dx && !dy) return image;
+    var out = new Float64Array(SIZE * SIZE);
+    for (var y = 0; y < SIZE; y++) for (var x = 0; x < SIZE; x++) {
+      var sy = y - dy, sx = x - dx;
+      if (sx >= 0 && sy >= 0 && sx < SIZE && sy < SIZE) out[y * SIZE + x] = image[sy * SIZE + sx];
+    }
+    return out;
+  }
+
+  function testImage(tests, index) {
+    var image = new Float64Array(SIZE * SIZE), offset = TESTS + index * SIZE * SIZE;
+    for (var p = 0; p < SIZE * SIZE; p++) image[p] = tests[offset + p] / 255;
+    return image;
+  }
+
+  // A drawing as MNIST's digits were made: the stroke scaled into a 20 x 20 box (aspect kept),
+  // then placed in 28 x 28 with its centre of mass at the centre.
+  function mnistForm(canvas) {
+    var data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    var top = canvas.height, bottom = -1, left = canvas.width, right = -1;
+    for (var y = 0; y < canvas.height; y++) for (var x = 0; x < canvas.width; x++) {
+      if (data[(y * canvas.width + x) * 4 + 3] > 12) {
+        if (y < top) top = y; if (y > bottom) bottom = y; if (x < left) left = x; if (x > right) right = x;
+      }
+    }
+    var image = new Float64Array(SIZE * SIZE);
+    if (bottom < 0) return image;
+    var width = right - left + 1, height = bottom - top + 1, scale = 20 / Math.max(width, height);
+    var w = Math.max(1, Math.round(width * scale)), h = Math.max(1, Math.round(height * scale));
+    var box = document.createElement("canvas");
+    box.width = w; box.height = h;
+    var context = box.getContext("2d");
+    context.imageSmoothingQuality = "high";
+    context.drawImage(canvas, left, top, width, height, 0, 0, w, h);
+    var pixels = context.getImageData(0, 0, w, h).data, mass = 0, mx = 0, my = 0, small = new Float64Array(w * h);
+    for (y = 0; y < h; y++) for (x = 0; x < w; x++) {
+      var v = pixels[(y * w + x) * 4 + 3] / 255;
+      small[y * w + x] = v; mass += v; mx += v * x; my += v * y;
+    }
+    var ox = Math.round(SIZE / 2 - 0.5 - mx / mass), oy = Math.round(SIZE / 2 - 0.5 - my / mass);
+    for (y = 0; y < h; y++) for (x = 0; x < w; x++) {
+      var tx = x + ox, ty = y + oy;
+      if (tx >= 0 && ty >= 0 && tx < SIZE && ty < SIZE) image[ty * SIZE + tx] = small[y * w + x];
+    }
+    return image;
+  }
+
+  // ------------------------------------------------------------ drawing the answer
+
+  function paint(canvas, values, offset, size, top) {
+    var context = canvas.getContext("2d"), picture = context.createImageData(size, size);
+    for (var p = 0; p < size * size; p++) {
+      var level = top > 0 ? Math.min(63, Math.floor(63.999 * values[offset + p] / top)) : 0;
+      var colour = VIRIDIS.substr(level * 6, 6);
+      picture.data[p * 4] = parseInt(colour.substr(0, 2), 16);
+      picture.data[p * 4 + 1] = parseInt(colour.substr(2, 2), 16);
+      picture.data[p * 4 + 2] = parseInt(colour.substr(4, 2), 16);
+      picture.data[p * 4 + 3] = 255;
+    }
+    context.putImageData(picture, 0, 0);
+  }
+
+  function grey(canvas, image) {
+    var context = canvas.getContext("2d"), picture = context.createImageData(SIZE, SIZE);
+    for (var p = 0; p < SIZE * SIZE; p++) {
+      var v = Math.round(255 * Math.min(1, Math.max(0, image[p])));
+      picture.data[p * 4] = picture.data[p * 4 + 1] = picture.data[p * 4 + 2] = v;
+      picture.data[p * 4 + 3] = 255;
+    }
+    context.putImageData(picture, 0, 0);
+  }
+
+  function maxOf(values) { var top = 0; for (var i = 0; i < values.length; i++) if (values[i] > top) top = values[i]; return top; }
+
+  function start(panel) {
+    var status = panel.querySelector(".live-status");
+    var say = function (key) { status.textContent = panel.getAttribute("data-say-" + key) || key; };
+    var depth = panel.getAttribute("data-depth").split(",").map(Number), hidden = Number(panel.getAttribute("data-hidden"));
+    var weights = fetch(panel.getAttribute("data-weights")).then(function (response) {
+      if (!response.ok) throw new Error("weights: " + response.status);
+      return response.arrayBuffer();
+    }).then(function (buffer) {
+      if (!window.crypto || !window.crypto.subtle) throw new Error("no SubtleCrypto to check the weights");
+      return window.crypto.subtle.digest("SHA-256", buffer).then(function (digest) {
+        if (hex(digest) !== panel.getAttribute("data-sha256")) throw new Error("model.safetensors differs from the manifest");
+        var tensors = readSafetensors(buffer);
+        checkShapes(tensors, depth, hidden);
+        return {tensors: tensors, depth: depth, hidden: hidden};
+      });
+    });
+    var tests = fetch(panel.getAttribute("data-tests")).then(function (response) {
+      if (!response.ok) throw new Error("test images: " + response.status);
+      return response.arrayBuffer();
+    }).then(function (buffer) { return new Uint8Array(buffer); });
+
+    var controls = {dx: panel.querySelector("[name=dx]"), dy: panel.querySelector("[name=dy]"),
+                    angle: panel.querySelector("[name=angle]"), index: panel.querySelector("[name=index]")};
+    var pad = panel.querySelector("canvas.live-pad"), input = panel.querySelector("canvas.live-input");
+    var bars = panel.querySelectorAll(".live-bars .bar"), values = panel.querySelectorAll(".live-bars .value");
+    var layers = [panel.querySelectorAll(".live-maps1 canvas"), panel.querySelectorAll(".live-maps2 canvas")];
+    var mode = "test", net = null, images = null;
+
+    function source() { return mode === "test" ? testImage(images, Number(controls.index.value) || 0) : mnistForm(pad); }
+
+    function update() {
+      if (!net || !images) return;
+      panel.querySelectorAll("output[data-for]").forEach(function (out) {
+        out.textContent = controls[out.getAttribute("data-for")].value;
+      });
+      var image = shift(rotate(source(), Number(controls.angle.value)), Number(controls.dx.value), Number(controls.dy.value));
+      var result = forward(net, image);
+      grey(input, image);
+      var best = 0;
+      result.probabilities.forEach(function (p, d) {
+        bars[d].style.width = (100 * p).toFixed(1) + "%";
+        values[d].textContent = (100 * p).toFixed(2) + "%";
+        if (p > result.probabilities[best]) best = d;
+      });
+      panel.querySelector(".live-prediction").textContent = best;
+      var label = panel.querySelector(".live-label");
+      if (mode === "test") {
+        var truth = images[Number(controls.index.value) || 0];
+        label.textContent = panel.getAttribute(best === truth ? "data-say-right" : "data-say-wrong").replace("{label}", truth);
+      } else {
+        label.textContent = "";
+      }
+      [result.maps1, result.maps2].forEach(function (maps, layer) {
+        var size = layer ? SIZE / 2 : SIZE, top = maxOf(maps);
+        layers[layer].forEach(function (canvas, channel) { paint(canvas, maps, channel * size * size, size, top); });
+      });
+    }
+
+    // Drawing with mouse, pen or finger.
+    var drawing = false, context = pad.getContext("2d");
+    function point(event) {
+      var box = pad.getBoundingClientRect();
+      return [(event.clientX - box.left) * pad.width / box.width, (event.clientY - box.top) * pad.height / box.height];
+    }
+    pad.addEventListener("pointerdown", function (event) {
+      if (mode !== "draw") { mode = "draw"; panel.querySelector("[name=mode][value=draw]").checked = true; }
+      drawing = true; pad.setPointerCapture(event.pointerId);
+      var p = point(event); context.beginPath(); context.moveTo(p[0], p[1]);
+    });
+    pad.addEventListener("pointermove", function (event) {
+      if (!drawing) return;
+      var p = point(event);
+      context.lineWidth = pad.width / 12; context.lineCap = "round"; context.lineJoin = "round";
+      context.strokeStyle = "#000"; context.lineTo(p[0], p[1]); context.stroke();
+      update();
+    });
+    ["pointerup", "pointercancel"].forEach(function (name) { pad.addEventListener(name, function () { drawing = false; update(); }); });
+    panel.querySelector(".live-clear").addEventListener("click", function () { context.clearRect(0, 0, pad.width, pad.height); update(); });
+    panel.querySelectorAll("[name=mode]").forEach(function (radio) {
+      radio.addEventListener("change", function () { mode = radio.value; update(); });
+    });
+    Object.keys(controls).forEach(function (key) { controls[key].addEventListener("input", update); });
+    controls.index.addEventListener("input", function () { mode = "test"; panel.querySelector("[name=mode][value=test]").checked = true; });
+    // Arrow keys shift the digit while the panel has the focus (not while typing an index or on a slider).
+    panel.addEventListener("keydown", function (event) {
+      var moves = {ArrowLeft: ["dx", -1], ArrowRight: ["dx", 1], ArrowUp: ["dy", -1], ArrowDown: ["dy", 1]};
+      if (!moves[event.key] || event.target.tagName === "INPUT") return;
+      var control = controls[moves[event.key][0]];
+      control.value = Math.max(-4, Math.min(4, Number(control.value) + moves[event.key][1]));
+      event.preventDefault(); update();
+    });
+
+    var ready = Promise.all([weights, tests]).then(function (loaded) {
+      net = loaded[0]; images = loaded[1];
+      say("ready"); panel.classList.add("live-ready"); update();
+    }, function (error) { say("failed"); status.textContent += " (" + error.message + ")"; throw error; });
+
+    // For checking the page against PyTorch (tests/test_live_lab.py), and for the curious.
+    window.labbookLive = {
+      ready: ready,
+      probabilities: function (index, dx, dy, degrees) {
+        return forward(net, shift(rotate(testImage(images, index), degrees || 0), dx || 0, dy || 0)).probabilities;
+      },
+      passMilliseconds: function (repeats) {
+        var image = testImage(images, 0), started = performance.now();
+        for (var r = 0; r < repeats; r++) forward(net, image);
+        return (performance.now() - started) / repeats;
+      }
+    };
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var panel = document.querySelector("section.live-lab[data-weights]");
+    if (panel) start(panel);
+  });
+})();
