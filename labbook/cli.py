@@ -245,6 +245,46 @@ def site(sources, out):
 
 
 @main.command()
+@click.argument("study_file", required=False)
+@click.option("--base", default=None, help="One-off study: the preset to start from (seed or fast).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="One-off study: a setting for every variant.")
+@click.option("--vary", multiple=True, metavar="KEY=V1,V2", help="One-off study: a grid over this key's values (repeatable).")
+@click.option("--seeds", default="0,1,2", help="One-off study: the seeds.  [default: 0,1,2]")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("studies"), help="Folder that receives <study id>/.")
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="Runs trained at once (threads per run x runs <= cores).  [default: one per core]")
+@click.option("--ray", is_flag=True, help="Run each (variant, seed) as a Ray task (not available yet: see README).")
+@click.option("--progress/--no-progress", default=None, help="Force the study's progress bar on or off.")
+def study(study_file, base, assignments, vary, seeds, out, parallel, ray, progress):
+    """What does a change do? Train every variant x seed as an ordinary run, then compare.
+
+    STUDY_FILE is a study's TOML, or the name of an example (shift-robustness,
+    lab-hyperparameters). Running a study again skips the runs already complete.
+    """
+    from labbook.study import load_study, parse_study, run_study, study_toml
+
+    if ray:
+        raise UserError("--ray: running studies on Ray is not built yet; studies run locally (see README, Studies)")
+    if study_file and (base or assignments or vary):
+        raise UserError("study: give a study file or --base/--set/--vary, not both")
+    if study_file:
+        plan = load_study(study_file)
+    elif vary:
+        plan = parse_study(study_toml(base or "seed", assignments, vary, seeds), "command line")
+    else:
+        raise UserError("study: give a study file (or an example's name), or --vary KEY=V1,V2")
+    from labbook.studyreport import render_study_report
+
+    summary = run_study(plan, out, parallel, progress)
+    click.echo(f"study: {out / plan.id / 'study.json'}")
+    for path in render_study_report(out / plan.id, summary):
+        click.echo(f"report: {path}")
+    failed = {name: entry["failed"] for name, entry in summary["variants"].items() if entry["failed"]}
+    for name, seeds_failed in failed.items():
+        click.echo(f"labbook: {name}: seed(s) {', '.join(map(str, seeds_failed))} failed twice and are left out", err=True)
+
+
+@main.command()
 @click.argument("submissions", required=False, type=click.Path(path_type=Path))
 @click.option("--rubric", type=click.Path(path_type=Path), default=Path("rubric.toml"), help="The grading rubric (TOML).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("grades"),

@@ -65,6 +65,9 @@ class ModelConfig:
     hidden: int = 512
     # Dropout probability after fc1 during training.
     dropout: float = 0.5
+    # Downsampling after each convolution: "max" (the lab's 2 x 2 max-pooling), "avg", or "blur"
+    # (max-pool with stride 1, then a binomial low-pass filter with stride 2: Zhang 2019).
+    pooling: Literal["max", "avg", "blur"] = "max"
 
 
 @dataclass
@@ -152,6 +155,8 @@ class Config:
     def hash(self) -> str:
         """Short hash of everything that determines the training results (not runtime or dissect)."""
         content = {key: value for key, value in self.to_dict().items() if key not in ("runtime", "name", "dissect", "report")}
+        if content["model"]["pooling"] == "max":   # the lab's, from before the option existed: the same hash
+            del content["model"]["pooling"]
         content["runtime_threads"] = self.runtime.threads
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:8]

@@ -42,6 +42,8 @@ def panel(run: Run, weights: bytes) -> dict:
     a UserError says why not."""
     header = safetensors_header(weights, run.folder / "model.safetensors")
     model = run.config.model
+    if model.pooling != "max":   # site.js computes the lab's max-pooling only
+        raise UserError(f"{run.folder / 'config.toml'}: model.pooling {model.pooling!r} does not run in the live lab")
     expected = expected_shapes(list(model.depth), model.hidden)
     if {name: entry["shape"] for name, entry in header.items()} != expected or \
             any(entry["dtype"] != "F32" for entry in header.values()):

@@ -35,23 +35,49 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * keep * (1.0 / (1.0 - p))
 
 
+class BlurPool(nn.Module):
+    """Anti-aliased downsampling (Zhang 2019, "Making convolutional networks shift-invariant
+    again"): max-pool with stride 1, then a fixed 3 x 3 binomial low-pass filter with stride 2.
+    The filter is not a weight: it is not trained and not saved."""
+
+    def __init__(self):
+        super().__init__()
+        row = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (row[:, None] * row[None, :] / 16).view(1, 1, 3, 3), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(x, 2, stride=1)
+        channels = x.shape[1]
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(x, self.kernel.expand(channels, 1, 3, 3), stride=2, groups=channels)
+
+
+POOLING = {"max": lambda: nn.MaxPool2d(2, 2), "avg": lambda: nn.AvgPool2d(2, 2), "blur": BlurPool}
+
+
 class ConvNet(nn.Module):
-    def __init__(self, depth: tuple[int, int] = (4, 8), hidden: int = 512, dropout: float = 0.5):
+    def __init__(self, depth: tuple[int, int] = (4, 8), hidden: int = 512, dropout: float = 0.5,
+                 pooling: str = "max"):
         super().__init__()
         self.depth = tuple(depth)
         self.dropout = dropout
+        self.pooling = pooling
         self.conv1 = nn.Conv2d(1, depth[0], 5, padding=2)
-        self.pool = nn.MaxPool2d(2, 2)
+        self.pool = POOLING[pooling]()
         self.conv2 = nn.Conv2d(depth[0], depth[1], 5, padding=2)
         self.flat_features = (IMAGE_SIZE // 4) * (IMAGE_SIZE // 4) * depth[1]
         self.fc1 = nn.Linear(self.flat_features, hidden)
         self.fc2 = nn.Linear(hidden, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Pooling before the ReLU gives the same values and gradients as the lab's
-        # ReLU-then-pool (both are monotone), with the ReLU on a quarter of the values.
-        x = F.relu(self.pool(self.conv1(x)))
-        x = F.relu(self.pool(self.conv2(x)))
+        if self.pooling == "max":
+            # Max-pooling before the ReLU gives the same values and gradients as the lab's
+            # ReLU-then-pool (both are monotone), with the ReLU on a quarter of the values.
+            x = F.relu(self.pool(self.conv1(x)))
+            x = F.relu(self.pool(self.conv2(x)))
+        else:   # a blur or an average is not monotone in that way: ReLU first, as the lab orders them
+            x = self.pool(F.relu(self.conv1(x)))
+            x = self.pool(F.relu(self.conv2(x)))
         x = x.reshape(-1, self.flat_features)
         x = F.relu(self.fc1(x))
         x = dropout(x, self.dropout, self.training)
@@ -65,7 +91,8 @@ class ConvNet(nn.Module):
 
 
 def build_model(config: Config) -> ConvNet:
-    return ConvNet(depth=tuple(config.model.depth), hidden=config.model.hidden, dropout=config.model.dropout)
+    return ConvNet(depth=tuple(config.model.depth), hidden=config.model.hidden, dropout=config.model.dropout,
+                   pooling=config.model.pooling)
 
 
 def load_weights(path: Path, config: Config) -> ConvNet:

@@ -107,7 +107,7 @@ def _measure_weights(folder: Path, m: Measurement) -> None:
         else:   # a broken config.toml costs the configuration item, not the accuracy
             depth, hidden = declared_shape(folder / "model.safetensors")
         tensors, digest = read_weights(folder / "model.safetensors", depth, hidden)
-        model = ConvNet(tuple(depth), hidden)
+        model = ConvNet(tuple(depth), hidden, pooling=m.config.model.pooling if m.config else "max")
         model.load_state_dict(tensors)
         outputs = log_probabilities(model, _TEST.images)
         m.predictions = outputs.argmax(dim=1).numpy().astype(np.int8)

@@ -1,0 +1,129 @@
+"""A study's report: study.json as a bilingual page (zh, en; HTML and PDF), by the same machinery
+as a run's report. Its sentences claim a difference only when the 95% interval of the paired
+difference excludes zero, and otherwise say that none was measured."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from labbook import analysis
+from labbook.localization import N_, gettext_for
+from labbook.runfolder import atomic_write_bytes, own_folder
+
+MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
+                 "lab_shift_accuracy": N_("test accuracy at the lab's shift"),
+                 "consistency": N_("consistency under random shifts"),
+                 "flip_probability": N_("one-pixel flip probability"),
+                 "rotation_accuracy": N_("mean accuracy under rotation"), "train_seconds": N_("training time (s)")}
+PERCENT = {"validation_accuracy", "test_accuracy", "lab_shift_accuracy", "consistency", "flip_probability",
+           "rotation_accuracy"}
+
+
+def _figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
+    """(SVG, PNG) of the shift curves overlaid and of the differences with their intervals."""
+    from labbook import figures
+    figures.configure_matplotlib()
+    import matplotlib.pyplot as plt
+    _ = gettext_for(language)
+    drawn = {}
+    figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.0))
+    for name, entry in summary["variants"].items():
+        if entry["shift_curve"]:
+            axis.plot(*zip(*[(d, 100 * a) for d, a in entry["shift_curve"]]), marker="o", label=name)
+    axis.set_xlabel(_("Shift distance (pixels)"))
+    axis.set_ylabel(_("Accuracy (%)"))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    drawn["curves"] = figure
+    measures = summary["spec"]["measures"]
+    baseline = summary["spec"]["baseline"]
+    others = [name for name in summary["variants"] if name != baseline]
+    figure, axes = plt.subplots(1, len(measures), figsize=(figures.A4_WIDTH_INCHES, 0.5 + 0.45 * len(others) + 1),
+                                squeeze=False)
+    for axis, measure in zip(axes[0], measures):
+        scale = 100 if measure in PERCENT else 1
+        for row, name in enumerate(others):
+            difference = summary["variants"][name]["difference"].get(measure, {})
+            if difference.get("low") is not None:
+                mean = scale * difference["mean"]
+                axis.errorbar(mean, row, xerr=[[mean - scale * difference["low"]], [scale * difference["high"] - mean]],
+                              fmt="o", color="#D55E00" if difference["excludes_zero"] else "#0072B2", capsize=3)
+        axis.axvline(0, color="#888", linewidth=0.8)
+        axis.set_yticks(range(len(others)))
+        axis.set_yticklabels(others if axis is axes[0][0] else [], fontsize=7)
+        axis.set_title(_(MEASURE_NAMES[measure]), fontsize=7)
+        axis.tick_params(axis="x", labelsize=7)
+    figure.tight_layout()
+    drawn["differences"] = figure
+    result = {}
+    for name, figure in drawn.items():
+        pair = []
+        for extension in ("svg", "png"):
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=extension, bbox_inches="tight",
+                           metadata={"Date": None} if extension == "svg" else {"Software": None})
+            pair.append(buffer.getvalue())
+        plt.close(figure)
+        result[name] = tuple(pair)
+    return result
+
+
+def _rows(summary: dict) -> list[dict]:
+    """Per variant and measure: the facts the page shows, each traced to study.json."""
+    rows = []
+    for name, entry in summary["variants"].items():
+        cells = []
+        for measure in summary["spec"]["measures"]:
+            where = f"study.json:variants.{name}.measures.{measure}"
+            stats = entry["measures"][measure]
+            half = None if stats["high"] is None else stats["high"] - stats["mean"]
+            cells.append({"measure": measure, "percent": measure in PERCENT,
+                          "mean": analysis.Fact(stats["mean"], f"{where}.mean"),
+                          "half": None if half is None else analysis.Fact(half, f"rule:{where}.high-mean")})
+        claims = []
+        for measure, difference in entry["difference"].items():
+            where = f"study.json:variants.{name}.difference.{measure}"
+            baseline = summary["variants"][summary["spec"]["baseline"]]["measures"][measure]
+            claims.append({"measure": measure, "percent": measure in PERCENT, "n": analysis.Fact(len(difference["seeds"]), f"{where}.seeds"),
+                           "interval": difference["low"] is not None, "excludes_zero": difference.get("excludes_zero"),
+                           "up": difference["mean"] > 0,
+                           "mean": analysis.Fact(difference["mean"], f"{where}.mean"),
+                           "low": analysis.Fact(difference["low"], f"{where}.low"),
+                           "high": analysis.Fact(difference["high"], f"{where}.high"),
+                           "before": analysis.Fact(baseline["mean"], f"study.json:variants.{summary['spec']['baseline']}.measures.{measure}.mean"),
+                           "after": analysis.Fact(entry["measures"][measure]["mean"], f"study.json:variants.{name}.measures.{measure}.mean")})
+        rows.append({"name": name, "cells": cells, "claims": claims, "failed": entry["failed"]})
+    return rows
+
+
+def render_study_report(root: Path, summary: dict) -> list[Path]:
+    """report/study.<lang>.html and .pdf for zh and en, figures inline in the HTML."""
+    from labbook import pdf
+    from labbook.report import environment, render_html  # noqa: F401 (the report's environment)
+    env = environment()
+    env.globals["measure_name"] = lambda measure: MEASURE_NAMES[measure]
+    template = env.get_template("study/report.html.j2")
+    out, written, pages = own_folder(Path(root) / "report"), [], {}
+    figure_files = {}
+    for language in ("zh", "en"):
+        drawn = _figures(summary, language)
+        inline = {name: "data:image/svg+xml;base64," + base64.b64encode(svg).decode() for name, (svg, _) in drawn.items()}
+        printed = {}
+        for name, (_, png) in drawn.items():
+            relative = f"report/{name}.{language}.png"
+            atomic_write_bytes(Path(root) / relative, png)
+            figure_files[relative] = png
+            printed[name] = f"{name}.{language}.png"
+        context = {"summary": summary, "rows": _rows(summary), "lang": language, "languages": (language,),
+                   "state": {"lang": language}, "document_language": language}
+        pages[language] = (template.render(**context, figures=inline), template.render(**context, figures=printed))
+    font_css = pdf.font_stylesheet("".join(html for html, _ in pages.values()))
+    rendered = pdf.render_pdfs([printed for _, printed in pages.values()],
+                               lambda relative, limit=None: figure_files[relative], font_css)
+    for (language, (html, _)), document in zip(pages.items(), rendered):
+        for name, content in ((f"study.{language}.html", html.encode()), (f"study.{language}.pdf", document)):
+            atomic_write_bytes(out / name, content)
+            written.append(out / name)
+    return written

@@ -1,0 +1,101 @@
+"""Studies: variants x seeds of ordinary runs, resumed, and compared with their uncertainty."""
+
+import json
+import math
+
+import pytest
+from conftest import invoke
+
+from labbook.errors import UserError
+from labbook.run import read_json, verify_manifest
+from labbook.study import interval, parse_study, run_study, t_quantile
+
+TINY = """
+[study]
+name = "tiny"
+base = "seed"
+seeds = [0, 1]
+baseline = "baseline"
+measures = ["test_accuracy", "lab_shift_accuracy", "consistency"]
+
+[set]
+"data.train_limit" = 400
+"data.validation_limit" = 100
+"data.test_limit" = 100
+"train.epochs" = 1
+"train.optimizer" = "adam"
+"train.learning_rate" = 0.003
+"train.record_every" = 2
+"dissect.shift_radius" = 2
+"dissect.rotation_degrees" = [-10, 0, 10]
+
+[[variants]]
+name = "baseline"
+
+[[variants]]
+name = "blurpool"
+set = { "model.pooling" = "blur" }
+"""
+# A variant whose loss explodes at once (one seed: each failed attempt costs a process's start-up).
+EXPLODES = TINY.split("[[variants]]")[0].replace("seeds = [0, 1]", "seeds = [0]").replace(
+    'baseline = "baseline"', 'baseline = "explodes"') + """
+[[variants]]
+name = "explodes"
+set = { "train.learning_rate" = 1e12, "train.optimizer" = "sgd", "train.momentum" = 0.0 }
+"""
+
+
+def test_the_t_quantiles_and_intervals_are_the_textbook_ones():
+    assert t_quantile(2) == 4.303 and t_quantile(30) == 2.042 and abs(t_quantile(1000) - 1.9623) < 1e-3
+    result = interval([1.0, 2.0, 3.0])
+    assert result["mean"] == 2.0 and result["sd"] == 1.0
+    assert math.isclose(result["high"] - result["mean"], 4.303 / math.sqrt(3))
+    assert interval([0.5])["low"] is None          # one seed: no interval at all
+
+
+def test_no_difference_contains_zero_and_a_clear_effect_excludes_it():
+    same = interval([0.0, 0.0, 0.0])
+    assert same["low"] <= 0 <= same["high"]
+    noisy = interval([0.01, -0.02, 0.015])
+    assert noisy["low"] < 0 < noisy["high"]
+    clear = interval([0.20, 0.22, 0.21])
+    assert clear["low"] > 0
+
+
+def test_a_bad_study_stops_before_anything_trains():
+    with pytest.raises(UserError, match="unknown key 'train.epochz'"):
+        parse_study(TINY.replace('"train.epochs" = 1', '"train.epochz" = 1'), "tiny.toml")
+    with pytest.raises(UserError, match="model.pooling must be one of max, avg, blur"):
+        parse_study(TINY.replace('"model.pooling" = "blur"', '"model.pooling" = "fuzzy"'), "tiny.toml")
+    with pytest.raises(UserError, match="study.baseline 'nope'"):
+        parse_study(TINY.replace('baseline = "baseline"', 'baseline = "nope"'), "tiny.toml")
+    assert invoke("study", "no-such-study").exit_code == 2
+
+
+def test_a_tiny_study_runs_resumes_and_reports_failures(tmp_path):
+    study = parse_study(TINY, "tiny.toml")
+    summary = run_study(study, tmp_path, parallel=2, progress=False)
+    root = tmp_path / study.id
+    assert json.loads((root / "study.json").read_text()) == json.loads(json.dumps(summary))
+    for name in ("baseline", "blurpool"):
+        entry = summary["variants"][name]
+        assert entry["failed"] == [] and sorted(entry["runs"]) == ["0", "1"]
+        for relative in entry["runs"].values():
+            folder = root / relative
+            assert read_json(folder / "run.json")["status"] == "complete" and verify_manifest(folder) == []
+    blur = summary["variants"]["blurpool"]
+    assert blur["difference"]["test_accuracy"]["seeds"] == [0, 1]
+    assert "pooling = \"blur\"" in (root / blur["runs"]["0"] / "config.toml").read_text()
+    # Running it again trains nothing that is complete: the same run folders, the same metrics.
+    before = {relative: (root / relative / "metrics.json").read_bytes()
+              for name in ("baseline", "blurpool") for relative in summary["variants"][name]["runs"].values()}
+    again = run_study(study, tmp_path, parallel=2, progress=False)
+    assert {relative: (root / relative / "metrics.json").read_bytes() for relative in before} == before
+    assert again["variants"]["baseline"]["runs"] == summary["variants"]["baseline"]["runs"]
+
+
+def test_a_run_that_fails_is_tried_again_then_recorded_and_the_study_goes_on(tmp_path):
+    study = parse_study(EXPLODES, "explodes.toml")
+    summary = run_study(study, tmp_path, parallel=2, progress=False)
+    assert summary["variants"]["explodes"]["failed"] == [0] and summary["variants"]["explodes"]["runs"] == {}
+    assert (tmp_path / study.id / "study.json").is_file()
