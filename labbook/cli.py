@@ -253,9 +253,10 @@ def site(sources, out):
 @click.option("--out", type=click.Path(path_type=Path), default=Path("studies"), help="Folder that receives <study id>/.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None,
               help="Runs trained at once (threads per run x runs <= cores).  [default: one per core]")
-@click.option("--ray", is_flag=True, help="Run each (variant, seed) as a Ray task (not available yet: see README).")
+@click.option("--ray", is_flag=True, help="Run each (variant, seed) as a Ray task (pip install 'labbook[ray]').")
+@click.option("--ray-address", default=None, help="A Ray cluster's address.  [default: a local Ray instance for the study]")
 @click.option("--progress/--no-progress", default=None, help="Force the study's progress bar on or off.")
-def study(study_file, base, assignments, vary, seeds, out, parallel, ray, progress):
+def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_address, progress):
     """What does a change do? Train every variant x seed as an ordinary run, then compare.
 
     STUDY_FILE is a study's TOML, or the name of an example (shift-robustness,
@@ -263,8 +264,6 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, progre
     """
     from labbook.study import load_study, parse_study, run_study, study_toml
 
-    if ray:
-        raise UserError("--ray: running studies on Ray is not built yet; studies run locally (see README, Studies)")
     if study_file and (base or assignments or vary):
         raise UserError("study: give a study file or --base/--set/--vary, not both")
     if study_file:
@@ -275,7 +274,7 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, progre
         raise UserError("study: give a study file (or an example's name), or --vary KEY=V1,V2")
     from labbook.studyreport import render_study_report
 
-    summary = run_study(plan, out, parallel, progress)
+    summary = run_study(plan, out, parallel, progress, ray=ray or bool(ray_address), ray_address=ray_address)
     click.echo(f"study: {out / plan.id / 'study.json'}")
     for path in render_study_report(out / plan.id, summary):
         click.echo(f"report: {path}")

@@ -200,8 +200,9 @@ def _train(config: Config, folder: Path, threads: int) -> Path | None:
     return None
 
 
-def run_study(study: Study, out: Path, parallel: int | None = None, progress=None) -> dict:
-    """Train and dissect every (variant, seed) not yet complete; then write study.json."""
+def run_study(study: Study, out: Path, parallel: int | None = None, progress=None, ray: bool = False,
+              ray_address: str | None = None) -> dict:
+    """Train and dissect every (variant, seed) not yet complete, here or on Ray; then write study.json."""
     from tqdm import tqdm
 
     root = Path(out) / study.id
@@ -218,14 +219,21 @@ def run_study(study: Study, out: Path, parallel: int | None = None, progress=Non
         else:
             pending.append((variant, seed))
     with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=f"study {study.name}", unit="run",
-              disable=progress is False) as bar, ThreadPoolExecutor(parallel) as pool:
-        def one(job):
-            variant, seed = job
-            result = _train(variant.configs[seed], root / "runs" / variant.name / f"seed-{seed}", threads)
-            bar.update()
-            return job, result
-        for (variant, seed), result in pool.map(one, pending):
-            folders[(variant.name, seed)] = result
+              disable=progress is False) as bar:
+        if ray:
+            from labbook.studyray import run_on_ray
+            folders.update(run_on_ray([(variant.name, seed, to_toml(variant.configs[seed]),
+                                        root / "runs" / variant.name / f"seed-{seed}") for variant, seed in pending],
+                                      threads, ray_address, _complete, bar))
+        else:
+            def one(job):
+                variant, seed = job
+                result = _train(variant.configs[seed], root / "runs" / variant.name / f"seed-{seed}", threads)
+                bar.update()
+                return job, result
+            with ThreadPoolExecutor(parallel) as pool:
+                for (variant, seed), result in pool.map(one, pending):
+                    folders[(variant.name, seed)] = result
     summary = summarise(study, folders, root)
     atomic_write_json(root / "study.json", summary)
     return summary

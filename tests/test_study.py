@@ -72,9 +72,22 @@ def test_a_bad_study_stops_before_anything_trains():
     assert invoke("study", "no-such-study").exit_code == 2
 
 
-def test_a_tiny_study_runs_resumes_and_reports_failures(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_local(tmp_path_factory):
+    """The tiny study run here, locally, two runs at a time."""
+    out = tmp_path_factory.mktemp("local")
     study = parse_study(TINY, "tiny.toml")
-    summary = run_study(study, tmp_path, parallel=2, progress=False)
+    return study, out, run_study(study, out, parallel=2, progress=False)
+
+
+def numbers(folder):
+    """A run's metrics without its clocks: what must be the same wherever the run was trained."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return {key: value for key, value in metrics.items() if "seconds" not in key and key != "samples_per_second"}
+
+
+def test_a_tiny_study_runs_resumes_and_reports_failures(tiny_local):
+    study, tmp_path, summary = tiny_local
     root = tmp_path / study.id
     assert json.loads((root / "study.json").read_text()) == json.loads(json.dumps(summary))
     for name in ("baseline", "blurpool"):
@@ -99,3 +112,50 @@ def test_a_run_that_fails_is_tried_again_then_recorded_and_the_study_goes_on(tmp
     summary = run_study(study, tmp_path, parallel=2, progress=False)
     assert summary["variants"]["explodes"]["failed"] == [0] and summary["variants"]["explodes"]["runs"] == {}
     assert (tmp_path / study.id / "study.json").is_file()
+
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'labbook[ray]'")
+
+
+def test_on_ray_every_run_has_the_same_numbers_as_here(tiny_local, tmp_path):
+    study, local_out, local = tiny_local
+    remote = run_study(study, tmp_path, progress=False, ray=True)    # a real local Ray instance
+    for name in ("baseline", "blurpool"):
+        assert remote["variants"][name]["failed"] == []
+        for seed in ("0", "1"):
+            here = local_out / study.id / local["variants"][name]["runs"][seed]
+            there = tmp_path / study.id / remote["variants"][name]["runs"][seed]
+            assert verify_manifest(there) == [] and numbers(there) == numbers(here)
+            dissected = [json.loads((folder / "dissection.json").read_text()) for folder in (here, there)]
+            assert [{k: v for k, v in d.items() if k != "run_id"} for d in dissected] == \
+                [{k: v for k, v in dissected[0].items() if k != "run_id"}] * 2   # all but the run's name
+
+
+def test_a_ray_worker_killed_mid_run_is_replaced_and_the_study_completes(tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    study = parse_study(TINY.split("[[variants]]")[0].replace("seeds = [0, 1]", "seeds = [0]") +
+                        '[[variants]]\nname = "baseline"\n', "one.toml")
+    killed, outcome = [], {}
+    worker = threading.Thread(target=lambda: outcome.update(run_study(study, tmp_path, progress=False, ray=True)))
+    worker.start()
+    deadline = time.time() + 120
+    while not killed and time.time() < deadline and worker.is_alive():
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    title = open(f"/proc/{entry}/cmdline", "rb").read()
+                except OSError:
+                    continue
+                if title.startswith(b"ray::train_remote"):
+                    os.kill(int(entry), signal.SIGKILL)     # the worker dies in the middle of its run
+                    killed.append(int(entry))
+                    break
+        time.sleep(0.2)
+    worker.join(300)
+    assert killed, "no Ray worker was seen running the task"
+    assert outcome["variants"]["baseline"]["failed"] == [] and list(outcome["variants"]["baseline"]["runs"]) == ["0"]
+    assert verify_manifest(tmp_path / study.id / outcome["variants"]["baseline"]["runs"]["0"]) == []
