@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import io
 import json
 import multiprocessing
@@ -269,9 +270,79 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     return name
 
 
+def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> None:
+    """studies/<slot>.html and .en.html for each study; pages of studies no longer among the sources go."""
+    from labbook.studyreport import MEASURE_NAMES, _rows
+    folder = out / "studies"
+    folder.mkdir(exist_ok=True)
+    pages = set()
+    for study in studies:
+        for language in LANGUAGES:
+            name = f"{study['slot']}{'' if language == 'zh' else '.en'}.html"
+            other = f"{study['slot']}{'.en' if language == 'zh' else ''}.html"
+            page = env.get_template("site/study.html.j2").render(
+                summary=study, rows=_rows(study), lang=language, languages=(language,), state={"lang": language},
+                root="../", assets=assets, here=name, other=other, measure_name=lambda m: MEASURE_NAMES[m])
+            atomic_write_text(folder / name, page)
+            pages.add(name)
+    for stale in folder.glob("*.html"):   # labbook's own study pages only: their names are made here
+        if stale.name not in pages and stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+
+
 def _labbook_slots(state: dict) -> set[str]:
     """The run folders that an earlier build wrote (from its state file); only these are ever removed."""
     return {slot for slot in state.get("runs", {}) if isinstance(slot, str) and SLOT.fullmatch(slot)}
+
+
+def _checked_study(data) -> dict:
+    """A study.json as the site may show it: every name a short text, every number finite; ValueError otherwise."""
+    from labbook.study import MEASURES
+
+    def number(value, nullable=False):
+        if value is None and nullable:
+            return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError("a measure is not a finite number")
+        return float(value)
+
+    spec, variants = data["spec"], data["variants"]
+    measures = list(spec["measures"])
+    if not measures or set(measures) - set(MEASURES) or not isinstance(spec["name"], str) \
+            or spec["baseline"] not in variants or not isinstance(data["id"], str):
+        raise ValueError("not a labbook study")
+    checked = {}
+    for name, entry in list(variants.items())[:50]:
+        if not isinstance(name, str) or len(name) > 100:
+            raise ValueError("a variant's name is not a short text")
+        checked[clean_text(name)] = {
+            "failed": [int(seed) for seed in entry["failed"]][:100],
+            "measures": {m: {key: number(entry["measures"][m][key], key != "mean") for key in ("mean", "low", "high")}
+                         for m in measures},
+            "difference": {m: {"mean": number(d["mean"]), "low": number(d["low"], True),
+                               "high": number(d["high"], True), "excludes_zero": bool(d["excludes_zero"]),
+                               "seeds": [int(seed) for seed in d["seeds"]][:100]}
+                           for m, d in entry["difference"].items() if m in measures}}
+    return {"id": clean_text(data["id"])[:80], "spec": {"name": clean_text(spec["name"])[:60], "measures": measures,
+                                                         "baseline": clean_text(spec["baseline"])}, "variants": checked}
+
+
+def find_studies(sources: list[Path], result: SiteResult) -> list[dict]:
+    """Every study (a folder holding study.json) among the sources and their children."""
+    found = []
+    for source in map(Path, sources):
+        candidates = [source] + (sorted(p for p in source.iterdir() if p.is_dir() and not p.is_symlink())
+                                 if source.is_dir() and not source.is_symlink() else [])
+        for folder in candidates:
+            if (folder / "study.json").is_file():
+                try:
+                    summary = _checked_study(read_json(folder / "study.json", 4 * 2**20))
+                except (UserError, ValueError, KeyError, TypeError, AttributeError) as error:
+                    _note(result.skipped, folder, f"study.json: {str(error)[:120]}")
+                    continue
+                summary["slot"] = re.sub(r"[^A-Za-z0-9._-]", "-", summary["id"])[:60] or "study"
+                found.append(summary)
+    return found
 
 
 def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
@@ -324,9 +395,12 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
 
     summaries.sort(key=lambda s: (s["finished"], s["id"]), reverse=True)
     differing, compare_rows = compare_table(summaries)
+    studies = find_studies(sources, result)
+    _write_studies(out, studies, env, assets)
     used = set(assets.values())
     for language in LANGUAGES:
         common = {"lang": language, "root": "", "assets": assets, "runs": summaries, "differing": differing,
+                  "studies": studies,
                   "compare_rows": compare_rows, "fmt": Formatter(language)}
         for name in ("index", "compare"):
             extra = {"curves": _compare_figure(summaries, out, language)} if name == "compare" and summaries else {}

@@ -159,3 +159,21 @@ def test_a_ray_worker_killed_mid_run_is_replaced_and_the_study_completes(tmp_pat
     assert killed, "no Ray worker was seen running the task"
     assert outcome["variants"]["baseline"]["failed"] == [] and list(outcome["variants"]["baseline"]["runs"]) == ["0"]
     assert verify_manifest(tmp_path / study.id / outcome["variants"]["baseline"]["runs"]["0"]) == []
+
+
+def test_the_site_has_a_page_per_study_and_refuses_a_malformed_one(tiny_local, tmp_path):
+    import shutil
+
+    from labbook.site import build_site
+    study, out, _ = tiny_local
+    broken = tmp_path / "sources" / "broken"
+    shutil.copytree(out / study.id, tmp_path / "sources" / study.id, ignore=shutil.ignore_patterns("runs"))
+    broken.mkdir()
+    data = json.loads((out / study.id / "study.json").read_text())
+    data["variants"]["baseline"]["measures"]["test_accuracy"]["mean"] = "<script>"
+    (broken / "study.json").write_text(json.dumps(data))
+    result = build_site([tmp_path / "sources"], tmp_path / "site")
+    page = (tmp_path / "site" / "studies" / f"{study.id}.en.html").read_text()
+    assert "blurpool" in page and "95% interval" in page and "<script>" not in page
+    assert f"studies/{study.id}.html" in (tmp_path / "site" / "index.html").read_text()
+    assert any("broken" in reason and "study.json" in reason for reason in result.skipped)
