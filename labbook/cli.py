@@ -274,7 +274,12 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_ad
         raise UserError("study: give a study file (or an example's name), or --vary KEY=V1,V2")
     from labbook.studyreport import render_study_report
 
-    summary = run_study(plan, out, parallel, progress, ray=ray or bool(ray_address), ray_address=ray_address)
+    try:
+        summary = run_study(plan, out, parallel, progress, ray=ray or bool(ray_address), ray_address=ray_address)
+    except KeyboardInterrupt:
+        click.echo(f"labbook: study interrupted; its complete runs in {out / plan.id / 'runs'} are kept: "
+                   f"run the same command again to go on", err=True)
+        sys.exit(130)
     click.echo(f"study: {out / plan.id / 'study.json'}")
     for path in render_study_report(out / plan.id, summary):
         click.echo(f"report: {path}")

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from labbook.run import read_json, verify_manifest
 from labbook.runfolder import atomic_write_json, atomic_write_text
 
 EXAMPLES = Path(__file__).with_name("studies")
+INTERRUPTED = 130        # `labbook run`'s exit code after Ctrl-C
 MEASURES = ("validation_accuracy", "test_accuracy", "lab_shift_accuracy", "consistency", "flip_probability",
             "rotation_accuracy", "train_seconds")
 # Student's t, the 0.975 quantile, for 1..30 degrees of freedom (beyond: the Cornish-Fisher
@@ -197,6 +198,8 @@ def _train(config: Config, folder: Path, threads: int) -> Path | None:
         found = _complete(folder)
         if finished.returncode == 0 and found is not None:
             return found
+        if finished.returncode == INTERRUPTED:   # Ctrl-C reached the run too: no second attempt
+            raise KeyboardInterrupt
     return None
 
 
@@ -226,14 +229,17 @@ def run_study(study: Study, out: Path, parallel: int | None = None, progress=Non
                                         root / "runs" / variant.name / f"seed-{seed}") for variant, seed in pending],
                                       threads, ray_address, _complete, bar))
         else:
-            def one(job):
-                variant, seed = job
-                result = _train(variant.configs[seed], root / "runs" / variant.name / f"seed-{seed}", threads)
-                bar.update()
-                return job, result
             with ThreadPoolExecutor(parallel) as pool:
-                for (variant, seed), result in pool.map(one, pending):
-                    folders[(variant.name, seed)] = result
+                futures = {pool.submit(_train, variant.configs[seed], root / "runs" / variant.name / f"seed-{seed}",
+                                       threads): (variant.name, seed) for variant, seed in pending}
+                try:
+                    for future in as_completed(futures):
+                        folders[futures[future]] = future.result()
+                        bar.update()
+                except KeyboardInterrupt:   # the runs under way stop by themselves; none is started
+                    for future in futures:
+                        future.cancel()
+                    raise
     summary = summarise(study, folders, root)
     atomic_write_json(root / "study.json", summary)
     return summary
