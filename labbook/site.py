@@ -274,6 +274,8 @@ def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) 
     """studies/<slot>.html and .en.html for each study; pages of studies no longer among the sources go."""
     from labbook.studyreport import MEASURE_NAMES, _rows
     folder = out / "studies"
+    if not studies and not folder.is_dir():
+        return
     folder.mkdir(exist_ok=True)
     pages = set()
     for study in studies:
