@@ -70,6 +70,12 @@ def _figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
     return result
 
 
+def _scaled(value, source: str, percent: bool) -> analysis.Fact:
+    if value is None or not percent:
+        return analysis.Fact(value, source)
+    return analysis.Fact(100 * value, f"rule:100*{source}")
+
+
 def _rows(summary: dict) -> list[dict]:
     """Per variant and measure: the facts the page shows, each traced to study.json."""
     rows = []
@@ -90,8 +96,10 @@ def _rows(summary: dict) -> list[dict]:
                            "interval": difference["low"] is not None, "excludes_zero": difference.get("excludes_zero"),
                            "up": difference["mean"] > 0,
                            "mean": analysis.Fact(difference["mean"], f"{where}.mean"),
-                           "low": analysis.Fact(difference["low"], f"{where}.low"),
-                           "high": analysis.Fact(difference["high"], f"{where}.high"),
+                           # A difference of two percentages is in percentage points.
+                           "low": _scaled(difference["low"], f"{where}.low", measure in PERCENT),
+                           "high": _scaled(difference["high"], f"{where}.high", measure in PERCENT),
+                           "unit": N_("percentage points") if measure in PERCENT else N_("s"),
                            "before": analysis.Fact(baseline["mean"], f"study.json:variants.{summary['spec']['baseline']}.measures.{measure}.mean"),
                            "after": analysis.Fact(entry["measures"][measure]["mean"], f"study.json:variants.{name}.measures.{measure}.mean")})
         rows.append({"name": name, "cells": cells, "claims": claims, "failed": entry["failed"]})
