@@ -274,15 +274,16 @@ def _validate(config: Config) -> None:
         raise UserError("config: dissect.mistakes must not be negative")
 
 
-def parse_override(assignment: str) -> dict:
-    """Turn "train.epochs=3" into {"train": {"epochs": 3}}; the value is read as TOML, else as a string."""
-    if "=" not in assignment:
-        raise UserError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=3")
-    key, raw = (part.strip() for part in assignment.split("=", 1))
+def toml_value(raw: str):
+    """A value as TOML reads it (3, 0.5, [4, 8], true), else the text itself."""
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        return tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
+        return raw.strip()
+
+
+def override(key: str, value) -> dict:
+    """"train.epochs", 3 -> {"train": {"epochs": 3}}"""
     nested: dict = {}
     cursor = nested
     parts = key.split(".")
@@ -290,6 +291,14 @@ def parse_override(assignment: str) -> dict:
         cursor = cursor.setdefault(part, {})
     cursor[parts[-1]] = value
     return nested
+
+
+def parse_override(assignment: str) -> dict:
+    """Turn "train.epochs=3" into {"train": {"epochs": 3}}; the value is read as TOML, else as a string."""
+    if "=" not in assignment:
+        raise UserError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    key, raw = assignment.split("=", 1)
+    return override(key.strip(), toml_value(raw))
 
 
 def _parse(text: str, path: Path | str) -> dict:

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labbook.config import Config, load_config, to_toml
+from labbook.config import Config, load_config, override, to_toml, toml_value
 from labbook.errors import UserError
 from labbook.run import read_json, verify_manifest
 from labbook.runfolder import atomic_write_json, atomic_write_text
@@ -63,21 +63,10 @@ class Study:
 
 # ---------------------------------------------------------------- the study file
 
-def _nested(key: str, value) -> dict:
-    """"train.epochs", 3 -> {"train": {"epochs": 3}}"""
-    nested: dict = {}
-    cursor = nested
-    parts = key.split(".")
-    for part in parts[:-1]:
-        cursor = cursor.setdefault(part, {})
-    cursor[parts[-1]] = value
-    return nested
-
-
 def _overrides(table, where: str) -> list[dict]:
     if not isinstance(table, dict):
         raise UserError(f"{where}: must be a table of \"KEY\" = VALUE settings")
-    return [_nested(key, value) for key, value in table.items()]
+    return [override(key, value) for key, value in table.items()]
 
 
 def parse_study(text: str, where: str) -> Study:
@@ -111,7 +100,7 @@ def parse_study(text: str, where: str) -> Study:
             raise UserError(f"{where}: [grid] must map keys to lists of values")
         for values in itertools.product(*grid.values()):
             label = ",".join(f"{key}={value}" for key, value in zip(grid, values))
-            variants.append(Variant(label, [_nested(key, value) for key, value in zip(grid, values)]))
+            variants.append(Variant(label, [override(key, value) for key, value in zip(grid, values)]))
     if not variants:
         raise UserError(f"{where}: a study needs [[variants]] or a [grid]")
     names = [variant.name for variant in variants]
@@ -140,21 +129,13 @@ def study_toml(base: str, assignments, vary, seeds: str) -> str:
     document = {"study": {"name": "study", "base": base, "seeds": seed_list}, "set": {}, "grid": {}}
     for assignment in assignments:
         key, _, value = assignment.partition("=")
-        document["set"][key.strip()] = _value(value)
+        document["set"][key.strip()] = toml_value(value)
     for assignment in vary:
         key, _, values = assignment.partition("=")
         if not values:
             raise UserError(f"--vary {assignment!r}: expected KEY=V1,V2")
-        document["grid"][key.strip()] = [_value(value) for value in values.split(",")]
+        document["grid"][key.strip()] = [toml_value(value) for value in values.split(",")]
     return tomlkit.dumps(document)
-
-
-def _value(text: str):
-    """A value as TOML reads it (3, 0.5, [4, 8], true), else as a string."""
-    try:
-        return tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text.strip()
 
 
 def load_study(name_or_path: str) -> Study:

@@ -109,7 +109,7 @@ def _rows(summary: dict) -> list[dict]:
 def render_study_report(root: Path, summary: dict) -> list[Path]:
     """report/study.<lang>.html and .pdf for zh and en, figures inline in the HTML."""
     from labbook import pdf
-    from labbook.report import environment, render_html  # noqa: F401 (the report's environment)
+    from labbook.report import environment
     env = environment()
     env.globals["measure_name"] = lambda measure: MEASURE_NAMES[measure]
     template = env.get_template("study/report.html.j2")
