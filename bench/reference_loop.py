@@ -2,7 +2,8 @@
 
 torchvision's `MNIST` dataset with `ToTensor()`, `DataLoader`s, and a full pass
 over the validation loader every 100 batches, exactly the shape the lab wrote,
-then the accuracy on the test half. Used by bench/train_speed.py in-process
+then the accuracy on the test half. (Where torchvision will not load, beside PyTorch's CPU-only
+build, bench/torchvision_mnist.py takes the same per-image steps.) Used by bench/train_speed.py in-process
 (`lab_epoch`) and as a whole process, as a student would run it:
 
     python bench/reference_loop.py --root DIR --epochs 2 [--threads 2]
@@ -21,8 +22,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.optim as optim
-import torchvision.datasets as dsets
-import torchvision.transforms as transforms
+
+try:
+    import torchvision.datasets as dsets
+    import torchvision.transforms as transforms
+except (ImportError, RuntimeError):   # PyTorch's CPU-only build: the same steps, without torchvision
+    import torchvision_mnist as dsets
+    import torchvision_mnist as transforms
 
 from labbook.mnist import VENDORED_ROOT
 from labbook.model import ConvNet

@@ -81,13 +81,35 @@ def flip_probability(model: ConvNet, images: torch.Tensor) -> dict:
     return {"mean": sum(per_direction.values()) / 4, "by_direction": per_direction}
 
 
+def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Images rotated about their centre, counter-clockwise for positive degrees: bilinear, zero
+    fill, times the rotated mask of ones. The very steps of torchvision's `rotate(images, degrees,
+    InterpolationMode.BILINEAR, fill=0.0)` (its inverse affine grid, then grid_sample), so that
+    labbook needs no torchvision (whose PyPI build will not load beside PyTorch's CPU-only build);
+    tests/data/torchvision_rotations.npz pins the two to the same values."""
+    count, _, height, width = images.shape
+    angle = math.radians(degrees)
+    theta = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0]],
+                         dtype=images.dtype)
+    # Output pixel centres in pixels from the image centre, mapped back into the input and scaled to
+    # grid_sample's [-1, 1].
+    base = torch.empty(1, height, width, 3, dtype=images.dtype)
+    base[..., 0].copy_(torch.linspace(-width * 0.5 + 0.5, width * 0.5 - 0.5, steps=width))
+    base[..., 1].copy_(torch.linspace(-height * 0.5 + 0.5, height * 0.5 - 0.5, steps=height).unsqueeze(-1))
+    base[..., 2].fill_(1)
+    scale = torch.tensor([0.5 * width, 0.5 * height], dtype=images.dtype)
+    grid = base.view(1, height * width, 3).bmm((theta.T / scale).unsqueeze(0)).view(1, height, width, 2)
+    with_mask = torch.cat((images, torch.ones_like(images[:, :1])), dim=1)
+    sampled = torch.nn.functional.grid_sample(with_mask, grid.expand(count, height, width, 2), mode="bilinear",
+                                              padding_mode="zeros", align_corners=False)
+    return sampled[:, :-1] * sampled[:, -1:]
+
+
 def rotation_curve(model: ConvNet, split: Split, angles: list[int]) -> list[dict]:
     """Accuracy with every image rotated about its centre (bilinear, zero fill)."""
-    from torchvision.transforms.functional import InterpolationMode, rotate
     curve = []
     for angle in angles:
-        rotated = rotate(split.images, float(angle), interpolation=InterpolationMode.BILINEAR, fill=0.0)
-        correct = (predictions(model, rotated) == split.labels).sum().item()
+        correct = (predictions(model, rotate(split.images, float(angle))) == split.labels).sum().item()
         curve.append({"degrees": angle, "accuracy": correct / len(split)})
     return curve
 

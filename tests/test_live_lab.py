@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import CHROMIUM, open_page
+
 from labbook.data import load_test_split
 from labbook.dissect import load_model
 from labbook.evaluate import log_probabilities
@@ -20,7 +22,6 @@ from labbook.run import read_run
 from labbook.site import build_site
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_the_site_knows_the_networks_shapes_without_pytorch():
@@ -59,8 +60,7 @@ def test_the_browser_computes_what_pytorch_computes(served, reported):
     shifted = torch.cat([shift_images(test.images[4:5], dx, dy) for dx, dy in grid])
     expected_grid = log_probabilities(model, shifted).exp().numpy()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+        page = open_page(playwright)
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(served)
@@ -69,7 +69,7 @@ def test_the_browser_computes_what_pytorch_computes(served, reported):
         browser_grid = np.array(page.evaluate(f"{json.dumps(grid)}.map(s => window.labbookLive.probabilities(4, s[0], s[1], 0))"))
         milliseconds = page.evaluate("window.labbookLive.passMilliseconds(300)")
         status = page.inner_text(".live-status")
-        browser.close()
+        page.context.browser.close()
     assert errors == [] and "running in your browser" in status
     assert np.abs(browser_images - expected).max() < 1e-5 and np.abs(browser_grid - expected_grid).max() < 1e-5
     assert (browser_images.argmax(1) == expected.argmax(1)).all() and (browser_grid.argmax(1) == expected_grid.argmax(1)).all()
@@ -85,23 +85,22 @@ def test_the_browser_computes_what_pytorch_computes(served, reported):
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
-def test_a_rotation_in_the_browser_is_torchvisions(served, reported):
+def test_a_rotation_in_the_browser_is_labbooks(served, reported):
     from playwright.sync_api import sync_playwright
-    from torchvision.transforms.functional import InterpolationMode, rotate
+
+    from labbook.robustness import rotate
 
     model, test = load_model(read_run(reported, dissected=True)), load_test_split()
     angles = [-30, -13, 7, 25]
-    rotated = torch.cat([rotate(test.images[:20], float(a), interpolation=InterpolationMode.BILINEAR, fill=0.0)
-                         for a in angles])
+    rotated = torch.cat([rotate(test.images[:20], float(a)) for a in angles])
     expected = log_probabilities(model, rotated).exp().numpy()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+        page = open_page(playwright)
         page.goto(served)
         page.evaluate("window.labbookLive.ready")
         found = np.array(page.evaluate(f"{json.dumps(angles)}.flatMap(a => Array.from({{length: 20}}, "
                                        f"(_, i) => window.labbookLive.probabilities(i, 0, 0, a)))"))
-        browser.close()
+        page.context.browser.close()
     assert np.abs(found - expected).max() < 1e-4
 
 
@@ -110,8 +109,7 @@ def test_a_reader_can_draw_a_digit_and_move_it_with_the_keyboard(served):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 390, "height": 844})     # a phone's width
+        page = open_page(playwright, viewport={"width": 390, "height": 844})     # a phone's width
         page.goto(served)
         page.evaluate("window.labbookLive.ready")
         assert page.locator("[name=index]").input_value() == "4"         # the lab's image, preselected
@@ -131,4 +129,4 @@ def test_a_reader_can_draw_a_digit_and_move_it_with_the_keyboard(served):
         page.keyboard.press("ArrowDown")
         assert (page.locator("[name=dx]").input_value(), page.locator("[name=dy]").input_value()) == ("1", "1")
         page.locator("section.live-lab").screenshot(path=str(ARTIFACTS / "live-lab-phone.png"))
-        browser.close()
+        page.context.browser.close()

@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -69,3 +72,16 @@ def test_shift_test_undoes_the_shift_before_comparing():
     # A dot far from the border: once the shift is undone, the maps of both layers are the same.
     for layer in ("conv1", "conv2"):
         assert all(abs(value - 1.0) < 1e-5 for value in result["feature_similarity"][layer]), layer
+
+
+def test_rotation_is_torchvisions_to_the_last_bit_of_float():
+    # Made with torchvision 0.29.1's rotate(images, angle, InterpolationMode.BILINEAR, fill=0.0) on test
+    # images 0..3; labbook rotates the same way without torchvision.
+    from labbook.data import load_test_split
+    from labbook.robustness import rotate
+
+    expected = np.load(Path(__file__).parent / "data" / "torchvision_rotations.npz")
+    images = load_test_split().images[expected["indices"]]
+    for angle, wanted in zip(expected["angles"], expected["rotated"]):
+        assert np.abs(rotate(images, float(angle)).numpy() - wanted).max() < 1e-6, angle
+    assert not np.allclose(rotate(images, 7.0).numpy(), rotate(images, -7.0).numpy())   # the sign matters
