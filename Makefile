@@ -1,42 +1,41 @@
 # The README's two commands:  `make lab`  (set up, then run the lab)  and  `make test`.
+# tools/install.py does the setting up: Debian packages (as root), .venv, the locked Python
+# packages (requirements/*.lock, with PyTorch's CPU-only build where there is no NVIDIA GPU), labbook.
 VENV ?= .venv
 PYTHON ?= python3
-# Debian packages needed on a fresh machine, installed when make runs as root:
-# venv support; a font with Chinese glyphs for figures and reports; HarfBuzz's
-# subsetter, which WeasyPrint uses to embed fonts quickly; poppler-utils
-# (pdftotext, pdffonts), which the tests use to read the PDFs back; chromium,
-# the browser the site's tests drive through Playwright.
-SYSTEM_PACKAGES := python3-venv fonts-noto-cjk libharfbuzz-subset0 poppler-utils chromium
 
-.PHONY: setup lab test bench translations clean
+.PHONY: setup lab test bench translations lock clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.lab-installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	  if [ -n "$$missing" ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; fi
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,ray]'
-	touch $@
+$(VENV)/.lab-installed: pyproject.toml requirements/lab.lock requirements/lab-cpu.lock tools/install.py
+	@$(PYTHON) tools/install.py lab --venv $(VENV)
+	@touch $@
+
+$(VENV)/.test-installed: $(VENV)/.lab-installed requirements/test.lock requirements/test-cpu.lock
+	@$(PYTHON) tools/install.py test --venv $(VENV)
+	@touch $@
 
 lab: setup
 	$(VENV)/bin/labbook build
 	$(VENV)/bin/labbook site runs --out site
 
-test: setup
+test: $(VENV)/.test-installed
 	$(VENV)/bin/python -m pytest
 
 bench: setup
 	$(VENV)/bin/python bench/train_speed.py
 
-# After changing text in templates/ or labbook/: new messages appear untranslated in the
+# After changing text in labbook/templates/ or labbook/: new messages appear untranslated in the
 # Chinese catalog, changed ones fuzzy, removed ones obsolete (tests fail until each is settled).
 translations: setup
 	$(VENV)/bin/pybabel extract -F labbook/locale/babel.cfg -o labbook/locale/messages.pot --no-location --omit-header .
 	$(VENV)/bin/pybabel update -i labbook/locale/messages.pot -d labbook/locale -l zh_CN --no-wrap
+
+# Resolve every lock in requirements/ again (newest releases that fit pyproject.toml and pins.in).
+lock: setup
+	@$(VENV)/bin/pip install -q --require-hashes --no-deps -r requirements/tools.lock
+	$(VENV)/bin/python tools/lock.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,8 +1,8 @@
 """`labbook report`: a run folder -> a bilingual lab report in HTML and PDF.
 
-Templates (Jinja2, autoescaped, StrictUndefined) are in the top-level templates/
-folder; a course's own folder given with --templates is searched first and can
-extend the built-in ones as "builtin/<name>". Languages come from Babel
+Templates (Jinja2, autoescaped, StrictUndefined) are in labbook/templates/; a course's own
+folder given with --templates is searched first and can extend the built-in ones as
+"builtin/<name>". Languages come from Babel
 catalogs (localization.py). The language is a template variable, so one render
 can hold a section in Chinese and then in English.
 """
@@ -35,8 +35,6 @@ from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runfolder import atomic_write_bytes, own_folder, write_manifest
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
-if not BUILTIN_TEMPLATES.is_dir():  # running from a source checkout: templates/ beside the package
-    BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 # Each report language and the languages its sections come in, in order; the output formats.
 LANGUAGES = ("zh", "en")
