@@ -4,6 +4,7 @@ session), and a reported copy of it, reused by the report, site and grading test
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +24,26 @@ SMALL = ["--set", "data.train_limit=2000", "--set", "data.validation_limit=500",
          "--set", "train.optimizer='adam'", "--set", "train.learning_rate=0.003", "--epochs", "1", "--threads", "1"]
 
 
-def run_cli(*args, cwd=None, timeout=300, **kwargs):
-    """Run `python -m labbook ARGS` as its own process, the way a user would, capturing its output."""
+# A deadline for a process the tests wait on: generous, so that a busy machine (or a suite started
+# in the background beside other work) only makes a test slower, never makes it fail.
+PROCESS_DEADLINE = 900
+
+
+def run_cli(*args, cwd=None, temp: Path | None = None, timeout=PROCESS_DEADLINE, **kwargs):
+    """Run `python -m labbook ARGS` as its own process, the way a user would, capturing its output.
+    `temp`: a temporary folder of its own (TMPDIR), for a test that checks what it left behind."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if temp is not None:
+        Path(temp).mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(temp)
     return subprocess.run([sys.executable, "-m", "labbook", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def interruptible(command: list, **kwargs) -> subprocess.Popen:
+    """A child process that Ctrl-C reaches: its SIGINT at the default disposition, even when the suite
+    was started as a background job (whose children inherit SIGINT as ignored)."""
+    return subprocess.Popen(command, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def invoke(*args):
@@ -71,3 +87,20 @@ def reported(small_run, tmp_path_factory):
     result = run_cli("report", copy)
     assert result.returncode == 0, result.stderr
     return copy
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Chromium as the site's tests drive it: no background connections (this machine's network is
+# closed and would refuse them), a fresh profile, and waits measured in minutes, not seconds.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_DEADLINE_MS = 300_000
+
+
+def open_page(playwright, **page_options):
+    """A new Chromium page with generous time limits; close it with page.context.browser.close()."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+    page = browser.new_page(**page_options)
+    page.set_default_timeout(BROWSER_DEADLINE_MS)
+    page.set_default_navigation_timeout(BROWSER_DEADLINE_MS)
+    return page

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import SMALL, invoke, run_cli
+from conftest import PROCESS_DEADLINE, SMALL, interruptible, invoke, run_cli
 from lab_convnet import ConvNet as LabConvNet
 from safetensors.torch import load_file
 
@@ -105,12 +105,13 @@ def test_exploding_loss_leaves_a_failed_run(tmp_path):
 
 def test_ctrl_c_leaves_an_interrupted_run(tmp_path):
     command = [sys.executable, "-m", "labbook", "run", *SMALL, "--epochs", "200", "--runs-dir", str(tmp_path)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob("*/history.csv")):  # training has recorded something
+    process = interruptible(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + PROCESS_DEADLINE
+    while not list(tmp_path.glob("*/history.csv")):   # training has recorded something
+        assert time.monotonic() < deadline and process.poll() is None, "the run never started training"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=PROCESS_DEADLINE)
     assert process.returncode == 130, stderr
     assert "run interrupted" in stderr and "Traceback" not in stderr
     (folder,) = tmp_path.iterdir()

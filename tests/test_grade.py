@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import copy_run, invoke, run_cli
+from conftest import PROCESS_DEADLINE, copy_run, invoke, run_cli
 from safetensors.torch import load_file, save_file
 
 from labbook.config import load_config
@@ -97,7 +97,7 @@ def honest_runs(where: Path, students: list[tuple[str, str, int]]) -> list[Path]
         processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     folders = []
     for process, (_, student_id, _) in zip(processes, students):
-        _, stderr = process.communicate(timeout=300)
+        _, stderr = process.communicate(timeout=PROCESS_DEADLINE)
         assert process.returncode == 0, stderr
         (folder,) = (where / student_id).iterdir()
         render_report(folder, ReportOptions(languages=("zh",), formats=("html",)))
@@ -283,15 +283,14 @@ def graded(tmp_path_factory):
     hostile_class(base, subs, a, b)
 
     (base / "rubric.toml").write_text(RUBRIC, encoding="utf-8")
-    before = set(os.listdir(tempfile.gettempdir()))
-    result = run_cli("grade", subs, "--rubric", base / "rubric.toml", "--out", base / "grades", "--workers", 2)
+    result = run_cli("grade", subs, "--rubric", base / "rubric.toml", "--out", base / "grades", "--workers", 2,
+                     temp=base / "temp")
     assert result.returncode == 0, result.stderr
-    after = set(os.listdir(tempfile.gettempdir()))
     rows = {row["submission"]: row for row in csv.DictReader(
         io.StringIO((base / "grades" / "grades.csv").read_text(encoding="utf-8-sig")))}
     report = json.loads((base / "grades" / "grades.json").read_text(), parse_constant=refuse_constant)
     return {"base": base, "rows": rows, "json": report, "marker": marker, "outside": outside, "result": result,
-            "new_temp": {name for name in after - before if name.startswith("labbook-grade-")}}
+            "new_temp": set(os.listdir(base / "temp"))}
 
 
 def refuse_constant(name):
@@ -412,12 +411,10 @@ def test_a_submission_over_the_time_limit_is_given_up_and_the_rest_go_on(graded,
     shutil.copytree(graded["base"] / "submissions" / "S014", subs / "b-honest")
     slow_run(subs / "a-slow", json.loads((subs / "b-honest" / "run.json").read_text()))
     (tmp_path / "rubric.toml").write_text(RUBRIC)
-    before = set(os.listdir(tempfile.gettempdir()))
     result = run_cli("grade", subs, "--rubric", tmp_path / "rubric.toml", "--out", tmp_path / "out",
-                     "--workers", 2, "--timeout", 1.2)
+                     "--workers", 2, "--timeout", 1.2, temp=tmp_path / "temp")
     assert result.returncode == 0, result.stderr
-    left = {name for name in set(os.listdir(tempfile.gettempdir())) - before if name.startswith("labbook-grade-")}
-    assert left == set()                       # the timed-out submission's scratch folder is gone too
+    assert os.listdir(tmp_path / "temp") == []                       # the timed-out submission's scratch folder is gone too
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "grades.csv").read_text(encoding="utf-8-sig"))))
     assert [row["submission"] for row in rows] == ["a-slow", "b-honest"]
     assert rows[1]["accuracy"] == "40" and "grading took longer" not in rows[1]["flags"]

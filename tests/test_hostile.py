@@ -12,13 +12,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import copy_run, run_cli
+from conftest import CHROMIUM, copy_run, open_page, run_cli
 
 from labbook.errors import UserError
 from labbook.report import ReportOptions, render_report
 from labbook.runfolder import write_manifest
 
-CHROMIUM = Path("/usr/bin/chromium")
 EVIL_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" '
             b'height="10" onload="alert(1)"><script>alert(2)</script><foreignObject width="10" height="10">'
             b'<body xmlns="http://www.w3.org/1999/xhtml"><img src="x" onerror="alert(3)"/></body></foreignObject>'
@@ -311,15 +310,13 @@ def test_no_page_or_svg_runs_script_in_a_browser(hostile_site):
     assert any("evil-svg" in address and address.endswith("samples.zh.svg") for address in addresses)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                 args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-            page = browser.new_page()
+            page = open_page(playwright)
             page.on("request", lambda request: requests.append(request.url))
             page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
             for address in addresses:
                 page.goto(base + address)
                 page.wait_for_load_state("load")
-            browser.close()
+            page.context.browser.close()
     finally:
         server.shutdown()
     assert dialogs == []

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import invoke
+from conftest import CHROMIUM, invoke, open_page
 from safetensors.torch import load_file
 
 from labbook.errors import UserError
@@ -315,20 +315,19 @@ def test_report_refuses_an_undissected_or_broken_run(small_run, tmp_path):
     assert result.exit_code == 2 and "dissection.json: missing" in result.output and "labbook dissect" in result.output
 
 
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_a_report_page_sent_alone_shows_every_figure(reported, tmp_path):
     from playwright.sync_api import sync_playwright
 
     shutil.copyfile(reported / "report" / "report.zh.html", tmp_path / "report.zh.html")
     requests = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+        page = open_page(playwright)
         page.on("request", lambda request: requests.append(request.url))
         page.goto((tmp_path / "report.zh.html").as_uri())
         count = page.evaluate("document.images.length")
         loaded = page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-        browser.close()
+        page.context.browser.close()
     assert count == 13 and loaded
     assert [url for url in requests if not url.startswith("data:")] == [(tmp_path / "report.zh.html").as_uri()]
 

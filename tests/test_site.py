@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_run, run_cli
+from conftest import CHROMIUM, ROOT, copy_run, open_page, run_cli
 
 from labbook.config import apply_overrides, load_config, to_toml
 from labbook.runfolder import write_manifest
@@ -17,7 +17,6 @@ from labbook.report import ReportOptions, render_report
 from labbook.site import build_site
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -112,11 +111,7 @@ def test_site_in_a_real_browser(site):
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                      "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page = open_page(playwright, viewport={"width": 1200, "height": 900})
             page.on("response", lambda r: failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -161,7 +156,7 @@ def test_site_in_a_real_browser(site):
 
             page.goto(base + "compare.html")
             assert images_loaded() and page.locator("td.differs").count() >= 2
-            browser.close()
+            page.context.browser.close()
     finally:
         server.shutdown()
     assert failures == [], failures

@@ -4,7 +4,7 @@ import json
 import math
 
 import pytest
-from conftest import invoke
+from conftest import PROCESS_DEADLINE, invoke
 
 from labbook.errors import UserError
 from labbook.run import read_json, verify_manifest
@@ -114,10 +114,13 @@ def test_a_run_that_fails_is_tried_again_then_recorded_and_the_study_goes_on(tmp
     assert (tmp_path / study.id / "study.json").is_file()
 
 
-ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'labbook[ray]'")
+@pytest.fixture
+def ray_installed():
+    """Only the Ray tests need Ray (an optional extra); the others run without it."""
+    return pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'labbook[ray]'")
 
 
-def test_on_ray_every_run_has_the_same_numbers_as_here(tiny_local, tmp_path):
+def test_on_ray_every_run_has_the_same_numbers_as_here(ray_installed, tiny_local, tmp_path):
     study, local_out, local = tiny_local
     remote = run_study(study, tmp_path, progress=False, ray=True)    # a real local Ray instance
     for name in ("baseline", "blurpool"):
@@ -131,7 +134,7 @@ def test_on_ray_every_run_has_the_same_numbers_as_here(tiny_local, tmp_path):
                 [{k: v for k, v in dissected[0].items() if k != "run_id"}] * 2   # all but the run's name
 
 
-def test_a_ray_worker_killed_mid_run_is_replaced_and_the_study_completes(tmp_path):
+def test_a_ray_worker_killed_mid_run_is_replaced_and_the_study_completes(ray_installed, tmp_path):
     import os
     import signal
     import threading
@@ -142,8 +145,8 @@ def test_a_ray_worker_killed_mid_run_is_replaced_and_the_study_completes(tmp_pat
     killed, outcome = [], {}
     worker = threading.Thread(target=lambda: outcome.update(run_study(study, tmp_path, progress=False, ray=True)))
     worker.start()
-    deadline = time.time() + 120
-    while not killed and time.time() < deadline and worker.is_alive():
+    deadline = time.monotonic() + PROCESS_DEADLINE
+    while not killed and time.monotonic() < deadline and worker.is_alive():
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
@@ -155,7 +158,7 @@ def test_a_ray_worker_killed_mid_run_is_replaced_and_the_study_completes(tmp_pat
                     killed.append(int(entry))
                     break
         time.sleep(0.2)
-    worker.join(300)
+    worker.join(PROCESS_DEADLINE)
     assert killed, "no Ray worker was seen running the task"
     assert outcome["variants"]["baseline"]["failed"] == [] and list(outcome["variants"]["baseline"]["runs"]) == ["0"]
     assert verify_manifest(tmp_path / study.id / outcome["variants"]["baseline"]["runs"]["0"]) == []
