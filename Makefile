@@ -20,8 +20,11 @@ lab: setup
 	$(VENV)/bin/labbook build
 	$(VENV)/bin/labbook site runs --out site
 
+# One pytest worker per core, each taking whole test files: a file's fixtures are made once, and
+# the small run most files share is made once for all (tests/conftest.py). `.venv/bin/python -m
+# pytest` alone runs the suite in one process.
 test: $(VENV)/.test-installed
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --dist loadfile
 
 bench: setup
 	$(VENV)/bin/python bench/train_speed.py

@@ -128,13 +128,14 @@ def _train(preset, config_file, epochs, seed, assignments, device, threads, runs
     return outcome.folder
 
 
-def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None) -> None:
+def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None, figures: bool = True) -> None:
     from labbook.dissect import dissect_run
 
-    result = dissect_run(folder, overrides, show_progress=progress)
+    result = dissect_run(folder, overrides, show_progress=progress, figures=figures)
     robustness = result["robustness"]
-    click.echo(f"dissection: {folder / 'dissection.json'} and {len(result['figures'])} figures in "
-               f"{folder / 'figures'} ({result['seconds']:.1f} s)")
+    drawn = (f"and {len(result['figures'])} figures in {folder / 'figures'}" if figures
+             else f"(no figures: `labbook dissect {folder} --figures-only` draws them)")
+    click.echo(f"dissection: {folder / 'dissection.json'} {drawn} ({result['seconds']:.1f} s)")
     click.echo(f"translation consistency: {100 * robustness['consistency']:.2f}%  "
                f"one-pixel flip probability: {100 * robustness['flip_probability_one_pixel']['mean']:.2f}%")
 
@@ -150,14 +151,21 @@ def _report(folder: Path, languages, formats, **cover) -> None:
         click.echo(f"labbook: {notice}", err=True)
 
 
+FIGURES_OPTION = click.option(
+    "--figures/--no-figures", default=True,
+    help="Draw the figures (zh and en, SVG and PNG) with the dissection; without them, `labbook dissect RUN "
+         "--figures-only` draws them later.")
+
+
 @main.command()
 @training_options
 @click.option("--dissect/--no-dissect", default=True, help="Dissect the network when training has finished.")
-def run(dissect, **training):
+@FIGURES_OPTION
+def run(dissect, figures, **training):
     """Train the network and write a run folder under RUNS_DIR."""
     folder = _train(**training)
     if dissect:
-        _dissect(folder, training["progress"])
+        _dissect(folder, training["progress"], figures=figures)
 
 
 @main.command()
@@ -168,9 +176,11 @@ def run(dissect, **training):
               help="Shift for the lab's single-image test, in pixels.  [default: config's, 2 2]")
 @click.option("--radius", type=int, default=None, help="Translation grid covers [-R, R]^2.  [default: config's, 4]")
 @click.option("--figures-only", is_flag=True,
-              help="Only draw the figures again from dissection.json (e.g. after editing a translation).")
+              help="Only draw the figures from dissection.json (a run dissected without them, or after editing "
+                   "a translation).")
+@FIGURES_OPTION
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
-def dissect(run_folder, image_index, shift, radius, figures_only, progress):
+def dissect(run_folder, image_index, shift, radius, figures_only, figures, progress):
     """Take a finished run apart: figures/ (zh and en, SVG and PNG) and dissection.json.
 
     Nothing is retrained; the same run dissected twice gives identical files.
@@ -183,7 +193,7 @@ def dissect(run_folder, image_index, shift, radius, figures_only, progress):
     overrides = {key: value for key, value in
                  (("image_index", image_index), ("shift", list(shift) if shift else None), ("shift_radius", radius))
                  if value is not None}
-    _dissect(run_folder, progress, overrides)
+    _dissect(run_folder, progress, overrides, figures)
 
 
 @main.command()
@@ -214,6 +224,11 @@ def build(run_folder, languages, formats, templates, notes, course, title, class
         _dissect(run_folder, training["progress"])
     elif not (Path(run_folder) / "dissection.json").is_file():
         _dissect(run_folder, training["progress"])
+    else:
+        from labbook.dissect import redraw_run
+        from labbook.run import read_run
+        if not read_run(run_folder, dissected=True).dissection["figures"]:   # dissected without them
+            redraw_run(run_folder)
     _report(run_folder, languages, formats, templates=templates, notes=notes, course=course, title=title,
             class_name=class_name, instructor=instructor, student=training["author"] or None,
             student_id=training["student_id"] or None)

@@ -11,6 +11,7 @@ nothing random is left unseeded: the same run dissected twice gives the same byt
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -34,7 +35,7 @@ from labbook.evaluate import confusion_matrix, log_probabilities, per_class_accu
 from labbook.model import ConvNet, build_model, layer_shapes
 from labbook.run import DISSECTION, Run, read_run
 from labbook.runfolder import atomic_write_json, own_folder, write_manifest
-from labbook.runschema import ORIENTATIONS
+from labbook.runschema import FIGURE_NAMES, ORIENTATIONS
 
 
 # ---------------------------------------------------------------- the run's network and data
@@ -277,9 +278,9 @@ MEASUREMENTS = (("settings", _settings), ("network", _network), ("samples", _sam
                 ("robustness", _robustness), ("evaluation", _evaluation), ("attribution", _attribution))
 
 
-def _progress(show_progress: bool | None):
+def _progress(show_progress: bool | None, steps: int):
     shown = sys.stderr.isatty() if show_progress is None else show_progress
-    return tqdm(total=len(MEASUREMENTS) + 1, desc="dissect", unit="step", disable=not shown)
+    return tqdm(total=steps, desc="dissect", unit="step", disable=not shown)
 
 
 def measure(run: Run, settings: DissectConfig, progress=None) -> dict:
@@ -348,9 +349,20 @@ def draw(run: Run, dissection: dict, parallel: bool = True) -> dict:
 
 # ---------------------------------------------------------------- the whole dissection
 
+def _remove_figures(folder: Path) -> None:
+    """The figure files labbook draws, gone: after measuring again, figures of an earlier dissection
+    would show numbers that are no longer the run's."""
+    figures_folder = Path(folder) / "figures"
+    if figures_folder.is_dir() and not figures_folder.is_symlink():
+        for path in figures_folder.iterdir():
+            if path.name.split(".")[0] in FIGURE_NAMES and path.suffix in (".svg", ".png") and path.is_file():
+                path.unlink()
+
+
 def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool | None = None,
-                parallel: bool = True) -> dict:
-    """Measure and draw a complete run: write figures/ and dissection.json, then refresh the manifest.
+                parallel: bool = True, figures: bool = True) -> dict:
+    """Measure (and, with `figures`, draw) a complete run: write dissection.json (and figures/), then
+    refresh the manifest. Without figures, `redraw_run` draws them later from dissection.json.
 
     `overrides` ({"image_index": 7, "shift": [3, 0], ...}) change this dissection's
     settings only; the settings used are recorded in dissection.json."""
@@ -358,20 +370,28 @@ def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool
     run = read_run(folder)
     use_run_threads(run)
     settings = apply_overrides(run.config, {"dissect": overrides}).dissect if overrides else run.config.dissect
-    with _progress(show_progress) as progress:
+    with _progress(show_progress, len(MEASUREMENTS) + figures) as progress:
         dissection = measure(run, settings, progress)
-        progress.set_postfix_str("figures")
-        dissection["figures"] = draw(run, dissection, parallel)
-        progress.update()
+        if figures:
+            progress.set_postfix_str("figures")
+            dissection["figures"] = draw(run, dissection, parallel)
+            progress.update()
+        else:
+            _remove_figures(folder)
+            dissection["figures"] = {}
     atomic_write_json(Path(folder) / DISSECTION, dissection)
     write_manifest(folder)
     return {**dissection, "seconds": time.perf_counter() - started}
 
 
 def redraw_run(folder: Path, parallel: bool = True) -> dict:
-    """Draw the figures of a dissected run again from its dissection.json (nothing is measured)."""
+    """Draw the figures of a dissected run (again) from its dissection.json, nothing measured, and
+    record them there."""
     run = read_run(folder, dissected=True)
     use_run_threads(run)
     drawn = draw(run, run.dissection, parallel)
+    written = json.loads(run.files.read(DISSECTION))   # as written: every key kept, not only the typed ones
+    written["figures"] = drawn
+    atomic_write_json(Path(folder) / DISSECTION, written)
     write_manifest(folder)
     return drawn

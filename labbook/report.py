@@ -347,6 +347,9 @@ def unfilled(run: Run, options: ReportOptions) -> list[str]:
     if not run.notes and options.notes is None:
         notices.append(f"no reflections: write {run.folder / 'notes.zh.md'} (and notes.en.md), "
                        f"then run `labbook report` again")
+    if not run.dissection["figures"]:
+        notices.append(f"no figures: the run was dissected without them; `labbook dissect {run.folder} "
+                       f"--figures-only` draws them, then run `labbook report` again")
     return notices
 
 

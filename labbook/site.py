@@ -93,6 +93,9 @@ def find_runs(sources: list[Path], result: SiteResult) -> list[dict]:
                 continue
             for warning in run.warnings:
                 _note(result.warnings, folder, warning)
+            if not run.dissection["figures"]:
+                _note(result.warnings, folder, "published without figures (it was dissected without them: "
+                                               "`labbook dissect RUN --figures-only` draws them)")
             found.append(_summary(run))
     return found
 

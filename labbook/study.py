@@ -172,8 +172,9 @@ def _train(config: Config, folder: Path, threads: int) -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
         config_file = folder.parent / f".{folder.name}.toml"
         atomic_write_text(config_file, to_toml(config))
+        # A study shows numbers, not a run's figures: they are drawn on demand (`labbook dissect RUN --figures-only`).
         command = [sys.executable, "-m", "labbook", "run", "--config", str(config_file), "--runs-dir", str(folder),
-                   "--threads", str(threads), "--no-progress"]
+                   "--threads", str(threads), "--no-progress", "--no-figures"]
         finished = subprocess.run(command, capture_output=True, text=True)
         config_file.unlink(missing_ok=True)
         found = _complete(folder)

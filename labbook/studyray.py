@@ -28,7 +28,7 @@ def train_remote(config_text: str, threads: int) -> dict:
         outcome = run_experiment(config, Path(scratch), show_progress=False)
         if outcome.status != "complete":
             return {"ok": False, "error": outcome.message}
-        dissect_run(outcome.folder, show_progress=False)
+        dissect_run(outcome.folder, show_progress=False, figures=False)
         files = {path.relative_to(outcome.folder).as_posix(): path.read_bytes()
                  for path in sorted(outcome.folder.rglob("*")) if path.is_file()}
         return {"ok": True, "name": outcome.folder.name, "files": files}

@@ -57,7 +57,19 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def _without_the_compiler() -> None:
+    """torch.optim marks Optimizer.add_param_group as one not to compile (torch._disable_dynamo), and
+    that mark imports PyTorch's whole compiler, torch._dynamo, the first time an optimizer is made:
+    2.5 s of a 30 s tiny run on the AMD VM, paid by every training process. labbook compiles nothing,
+    so the function is recorded as its own compiler-free version, which is all the import would
+    have computed."""
+    original = getattr(torch.optim.Optimizer.add_param_group, "__wrapped__", None)
+    if original is not None and not hasattr(original, "__dynamo_disable"):
+        original.__dynamo_disable = original
+
+
 def _optimizer(config: Config, model: ConvNet, steps: int):
+    _without_the_compiler()
     train = config.train
     if train.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=train.learning_rate, momentum=train.momentum,

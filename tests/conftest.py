@@ -1,6 +1,7 @@
 """Shared fixtures: one small real run made through the CLI (trained and dissected once per
 session), and a reported copy of it, reused by the report, site and grading tests."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -29,10 +30,11 @@ SMALL = ["--set", "data.train_limit=2000", "--set", "data.validation_limit=500",
 PROCESS_DEADLINE = 900
 
 
-def run_cli(*args, cwd=None, temp: Path | None = None, timeout=PROCESS_DEADLINE, **kwargs):
+def run_cli(*args, cwd=None, temp: Path | None = None, environment: dict | None = None, timeout=PROCESS_DEADLINE,
+            **kwargs):
     """Run `python -m labbook ARGS` as its own process, the way a user would, capturing its output.
     `temp`: a temporary folder of its own (TMPDIR), for a test that checks what it left behind."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(environment or {}))
     if temp is not None:
         Path(temp).mkdir(parents=True, exist_ok=True)
         env["TMPDIR"] = str(temp)
@@ -68,26 +70,68 @@ def mnist():
     return load_mnist()
 
 
+def once(tmp_path_factory, name: str, make) -> dict:
+    """A session fixture's files, made once for the whole test run: with pytest-xdist, the first worker
+    that asks makes them, under a lock in the run's common temporary folder, and the others wait for
+    them and share them. `make()` returns what describes them, as JSON."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent   # the run's folder, above each worker's own
+    made = shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            made.write_text(json.dumps(make()))
+        return json.loads(made.read_text())
+
+
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory):
-    """One complete, dissected small run made through the CLI, shared by the read-only tests."""
-    runs = tmp_path_factory.mktemp("runs")
-    result = run_cli("run", *SMALL, "--runs-dir", runs, "--author", "张三 Zhang", "--student-id", "2024001")
-    assert result.returncode == 0, result.stderr
-    (folder,) = runs.iterdir()
-    return folder, result
+def measured_run(tmp_path_factory):
+    """One complete small run made through the CLI, dissected without its figures; with what the
+    command printed."""
+    def make():
+        runs = tmp_path_factory.mktemp("runs")
+        result = run_cli("run", *SMALL, "--no-figures", "--runs-dir", runs, "--author", "张三 Zhang",
+                         "--student-id", "2024001")
+        assert result.returncode == 0, result.stderr
+        (folder,) = runs.iterdir()
+        return {"folder": str(folder), "stdout": result.stdout, "stderr": result.stderr}
+    made = once(tmp_path_factory, "measured_run", make)
+    return Path(made["folder"]), subprocess.CompletedProcess([], 0, made["stdout"], made["stderr"])
+
+
+@pytest.fixture(scope="session")
+def figureless_run(measured_run, tmp_path_factory):
+    """A copy of the small run as it was before its figures were drawn (read-only)."""
+    def make():
+        copy = tmp_path_factory.mktemp("figureless") / measured_run[0].name
+        shutil.copytree(measured_run[0], copy)
+        return {"folder": str(copy)}
+    return Path(once(tmp_path_factory, "figureless_run", make)["folder"])
+
+
+@pytest.fixture(scope="session")
+def small_run(measured_run, figureless_run, tmp_path_factory):
+    """The small run, its figures then drawn on demand (`labbook dissect RUN --figures-only`), as
+    every complete, dissected run has them; shared by the read-only tests."""
+    def make():
+        drawn = run_cli("dissect", measured_run[0], "--figures-only")
+        assert drawn.returncode == 0, drawn.stderr
+        return {}
+    once(tmp_path_factory, "small_run", make)
+    return measured_run
 
 
 @pytest.fixture(scope="session")
 def reported(small_run, tmp_path_factory):
     """A copy of the small run with its three reports in HTML and PDF, made through the CLI."""
-    folder, _ = small_run
-    copy = tmp_path_factory.mktemp("reported") / folder.name
-    shutil.copytree(folder, copy)
-    result = run_cli("report", copy)
-    assert result.returncode == 0, result.stderr
-    return copy
-
+    def make():
+        copy = tmp_path_factory.mktemp("reported") / small_run[0].name
+        shutil.copytree(small_run[0], copy)
+        result = run_cli("report", copy)
+        assert result.returncode == 0, result.stderr
+        return {"folder": str(copy)}
+    return Path(once(tmp_path_factory, "reported", make)["folder"])
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Chromium as the site's tests drive it: no background connections (this machine's network is

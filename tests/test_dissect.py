@@ -7,9 +7,11 @@ import pytest
 from conftest import invoke
 
 from labbook.config import apply_overrides
-from labbook.dissect import dissect_run, kernel_descriptor, measure, redraw_run
+from labbook import figures
+from labbook.dissect import dissect_run, figure_jobs, kernel_descriptor, measure
 from labbook.errors import UserError
 from labbook.run import read_run
+from labbook.site import build_site
 
 
 def test_kernel_descriptors_of_synthetic_kernels():
@@ -53,26 +55,48 @@ def test_dissection_of_a_run(small_run):
 
 
 def test_each_half_alone_gives_the_same_bytes_and_every_glyph_exists(small_run, tmp_path):
-    """Figures redrawn alone (in this process, so that a missing glyph's warning reaches the test)
-    and numbers measured alone are exactly those of the dissection made by `labbook run`."""
+    """The Chinese figures redrawn alone (in this process, so that a missing glyph's warning reaches
+    the test) and the numbers measured alone are exactly those `labbook run` and `labbook dissect`
+    made."""
     folder, _ = small_run
     copy = tmp_path / folder.name
     shutil.copytree(folder, copy)
     shutil.rmtree(copy / "figures")
+    (copy / "figures").mkdir()
+    run = read_run(copy, dissected=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        redraw_run(copy, parallel=False)
+        figures.draw_language(figure_jobs(run, run.dissection), copy / "figures", "zh")
     glyphs = [str(w.message) for w in caught if "missing from" in str(w.message) or "Glyph" in str(w.message)]
     assert glyphs == []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            assert (copy / path.relative_to(folder)).read_bytes() == path.read_bytes(), path.name
+    drawn = sorted((folder / "figures").glob("*.zh.*"))
+    assert len(drawn) == 26
+    for path in drawn:
+        assert (copy / "figures" / path.name).read_bytes() == path.read_bytes(), path.name
 
-    run = read_run(copy, dissected=True)
     dissection = {key: value for key, value in run.dissection.items() if key != "figures"}
     assert json.loads(json.dumps(measure(run, run.config.dissect))) == dissection
     settings = apply_overrides(run.config, {"dissect": {"image_index": 7}}).dissect
     assert measure(run, settings)["samples"]["test"]["index"] == 7
+
+
+def test_a_run_dissected_without_figures_says_how_to_draw_them(figureless_run, tmp_path):
+    """(The small run's figures were drawn on demand, by `labbook dissect RUN --figures-only`: the
+    tests of its figures and of its dissection.json's list of them test that path.)"""
+    copy = tmp_path / figureless_run.name
+    shutil.copytree(figureless_run, copy)
+    assert json.loads((copy / "dissection.json").read_text())["figures"] == {}
+    assert not (copy / "figures").exists() or not list((copy / "figures").iterdir())
+    result = invoke("report", copy, "--lang", "zh-en", "--format", "html")
+    assert result.exit_code == 0 and f"no figures: the run was dissected without them; `labbook dissect {copy} " \
+        "--figures-only` draws them" in result.output
+    page = (copy / "report" / "report.zh-en.html").read_text()
+    assert page.count('class="not-drawn"') == 13 and "<img" not in page
+    assert "可用 `labbook dissect RUN --figures-only` 补绘" in page and "--figures-only` draws them." in page
+    built = build_site([copy], tmp_path / "site")
+    assert built.runs and any("published without figures" in warning for warning in built.warnings)
+    (slot,) = (tmp_path / "site" / "runs").iterdir()
+    assert (slot / "index.html").read_text().count('class="not-drawn"') == 13
 
 
 def test_broken_run_folders_get_a_clear_error(small_run, tmp_path):

@@ -114,10 +114,14 @@ def test_a_run_that_fails_is_tried_again_then_recorded_and_the_study_goes_on(tmp
     assert (tmp_path / study.id / "study.json").is_file()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_installed():
-    """Only the Ray tests need Ray (an optional extra); the others run without it."""
-    return pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'labbook[ray]'")
+    """One local Ray instance for the Ray tests (starting one costs seconds), which only they need:
+    Ray is an optional extra, and the other tests run without it. A study uses the instance it finds."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'labbook[ray]'")
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
 
 
 def test_on_ray_every_run_has_the_same_numbers_as_here(ray_installed, tiny_local, tmp_path):

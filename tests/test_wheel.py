@@ -2,13 +2,15 @@
 
 The wheel is built from this checkout and installed into an empty virtual environment whose other
 packages come from the project's own (a .pth line: the test stays fast). Every command then runs from
-that install only, in a folder outside the checkout: a tiny build (train, dissect, report), a tiny study
-with its report, the site over both, and grading of the run.
+that install only, in a folder outside the checkout: a tiny study (its runs trained and measured), with
+its report; a build of a run measured without figures (figures drawn, report written); the site over
+both; and grading of the run.
 """
 
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,9 +20,6 @@ from pathlib import Path
 import pytest
 from conftest import PROCESS_DEADLINE, ROOT
 
-TINY = ["--set", "data.train_limit=300", "--set", "data.validation_limit=100", "--set", "data.test_limit=100",
-        "--set", "train.record_every=2", "--set", "dissect.shift_radius=1",
-        "--set", "dissect.rotation_degrees=[-10, 0, 10]", "--epochs", "1", "--threads", "1"]
 STUDY = """
 [study]
 name = "wheel"
@@ -94,19 +93,23 @@ def test_the_wheel_ships_every_file_of_the_package(installed):
     assert missing == set(), f"left out of the wheel: {sorted(missing)}"
 
 
-def test_the_installed_wheel_builds_studies_publishes_and_grades(installed):
+def test_the_installed_wheel_builds_studies_publishes_and_grades(installed, figureless_run):
     work = installed["work"]
     where = labbook(installed, "-c", "import labbook; print(labbook.__file__)", python_code="import sys; exec(sys.argv[2])")
     assert str(installed["venv"]) in where.stdout and str(ROOT) not in where.stdout   # the wheel's, not the checkout's
 
-    labbook(installed, "build", *TINY, "--lang", "zh-en", "--author", "王五", "--student-id", "2024009")
-    (run,) = (work / "runs").iterdir()
-    assert {p.name for p in (run / "report").iterdir()} >= {"report.zh-en.html", "report.zh-en.pdf"}
-
+    # The study trains its runs with this install; the build takes a run that was only measured, and
+    # draws its figures and writes its report with it.
     (work / "wheel.toml").write_text(STUDY, encoding="utf-8")
-    labbook(installed, "study", "wheel.toml", "--out", "studies", "--parallel", "1", "--no-progress")
+    labbook(installed, "study", "wheel.toml", "--out", "studies", "--no-progress")
     (study,) = (work / "studies").iterdir()
     assert {"study.zh.pdf", "study.en.html"} <= {p.name for p in (study / "report").iterdir()}
+
+    run = work / "runs" / figureless_run.name
+    shutil.copytree(figureless_run, run)
+    labbook(installed, "build", "--run", run, "--lang", "zh-en", "--format", "html")
+    assert {p.name for p in (run / "report").iterdir()} == {"report.zh-en.html"}
+    assert len(list((run / "figures").glob("*.png"))) == 26
 
     # The site, as pages.yml builds it: PyTorch is never imported.
     no_torch = ("import sys; sys.modules['torch'] = sys.modules['captum'] = None; "
@@ -116,9 +119,9 @@ def test_the_installed_wheel_builds_studies_publishes_and_grades(installed):
     assert list((work / "site" / "studies").glob("*.html"))
 
     (work / "submissions").mkdir()
-    os.rename(run, work / "submissions" / "王五_2024009")
+    os.rename(run, work / "submissions" / "张三_2024001")
     labbook(installed, "grade", "--init-rubric", "rubric.toml")
     labbook(installed, "grade", "submissions", "--rubric", "rubric.toml", "--out", "grades")
     (row,) = csv.DictReader((work / "grades" / "grades.csv").open(encoding="utf-8-sig"))
-    assert row["submission"] == "王五_2024009" and row["claimed_student_id"] == "2024009"
+    assert row["submission"] == "张三_2024001" and row["claimed_student_id"] == "2024001"
     assert json.loads((work / "grades" / "grades.json").read_text())["submissions"][0]["items"]["accuracy"]
