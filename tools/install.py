@@ -27,10 +27,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCKS = ROOT / "requirements"
-# What each setup needs from Debian: venv support, a font with Chinese glyphs for figures and
-# reports, HarfBuzz's subsetter (WeasyPrint embeds fonts with it, fast); the tests read PDFs back
-# with poppler-utils and drive Chromium through Playwright.
-SYSTEM_PACKAGES = {"lab": ("python3-venv", "fonts-noto-cjk", "libharfbuzz-subset0"),
+# What each setup needs from Debian: venv support; Pango, which WeasyPrint lays text out with, and
+# HarfBuzz's subsetter, which it embeds fonts with; a font with Chinese glyphs for figures and
+# reports, and DejaVu Sans Mono for code. The tests read PDFs back with poppler-utils and drive
+# Chromium through Playwright. (A fresh Debian 12 needs every one: make lab on one is tested.)
+SYSTEM_PACKAGES = {"lab": ("python3-venv", "libpango-1.0-0", "libpangoft2-1.0-0", "libharfbuzz-subset0",
+                           "fonts-noto-cjk", "fonts-dejavu-core"),
                    "test": ("poppler-utils", "chromium")}
 CPU_INDEX = os.environ.get("LABBOOK_TORCH_CPU_INDEX", "https://download.pytorch.org/whl/cpu")
 CHOICE_FILE = "labbook-torch.json"     # in the venv: the build chosen, so `make test` adds to the same one
