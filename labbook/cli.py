@@ -311,9 +311,12 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_ad
 @click.option("--workers", type=click.IntRange(min=1), default=2, help="Submissions graded at once, each in its own process.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
               help="Seconds one submission may take before it is given up.")
+@click.option("--received", type=click.Path(path_type=Path), default=None,
+              help="The course system's receipt times: a CSV of submission name and received-at time (with "
+                   "its time zone). Lateness counts from them; without it, from the submission's own files.")
 @click.option("--init-rubric", "init_rubric", type=click.Path(path_type=Path), default=None,
               help="Write a commented example rubric to this file and stop.")
-def grade(submissions, rubric, out, workers, timeout, init_rubric):
+def grade(submissions, rubric, out, workers, timeout, received, init_rubric):
     """Verify and score a class's submissions (run folders, .zip or .tar.gz, one per student).
 
     Submissions are untrusted: archives are checked before extraction into a private
@@ -329,8 +332,8 @@ def grade(submissions, rubric, out, workers, timeout, init_rubric):
         return
     if submissions is None:
         raise UserError("grade: give the folder of submissions (or --init-rubric FILE)")
-    summary = grade_class(submissions, rubric, out, workers=workers, timeout=timeout)
-    click.echo(f"graded {summary.students} submissions into {out} "
+    summary = grade_class(submissions, rubric, out, workers=workers, timeout=timeout, received=received)
+    click.echo(f"graded {summary.students} submissions into {out} in {summary.seconds:.1f} s "
                f"({summary.copying} possible copying pair(s)); see {out / 'summary.html'}")
 
 

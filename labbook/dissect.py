@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +69,19 @@ def run_data(run: Run) -> Mnist:
     return load_mnist().limited(run.config.data)
 
 
-def use_run_threads(run: Run) -> None:
-    """The run's own thread count: float sums (saliency, borderline predictions) depend on it."""
+@contextmanager
+def run_threads(run: Run):
+    """PyTorch on the run's own thread count, then back: float sums (saliency, feature maps,
+    borderline predictions) depend on it, so every caller of `measure` or `figure_jobs` gets the
+    numbers and figure bytes of the CLI, whatever the calling process set before."""
     threads = run.config.runtime.threads or run.info.get("environment", {}).get("threads")
+    before = torch.get_num_threads()
     if isinstance(threads, int) and threads > 0:
         torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- kernels
@@ -285,6 +294,11 @@ def _progress(show_progress: bool | None, steps: int):
 
 def measure(run: Run, settings: DissectConfig, progress=None) -> dict:
     """Every number of dissection.json, measured on the run's own test split."""
+    with run_threads(run):
+        return _measure(run, settings, progress)
+
+
+def _measure(run: Run, settings: DissectConfig, progress) -> dict:
     data = run_data(run)
     if settings.image_index >= len(data.test) or settings.train_image_index >= len(data.train):
         raise UserError(f"{run.folder / 'config.toml'}: dissect.image_index/train_image_index lies outside this "
@@ -306,6 +320,11 @@ def measure(run: Run, settings: DissectConfig, progress=None) -> dict:
 def figure_jobs(run: Run, dissection: dict) -> list[tuple]:
     """(figure name, drawing function of figures.py, its arguments) for every figure: plain data
     and module-level functions, so that the languages can be drawn in processes of their own."""
+    with run_threads(run):
+        return _figure_jobs(run, dissection)
+
+
+def _figure_jobs(run: Run, dissection: dict) -> list[tuple]:
     model, data, settings = load_model(run), run_data(run), dissection["settings"]
     sample, shift = dissection["samples"]["test"], dissection["shift_test"]
     image = data.test.images[sample["index"]]
@@ -368,7 +387,6 @@ def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool
     settings only; the settings used are recorded in dissection.json."""
     started = time.perf_counter()
     run = read_run(folder)
-    use_run_threads(run)
     settings = apply_overrides(run.config, {"dissect": overrides}).dissect if overrides else run.config.dissect
     with _progress(show_progress, len(MEASUREMENTS) + figures) as progress:
         dissection = measure(run, settings, progress)
@@ -388,7 +406,6 @@ def redraw_run(folder: Path, parallel: bool = True) -> dict:
     """Draw the figures of a dissected run (again) from its dissection.json, nothing measured, and
     record them there."""
     run = read_run(folder, dissected=True)
-    use_run_threads(run)
     drawn = draw(run, run.dissection, parallel)
     written = json.loads(run.files.read(DISSECTION))   # as written: every key kept, not only the typed ones
     written["figures"] = drawn

@@ -57,7 +57,7 @@ DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16
 
 # ---------------------------------------------------------------- opening files safely
 
-def _open_in(folder: Path, relative: str) -> int:
+def open_in(folder: Path, relative: str) -> int:
     """A descriptor of folder/relative, refusing a link at any level and anything but a regular file."""
     parts = PurePosixPath(relative).parts
     if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
@@ -89,7 +89,7 @@ def _open_in(folder: Path, relative: str) -> int:
     return handle
 
 
-def _read_capped(handle: int, path: Path, limit: int) -> bytes:
+def read_capped(handle: int, path: Path, limit: int) -> bytes:
     with os.fdopen(handle, "rb") as stream:
         content = stream.read(limit + 1)
     if len(content) > limit:
@@ -100,7 +100,7 @@ def _read_capped(handle: int, path: Path, limit: int) -> bytes:
 def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """A regular file's bytes (not through a link, not a device or FIFO), at most `limit`."""
     path = Path(path)
-    return _read_capped(_open_in(path.parent, path.name), path, limit)
+    return read_capped(open_in(path.parent, path.name), path, limit)
 
 
 def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
@@ -108,7 +108,7 @@ def read_text(path: Path, limit: int = MAX_FILE_BYTES) -> str:
 
 
 def read_json(path: Path, limit: int = MAX_FILE_BYTES):
-    return _parse_json(read_bytes(path, limit), path)
+    return parse_json(read_bytes(path, limit), path)
 
 
 def _decode(content: bytes, path: Path) -> str:
@@ -118,7 +118,7 @@ def _decode(content: bytes, path: Path) -> str:
         raise UserError(f"{path}: not UTF-8 text") from None
 
 
-def _parse_json(content: bytes, path: Path):
+def parse_json(content: bytes, path: Path):
     try:
         return json.loads(content)
     except (ValueError, RecursionError) as error:   # ValueError: bad JSON, bad UTF-8, a 5,000-digit number
@@ -140,7 +140,7 @@ def _typed(model, data, path: Path):
 def read_manifest(folder: Path) -> dict[str, dict]:
     """manifest.json's entries {name: {"sha256", "size"}}, each name checked to lie inside the folder."""
     path = Path(folder) / MANIFEST
-    manifest = _parse_json(_read_capped(_open_in(Path(folder), MANIFEST), path, MAX_BYTES[MANIFEST]), path)
+    manifest = parse_json(read_capped(open_in(Path(folder), MANIFEST), path, MAX_BYTES[MANIFEST]), path)
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or len(files) > MAX_MANIFEST_ENTRIES:
         raise UserError(f"{path}: not a labbook manifest")
@@ -200,7 +200,7 @@ class RunFiles:
         entry, path = self._entry(relative), self.folder / relative
         if entry["size"] > limit:
             raise UserError(f"{path}: larger than {limit:,} bytes")
-        content = _read_capped(_open_in(self.folder, relative), path, entry["size"])
+        content = read_capped(open_in(self.folder, relative), path, entry["size"])
         if len(content) != entry["size"] or hashlib.sha256(content).hexdigest() != entry["sha256"]:
             raise self._changed(relative)
         return content
@@ -209,7 +209,7 @@ class RunFiles:
         """Check a file of any size against the manifest without holding it: its bytes go to `sink`
         (a binary file) as they are read; returns its first `keep` bytes."""
         entry = self._entry(relative)
-        handle = _open_in(self.folder, relative)
+        handle = open_in(self.folder, relative)
         if os.fstat(handle).st_size != entry["size"]:   # no need to read it to know
             os.close(handle)
             raise self._changed(relative)
@@ -311,7 +311,7 @@ def require_complete(folder: Path, dissected: bool = False) -> RunFiles:
         raise UserError(f"{folder}: {LINK}")
     if not folder.is_dir():
         raise UserError(f"{folder}: not a run folder (no such directory)")
-    status = _parse_json(read_bytes(folder / RUN_JSON, MAX_BYTES[RUN_JSON]), folder / RUN_JSON)
+    status = parse_json(read_bytes(folder / RUN_JSON, MAX_BYTES[RUN_JSON]), folder / RUN_JSON)
     status = status.get("status") if isinstance(status, dict) else None
     if status != "complete":
         raise UserError(f"{folder / RUN_JSON}: run status is {str(status)[:40]!r}, not 'complete'")
@@ -335,7 +335,7 @@ def read_run(folder: Path, dissected: bool = False, uncovered_notes: bool = Fals
     files = require_complete(folder, dissected)
 
     def document(name: str, model) -> dict:
-        data = _parse_json(files.read(name, MAX_BYTES[name]), folder / name)
+        data = parse_json(files.read(name, MAX_BYTES[name]), folder / name)
         return _typed(model, data, folder / name).model_dump()
 
     config_text = strip_hidden(_decode(files.read("config.toml", MAX_BYTES["config.toml"]), folder / "config.toml"))

@@ -251,21 +251,22 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     from labbook import figures  # matplotlib: loaded only when there is a figure to draw
     figures.configure_matplotlib()
     plt, _ = figures.plt, gettext_for(language)
-    # A run's id is only a label: never read as a formula ("$...$").
-    plt.rcParams["text.parse_math"] = False
-    figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
-    for summary in summaries:
-        samples, accuracies = summary["curve"]
-        axis.plot(samples, [100 * (1 - accuracy) for accuracy in accuracies], label=summary["id"][:60], linewidth=1)
-    axis.set_xlabel(_("Training images seen"))
-    axis.set_ylabel(_("Validation error") + " (%)")
-    axis.set_yscale("log")
-    axis.grid(True, which="both", alpha=0.3)
-    if len(summaries) <= 12:
-        axis.legend(fontsize=6)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
-    plt.close(figure)
+    # A run's id is only a label: never read as a formula ("$...$"); the setting ends with the figure.
+    with plt.rc_context({"text.parse_math": False}):
+        figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
+        for summary in summaries:
+            samples, accuracies = summary["curve"]
+            axis.plot(samples, [100 * (1 - accuracy) for accuracy in accuracies], label=summary["id"][:60],
+                      linewidth=1)
+        axis.set_xlabel(_("Training images seen"))
+        axis.set_ylabel(_("Validation error") + " (%)")
+        axis.set_yscale("log")
+        axis.grid(True, which="both", alpha=0.3)
+        if len(summaries) <= 12:
+            axis.legend(fontsize=6)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+        plt.close(figure)
     content = buffer.getvalue()
     name = f"assets/compare.{hashlib.sha256(content).hexdigest()[:10]}.{language}.svg"
     if not (out / name).is_file():

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from conftest import invoke
 
 from labbook.config import apply_overrides
@@ -57,8 +58,9 @@ def test_dissection_of_a_run(small_run):
 def test_each_half_alone_gives_the_same_bytes_and_every_glyph_exists(small_run, tmp_path):
     """The Chinese figures redrawn alone (in this process, so that a missing glyph's warning reaches
     the test) and the numbers measured alone are exactly those `labbook run` and `labbook dissect`
-    made."""
+    made, whatever thread count the calling process had set (the run's own is used)."""
     folder, _ = small_run
+    torch.set_num_threads(3)
     copy = tmp_path / folder.name
     shutil.copytree(folder, copy)
     shutil.rmtree(copy / "figures")
@@ -78,6 +80,7 @@ def test_each_half_alone_gives_the_same_bytes_and_every_glyph_exists(small_run, 
     assert json.loads(json.dumps(measure(run, run.config.dissect))) == dissection
     settings = apply_overrides(run.config, {"dissect": {"image_index": 7}}).dissect
     assert measure(run, settings)["samples"]["test"]["index"] == 7
+    assert torch.get_num_threads() == 3
 
 
 def test_a_run_dissected_without_figures_says_how_to_draw_them(figureless_run, tmp_path):

@@ -1,15 +1,17 @@
 """Grading a class of honest, broken and hostile submissions, built here from real runs."""
 
+import bz2
 import csv
 import io
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -113,19 +115,27 @@ def rewrite(folder: Path, name: str, text: str) -> None:
     write_manifest(folder)
 
 
+def makers(default_source: Path, workshop: Path, subs: Path):
+    """made(student_id, source, **changes): a variant of a run in `workshop`; hand_in(folder, name):
+    it moves into the class's submissions under that name."""
+    count = [0]
+
+    def made(student_id: str, source: Path = default_source, **run_changes) -> Path:
+        count[0] += 1
+        return variant(source, workshop / f"made{count[0]}", student_id, **run_changes)
+
+    def hand_in(folder: Path, name: str) -> None:
+        shutil.move(folder, subs / name)
+
+    return made, hand_in
+
+
 def hostile_class(base: Path, subs: Path, a: Path, b: Path) -> None:
     """Submissions built to break one promise each: a hostile class (issue 12)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from copy_calibration import noisy, permuted
 
-    made_count = [0]
-
-    def made(student_id: str, source: Path = b, **run_changes) -> Path:
-        made_count[0] += 1
-        return variant(source, base / "v" / f"made{made_count[0]}", student_id, **run_changes)
-
-    def hand_in(folder: Path, name: str) -> None:
-        shutil.move(folder, subs / name)
+    made, hand_in = makers(b, base / "v", subs)
 
     surrogate = made("S016")                        # a name JSON allows and UTF-8 cannot encode
     info = json.loads((surrogate / "run.json").read_text())
@@ -143,7 +153,7 @@ def hostile_class(base: Path, subs: Path, a: Path, b: Path) -> None:
         json.dumps(json.loads((nan / "metrics.json").read_text())["test_accuracy"]), "NaN", 1))
     hand_in(nan, "S021")
     hand_in(made("S022", id="21000101T000000Z-seed-x", created="2100-01-01T00:00:00Z",
-                 finished="2000-01-01T00:00:00Z"), "S022")      # a finish time edited back before the deadline
+                 finished="2025-01-01T00:00:00Z"), "S022")      # a finish time edited back before the deadline
 
     def disguised(student_id: str, change) -> None:
         folder = made(student_id, a)
@@ -155,9 +165,8 @@ def hostile_class(base: Path, subs: Path, a: Path, b: Path) -> None:
         write_manifest(folder)
         hand_in(folder, student_id)
 
-    generator = torch.Generator().manual_seed(0)
-    disguised("S023", lambda model: permuted(model, generator))     # 李 雷's network, units reordered
-    disguised("S024", lambda model: noisy(model, 0.998, generator))  # 李 雷's network plus noise
+    disguised("S023", lambda model: permuted(model, 0))     # 李 雷's network, units reordered
+    disguised("S024", lambda model: noisy(model, 0.06, 0))  # 李 雷's network plus noise (weight cosine 0.998)
     spaced = made("S025", a)
     rewrite(spaced, "notes.zh.md", "\u200b".join(NOTES["S001"]))    # 李 雷's reflections, zero-width spaced
     hand_in(spaced, "S025")
@@ -210,6 +219,163 @@ def hostile_class(base: Path, subs: Path, a: Path, b: Path) -> None:
     write_manifest(missing)
     hand_in(missing, "S039")
     hand_in(made("S040", a), "=cmd|' -C calc'!A0")                   # a formula as the submission's own name
+
+
+SECRET = "SECRET-OF-ANOTHER-COURSE"
+ZERO_WIDTH = "\u200b"
+
+
+def third_round(base: Path, subs: Path, a: Path, b: Path) -> dict:
+    """Submissions built to break the promises of the third round (issue 19): links, names, late work,
+    disguised copies, invisible characters, archives. Returns what the tests need to know of them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from copy_calibration import best_of, merged, noisy, permuted
+
+    from labbook.data import load_mnist
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "config.toml").write_text(f'# {SECRET}\n[model]\nhidden = "{SECRET}"\n')
+    made, hand_in = makers(b, base / "w", subs)
+
+    def network(folder: Path) -> ConvNet:
+        config = load_config(folder / "config.toml")
+        model = ConvNet(tuple(config.model.depth), config.model.hidden)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return model.eval()
+
+    def weights(folder: Path, model: ConvNet) -> None:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+        (folder / "config.toml").write_text((folder / "config.toml").read_text().replace(
+            "depth = [4, 8]", f"depth = {list(model.depth)}").replace(
+            "hidden = 512", f"hidden = {model.fc1.out_features}"))
+        write_manifest(folder)
+
+    # Links: files and folders of the submission that are links to something else.
+    linked = made("S041")
+    (linked / "config.toml").unlink()
+    (linked / "config.toml").symlink_to(outside / "config.toml")
+    hand_in(linked, "S041")
+    hard = made("S042")
+    (hard / "config.toml").unlink()
+    os.link(outside / "config.toml", hard / "config.toml")
+    hand_in(hard, "S042")
+    (subs / "S043").mkdir()
+    (subs / "S043" / "run").symlink_to(a)                       # a classmate's whole run folder
+    borrowed = made("S044")
+    for name in ("figures", "report", "dissection.json"):        # a classmate's figures, report, dissection
+        target = borrowed / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.symlink_to(a / name)
+    write_manifest(borrowed)
+    hand_in(borrowed, "S044")
+
+    # Names: twins once case, width, spaces and invisible characters are set aside.
+    twins = {"李雷_4081": "李雷_４０８１", "王五_4082": "王五_4082 ", "Jos\u00e9_4083": "Jose\u0301_4083"}
+    for first, second in twins.items():
+        hand_in(made(first.split("_")[1]), first)
+        hand_in(made(first.split("_")[1]), second)
+    from labbook.grade.gradebook import feedback_names
+    victim = "阿卜杜·热合曼_4084"
+    squatter = feedback_names([victim])[victim].removesuffix(".html")      # the victim's hashed page name
+    hand_in(made("4084"), victim)
+    hand_in(made("4084"), squatter)
+    hand_in(made("4001"), "李雷_4005_4001")                       # two IDs in one name
+    hand_in(made("4006"), "40060")                               # a claim that is only part of the name's ID
+
+    # Time: late work with its evidence damaged.
+    late = made("S045", id="21000108T100000Z-seed-late", created="2100-01-08T10:00:00Z")
+    info = json.loads((late / "run.json").read_text())
+    del info["finished"]                                         # 8 days late, the finish deleted
+    rewrite(late, "run.json", json.dumps(info))
+    hand_in(late, "S045")
+    hand_in(made("S046", created="0001-01-01T00:00:00Z", finished="2100-01-03T10:00:00Z"), "S046")   # year 1
+    renamed = made("S047", id="final-run", created="2100-01-02T00:00:00Z", finished="2100-01-02T00:00:00Z")
+    history = (renamed / "history.csv").read_text().splitlines()
+    last = history[-1].split(",")
+    history[-1] = ",".join(last[:-1] + ["3000.0"])               # 3,000 s of training, finished at its start
+    rewrite(renamed, "history.csv", "\n".join(history) + "\n")
+    hand_in(renamed, "S047")
+
+    # Disguised copies of 李 雷's network (S001), and a merge of both classmates' networks.
+    original, other = network(a), network(b)
+    for student_id, copy in (("S048", noisy(original, 0.15, 7)),
+                             ("S049", best_of(original, 0.3, 40, load_mnist().validation)),
+                             ("S050", merged(original, other)),
+                             ("S053", permuted(original, 8))):
+        folder = made(student_id, a)
+        weights(folder, copy)
+        if student_id == "S053":      # a name equal to another's plus a zero-width space: S036's twin
+            hand_in(folder, "S036" + ZERO_WIDTH)
+        else:
+            hand_in(folder, student_id)
+
+    # Reflections with invisible characters that are not format characters.
+    selectors = made("S051")
+    rewrite(selectors, "notes.zh.md", "".join(ch + "\ufe00" for ch in NOTES["S001"]))   # a copy, spaced out
+    hand_in(selectors, "S051")
+    joined = made("S052")
+    rewrite(joined, "notes.zh.md", "".join(ch + "\u034f\ufe0f" for ch in "这次实验我学到了很多东西。" * 2))
+    hand_in(joined, "S052")      # 26 visible characters, 78 in all
+
+    # What a FIFO, a sparse file and archives of every kind can do.
+    fifo = made("S054")
+    (fifo / "config.toml").unlink()
+    os.mkfifo(fifo / "config.toml")
+    hand_in(fifo, "S054")
+    with open(subs / "S055.tar.gz", "wb") as sink:               # bzip2 inside, whatever the name says
+        sink.write(bzip2_tar_of_zeros(20, 64 * 2**20))
+    sparse = made("S056")
+    (sparse / "config.toml").unlink()
+    with open(sparse / "config.toml", "wb") as stream:
+        stream.truncate(2**30)
+    hand_in(sparse, "S056")
+    untrained = made("S057", finished="2000-01-01T00:00:00Z")
+    torch.manual_seed(57)
+    weights(untrained, ConvNet((4, 8), 512).eval())
+    trained = made("S057")
+    with zipfile.ZipFile(subs / "S057.zip", "w") as archive:      # two run folders
+        zipped(archive, untrained, "old-run")
+        zipped(archive, trained, "new-run")
+    duplicate = made("S058")
+    with zipfile.ZipFile(subs / "S058.zip", "w") as archive:
+        zipped(archive, duplicate, "run")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                      # zipfile warns of a duplicate name: that is the case
+            archive.writestr("run/model.safetensors", b"not the weights graded")
+    emptied = made("S059")
+    (emptied / "manifest.json").write_text(json.dumps({"algorithm": "sha256", "files": {}}))
+    hand_in(emptied, "S059")
+    with zipfile.ZipFile(subs / "S060.zip", "w") as archive:      # the student's whole runs/ folder
+        zipped(archive, made("S060"), "runs/20991231T000000Z-seed-x")
+    with zipfile.ZipFile(subs / "S061.ZIP", "w", zipfile.ZIP_DEFLATED) as archive:
+        zipped(archive, made("S061"), "run")
+    logged = made("S062")
+    with zipfile.ZipFile(subs / "S062.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        zipped(archive, logged, "run")
+        archive.writestr("run/train.log", "epoch 1 loss 0.1\n" * 13_000)    # 221 kB that compresses a lot
+    digits = made("S063")
+    metrics = json.loads((digits / "metrics.json").read_text())
+    rewrite(digits, "metrics.json", json.dumps(metrics).replace(json.dumps(metrics["test_accuracy"]), "1" + "0" * 400, 1))
+    hand_in(digits, "S063")
+    return {"victim": victim, "squatter": squatter, "twins": twins}
+
+
+def bzip2_tar_of_zeros(members: int, size: int) -> bytes:
+    """A bzip2-compressed tar of `members` files of `size` zero bytes each (a multiple of 1 MiB), made
+    as bzip2 streams one after another, so that it takes no time and no memory to make."""
+    megabyte = bz2.compress(bytes(2**20))
+    parts = []
+    for index in range(members):
+        header = tarfile.TarInfo(f"run/zeros{index}.bin")
+        header.size = size
+        parts += [bz2.compress(header.tobuf())] + [megabyte] * (size // 2**20)
+    return b"".join(parts + [bz2.compress(bytes(1024))])
+
+
+def zipped(archive: zipfile.ZipFile, folder: Path, prefix: str) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
 
 
 def variant(source: Path, target: Path, student_id: str, **run_changes) -> Path:
@@ -282,6 +448,7 @@ def graded(tmp_path_factory):
     shutil.move(variant(b, base / "v" / "late", "S015", finished="2100-01-02T10:00:00Z"), subs / "S015")
 
     hostile_class(base, subs, a, b)
+    third = third_round(base, subs, a, b)
 
     (base / "rubric.toml").write_text(RUBRIC, encoding="utf-8")
     result = run_cli("grade", subs, "--rubric", base / "rubric.toml", "--out", base / "grades", "--workers", 2,
@@ -291,7 +458,7 @@ def graded(tmp_path_factory):
         io.StringIO((base / "grades" / "grades.csv").read_text(encoding="utf-8-sig")))}
     report = json.loads((base / "grades" / "grades.json").read_text(), parse_constant=refuse_constant)
     return {"base": base, "rows": rows, "json": report, "marker": marker, "outside": outside, "result": result,
-            "new_temp": set(os.listdir(base / "temp"))}
+            "new_temp": set(os.listdir(base / "temp")), "third": third}
 
 
 def refuse_constant(name):
@@ -303,7 +470,8 @@ def test_honest_submissions_get_full_marks(graded):
         row = graded["rows"][submission]
         assert row["score"] == row["max_score"] == "100", row
         assert row["late_penalty"] == "0"
-        assert "claims" not in row["flags"], row["flags"]     # copies of them are flagged, they are not accused
+        assert "does not hold" not in row["flags"] and "possible copying with student b" not in row["flags"] \
+            and "possible copying with 李 雷 S001" not in row["flags"], row["flags"]   # never accused
     assert graded["rows"]["李 雷 S001"]["claimed_name"] == "李 雷"
     assert graded["rows"]["李 雷 S001"]["claimed_student_id"] == "S001"
 
@@ -436,7 +604,8 @@ def test_text_that_utf8_cannot_hold_is_repaired(graded):
 def test_rows_belong_to_submissions_and_an_impostor_is_flagged(graded):
     rows = graded["rows"]
     victim, impostor = rows["李 雷 S001"], rows["S019"]
-    assert victim["score"] == "100" and "same student ID" not in victim["flags"]
+    assert victim["score"] == "100" and "does not hold" not in victim["flags"]
+    assert "claims the same student ID as submission 'S019' (its own name holds the ID)" in victim["flags"]
     assert impostor["claimed_student_id"] == "S001"
     assert "claims student ID 'S001', which its submission name 'S019' does not hold" in impostor["flags"]
     assert "claims the same student ID as submission '李 雷 S001'" in impostor["flags"]
@@ -456,7 +625,7 @@ def test_a_nan_claim_earns_nothing_and_grades_json_stays_json(graded):
 
 def test_a_finish_time_edited_back_is_late_all_the_same(graded):
     row = graded["rows"]["S022"]
-    assert "finished 2000-01-01T00:00:00+00:00 is before created 2100-01-01T00:00:00+00:00" in row["flags"]
+    assert "finished 2025-01-01T00:00:00+00:00 is before created 2100-01-01T00:00:00+00:00" in row["flags"]
     assert row["late_penalty"] == "5" and row["accuracy"] == "40"
 
 
@@ -464,9 +633,8 @@ def test_disguised_copies_are_flagged_and_honest_seeds_are_not(graded):
     evidence = {}
     for pair in graded["json"]["copying"]:
         evidence.setdefault(tuple(sorted(pair["submissions"])), []).append(pair["evidence"])
-    for copy in ("S023", "S024"):                 # units permuted; noise to weight cosine 0.998
-        found = " | ".join(evidence[(copy, "李 雷 S001")])
-        assert "same answers" in found or "near-identical outputs" in found, found
+    assert "probe images" in " | ".join(evidence[("S023", "李 雷 S001")])     # units permuted
+    assert "the same weights, changed a little" in " | ".join(evidence[("S024", "李 雷 S001")])   # noise
     assert ("student b", "李 雷 S001") not in evidence
     assert any("reflections" in e for e in evidence[("S025", "李 雷 S001")]), "zero-width spaces hid copied reflections"
 
@@ -533,6 +701,119 @@ def test_a_folder_1800_levels_deep_is_scanned_without_recursion(tmp_path):
         handle = inner
     os.close(handle)
     flags = []
-    assert scan_folder(folder, flags) == [] and "more than 8 folders deep" in flags[0]
-    for depth in range(1800, 0, -1):           # shutil.rmtree would recurse 1,800 deep
-        os.rmdir(folder.joinpath(*["d"] * depth))
+    try:
+        assert scan_folder(folder, flags) == {} and "more than 8 folders deep" in flags[0]
+    finally:                                   # pytest's clean-up (shutil.rmtree) would recurse 1,800 deep
+        for depth in range(1800, 0, -1):
+            os.rmdir(folder.joinpath(*["d"] * depth))
+
+
+# ---------------------------------------------------------------- the third round (issue 19)
+
+def entry(graded, submission: str) -> dict:
+    return next(e for e in graded["json"]["submissions"] if e["submission"] == submission)
+
+
+def test_nothing_is_read_through_a_link_and_nothing_reached_through_one_scores(graded):
+    rows = graded["rows"]
+    for name, kind in (("S041", "a link, device or pipe"), ("S042", "a hard link")):
+        assert f"config.toml: {kind}, not read" in rows[name]["flags"]
+        assert rows[name]["config"] == "0" and rows[name]["accuracy"] == "40"   # the weights' header still says the shape
+    assert rows["S043"]["score"] == "0" and "run: a link, device or pipe, not read" in rows["S043"]["flags"]
+    assert rows["S044"]["artifacts"] == "0"
+    missing = entry(graded, "S044")["items"]["artifacts"]["reason"]["values"]["what"]
+    assert missing == "dissection, figures, report"
+    everything = json.dumps(graded["json"], ensure_ascii=False) + (graded["base"] / "grades" / "grades.csv").read_text()
+    everything += "".join(p.read_text() for p in (graded["base"] / "grades" / "feedback").iterdir())
+    assert SECRET not in everything
+
+
+def test_names_alike_once_normalised_are_both_flagged_and_kept_apart(graded):
+    rows, files = graded["rows"], {e["submission"]: e["feedback"] for e in graded["json"]["submissions"]}
+    for first, second in graded["third"]["twins"].items():
+        keys = [key for key in rows if key.startswith(first.replace("\u00e9", "é")[:3]) and first.split("_")[1] in key]
+        assert len(keys) == 2 and keys[0] != keys[1], keys
+        assert all("once case, width, spaces and invisible characters are set aside" in rows[k]["flags"] for k in keys)
+        assert files[keys[0]] != files[keys[1]]
+    victim, squatter = graded["third"]["victim"], graded["third"]["squatter"]
+    assert files[victim] != files[squatter]
+    assert len(set(files.values())) == len(files) == len(rows)
+    twin = [key for key in rows if key.startswith("S036")]
+    assert len(twin) == 2 and all("set aside" in rows[key]["flags"] for key in twin)   # the class went on
+
+
+def test_an_id_claim_is_a_whole_part_of_the_name(graded):
+    rows = graded["rows"]
+    assert "its name holds several ID-like parts (4005, 4001)" in rows["李雷_4005_4001"]["flags"]
+    assert "claims student ID '4006', which its submission name '40060' does not hold" in rows["40060"]["flags"]
+
+
+def test_late_work_is_late_whatever_its_times_say(graded):
+    rows = graded["rows"]
+    assert "run.json: no finished time" in rows["S045"]["flags"] and rows["S045"]["late_penalty"] == "40"
+    assert "run.json: created '0001-01-01T00:00:00Z' cannot be used" in rows["S046"]["flags"]
+    assert rows["S046"]["late_penalty"] == "15" and rows["S046"]["accuracy"] == "40"
+    assert "earlier than the run's start plus the training's own 3000 s" in rows["S047"]["flags"]
+    assert rows["S047"]["late_penalty"] == "10"
+
+
+def test_copies_in_disguise_are_caught(graded):
+    evidence = {}
+    for pair in graded["json"]["copying"]:
+        evidence.setdefault(frozenset(pair["submissions"]), []).append(pair["evidence"])
+    for copy in ("S048", "S049", "S050"):         # noise at 0.15 std; the best of 40 noisy draws; a merge
+        assert frozenset((copy, "李 雷 S001")) in evidence, copy
+    assert frozenset(("S050", "student b")) in evidence      # the merge holds both classmates' networks
+    assert frozenset(("student b", "李 雷 S001")) not in evidence
+    assert any("reflections" in e for e in evidence[frozenset(("S051", "李 雷 S001"))])
+    reflections = entry(graded, "S052")["items"]["reflections"]
+    assert reflections["points"] == 0 and reflections["reason"]["values"]["count"] == "26"
+
+
+def test_no_file_or_archive_holds_the_grader(graded):
+    rows = graded["rows"]
+    assert "config.toml: a link, device or pipe, not read" in rows["S054"]["flags"] and rows["S054"]["accuracy"] == "40"
+    assert "grading took longer" not in graded["result"].stdout + json.dumps(graded["json"])
+    bomb = rows["S055"]["flags"]
+    assert f"archive would expand to {64 * 2**20} bytes" in bomb     # stopped at the first member's header
+    assert "config.toml: 1073741824 bytes, over the" in rows["S056"]["flags"] and rows["S056"]["config"] == "0"
+
+
+def test_archives_are_read_as_an_honest_student_packs_them(graded):
+    rows = graded["rows"]
+    assert "holds 2 run folders (new-run, old-run); graded: new-run" in rows["S057"]["flags"]
+    assert rows["S057"]["accuracy"] == "40"
+    assert rows["S058"]["score"] == "0" and "appears twice" in rows["S058"]["flags"]
+    assert rows["S059"]["integrity"] == "0" and "run.json: not listed in manifest.json" in rows["S059"]["flags"]
+    for name in ("S060", "S061", "S062"):         # a zip of runs/, a .ZIP, a zip with a log that compresses well
+        assert rows[name]["accuracy"] == "40" and rows[name]["integrity"] == "10", (name, rows[name]["flags"])
+
+
+def test_a_claim_too_large_to_be_a_number_is_named_as_such(graded):
+    reason = entry(graded, "S063")["items"]["claims"]["reason"]
+    assert reason["key"] == "no_claim" and "is not a finite number" in reason["values"]["error"]
+
+
+def test_grading_says_how_long_it_took(graded):
+    assert re.search(r"graded \d+ submissions into .* in \d+\.\d s", graded["result"].stdout)
+
+
+def test_the_course_systems_receipt_times_decide_lateness(graded, tmp_path):
+    subs = tmp_path / "subs"
+    for name in ("S014", "student b.zip"):
+        source = graded["base"] / "submissions" / name
+        subs.mkdir(exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, subs / name)
+    (tmp_path / "rubric.toml").write_text(RUBRIC)
+    (tmp_path / "received.csv").write_text("submission,received_at\nS014,2100-01-03T00:00:00+08:00\n"
+                                           "student b.zip,2099-12-31T23:00:00+08:00\n", encoding="utf-8")
+    result = run_cli("grade", subs, "--rubric", tmp_path / "rubric.toml", "--out", tmp_path / "out",
+                     "--received", tmp_path / "received.csv")
+    assert result.returncode == 0, result.stderr
+    rows = {row["submission"]: row for row in csv.DictReader(io.StringIO((tmp_path / "out" / "grades.csv")
+                                                                          .read_text(encoding="utf-8-sig")))}
+    assert rows["S014"]["late_penalty"] == "15" and rows["student b"]["late_penalty"] == "0"
+    (tmp_path / "received.csv").write_text("submission,received_at\nS014,2100-01-03 00:00\n")
+    bad = invoke("grade", subs, "--rubric", tmp_path / "rubric.toml", "--out", tmp_path / "x",
+                 "--received", tmp_path / "received.csv")
+    assert bad.exit_code == 2 and "received.csv:2: the time '2100-01-03 00:00' needs its time zone" in bad.output

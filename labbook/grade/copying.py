@@ -1,33 +1,56 @@
 """Possible copying between submissions, judged by what the networks do as well as by their bytes.
 
-A copy can be disguised: its hidden units permuted (the same function, unrelated
-weights) or noise added to every weight. What the network *does* on labbook's test
-images survives both: two copies make the same mistakes on the same images and give
-nearly the same output distribution, where two honest runs of different seeds do
-not (the limits below are calibrated in README, "Grading"). Identical weight files
-and near-identical weights are still flagged as such, and reflections are compared
-after Unicode folding with invisible characters removed (measurement.repair).
+A copy can be disguised: its hidden units permuted (the same function, unrelated weights), noise
+added to its weights (all of them, or the last layer's), the best of many noisy draws kept, another
+epoch of training on top, or two classmates' networks placed side by side in one wider network.
+Noise and more training leave the weights close to the original's (their cosine similarity, against
+about 0.02 for two honest networks, which start from different random weights). A permutation or a
+wider network leaves what the network does where nothing taught it what to do: its answers on probe
+images far from the training data, and the units of its hidden layer, each of which responds to
+those probes as one unit of the original does; two honest networks trained apart have no reason to
+agree on either. Identical weight
+files and near-identical weights are flagged as such too, and reflections are compared after Unicode
+folding with every invisible character removed (measurement.repair).
+
+The thresholds are calibrated (bench/copy_calibration.py; docs/teachers.md has the figures): every
+honest pair measured sits at least 0.2 below each, in the measure's own units (a cosine, a share of
+probe images, a share of hidden units).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
+from labbook.grade.fingerprint import similarities
 from labbook.grade.measurement import Measurement
 
-COSINE_LIMIT = 0.999      # flattened parameters this similar are flagged
+# A pair is flagged when any of these reaches its threshold (the measures of fingerprint.similarities).
+THRESHOLDS = {
+    "weight_cosine": 0.5,       # the same weights under noise or more training (honest pairs: 0.04 at most)
+    "probe_agreement": 0.95,    # the same answers on probe images (honest pairs: 0.73 at most)
+    "twin_units": 0.35,         # units with a twin in the other network (honest pairs: 0.10 at most)
+}
+EVIDENCE = {
+    "weight_cosine": "the same weights, changed a little (cosine similarity)",
+    "probe_agreement": "the same answers on probe images far from the training data (share)",
+    "twin_units": "hidden units that respond as the other network's do (share with a twin)",
+}
 JACCARD_LIMIT = 0.8       # reflections sharing this share of 5-character shingles are flagged
 MIN_SHINGLES = 20         # reflections shorter than this are not compared
-# Of the test images either network gets wrong, the share on which both give the same answer.
-# Measured (bench/copy_calibration.py, README "Grading") on 5 seed- and fast-preset runs: honest
-# pairs of different seeds 0.06 to 0.39; copies with permuted units 1.0, with noise to a weight
-# cosine of 0.998 (under COSINE_LIMIT) 0.82 and more.
-AGREEMENT_LIMIT = 0.6
-MIN_ERRORS = 10           # fewer images wrong than this, and agreement says nothing
-# The mean total-variation distance between the two output distributions: only outputs equal to
-# within float noise count (a permuted copy: 0.0), since two honest, confident fast-preset runs
-# were already as close as 0.0048 and noisy copies no closer than 0.0008.
-DISTANCE_LIMIT = 0.0002
+
+
+def verdict(values: dict) -> list[tuple[str, float]]:
+    """The measures of a pair (fingerprint.similarities) that reach their threshold, with their values."""
+    return [(measure, values[measure]) for measure, threshold in THRESHOLDS.items()
+            if values.get(measure) is not None and values[measure] >= threshold]
+
+
+def compare(first, second) -> list[tuple[str, float]]:
+    """The verdict on two fingerprints, the dearest measure (matching units, about 1 ms a pair of the
+    lab's networks) taken only when the cheaper ones have not already flagged the pair."""
+    values = similarities(first, second, twins=False)
+    found = verdict(values)
+    if not found:
+        found = verdict(similarities(first, second, twins=True))
+    return found
 
 
 def _shingles(text: str, size: int = 5) -> set[str]:
@@ -35,59 +58,35 @@ def _shingles(text: str, size: int = 5) -> set[str]:
     return {squeezed[i:i + size] for i in range(max(0, len(squeezed) - size + 1))}
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
-
-
-def behaviour(first: Measurement, second: Measurement) -> tuple[float | None, float] | None:
-    """(agreement on the images either gets wrong, or None when too few; mean total-variation
-    distance of the outputs), or None when either network was not measured."""
-    if first.predictions is None or second.predictions is None:
-        return None
-    either_wrong = ~(first.correct & second.correct)
-    agreement = None
-    if either_wrong.sum() >= MIN_ERRORS:
-        agreement = float((first.predictions[either_wrong] == second.predictions[either_wrong]).mean())
-    distance = float(0.5 * np.abs(first.probabilities - second.probabilities).sum(axis=1).mean())
-    return agreement, distance
-
-
-def _weights(first: Measurement, second: Measurement) -> dict | None:
+def pair_evidence(first: Measurement, second: Measurement) -> list[dict]:
+    """What makes two submissions look copied, each piece with its measure and value."""
+    found = []
     if first.weights_sha256 and first.weights_sha256 == second.weights_sha256:
-        return {"evidence": "identical weight files", "value": first.weights_sha256[:16]}
-    if first.parameters is not None and second.parameters is not None and \
-            first.parameters.shape == second.parameters.shape:
-        cosine = _cosine(first.parameters, second.parameters)
-        if cosine > COSINE_LIMIT:
-            return {"evidence": "near-identical weights (cosine similarity)", "value": round(cosine, 6)}
-    measured = behaviour(first, second)
-    if measured is not None:
-        agreement, distance = measured
-        if agreement is not None and agreement >= AGREEMENT_LIMIT:
-            return {"evidence": "the same answers on the test images either network gets wrong (agreement)",
-                    "value": round(agreement, 4)}
-        if distance <= DISTANCE_LIMIT:
-            return {"evidence": "near-identical outputs on the test images (mean total-variation distance)",
-                    "value": round(distance, 6)}
-    return None
+        found.append({"evidence": "identical weight files", "value": first.weights_sha256[:16]})
+    elif first.fingerprint is not None and second.fingerprint is not None:
+        for measure, value in compare(first.fingerprint, second.fingerprint):
+            found.append({"evidence": EVIDENCE[measure], "value": round(value, 4)})
+    for language in sorted(set(first.notes) & set(second.notes)):
+        a, b = _shingles(first.notes[language]), _shingles(second.notes[language])
+        if len(a) >= MIN_SHINGLES and len(b) >= MIN_SHINGLES:
+            jaccard = len(a & b) / len(a | b)
+            if jaccard > JACCARD_LIMIT:
+                found.append({"evidence": f"near-identical {language} reflections (5-character shingle Jaccard)",
+                              "value": round(jaccard, 4)})
+    return found
 
 
-def copying_pairs(submissions: list[tuple[str, Measurement]]) -> list[dict]:
-    """Every pair of (submission, measurement) that looks copied, with the evidence."""
+def copying_pairs(submissions: list[tuple[str, Measurement]], problems: list[str] | None = None) -> list[dict]:
+    """Every pair of (key, measurement) that looks copied, with the evidence. A pair that cannot be
+    compared (something malformed) is named in `problems` and the others are compared all the same."""
     pairs = []
     for index, (first_key, first) in enumerate(submissions):
         for second_key, second in submissions[index + 1:]:
-            keys = sorted([first_key, second_key])
-            found = _weights(first, second)
-            if found:
-                pairs.append({"submissions": keys, **found})
-            for language in sorted(set(first.notes) & set(second.notes)):
-                a, b = _shingles(first.notes[language]), _shingles(second.notes[language])
-                if len(a) >= MIN_SHINGLES and len(b) >= MIN_SHINGLES:
-                    jaccard = len(a & b) / len(a | b)
-                    if jaccard > JACCARD_LIMIT:
-                        pairs.append({"submissions": keys, "evidence": f"near-identical {language} reflections "
-                                                                        f"(5-character shingle Jaccard)",
-                                      "value": round(jaccard, 4)})
+            try:
+                found = pair_evidence(first, second)
+            except Exception as error:  # noqa: BLE001: one pair must not stop the class
+                if problems is not None:
+                    problems.append(f"{first_key} / {second_key}: not compared ({type(error).__name__})")
+                continue
+            pairs.extend({"submissions": [first_key, second_key], **evidence} for evidence in found)
     return pairs

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 from labbook.grade.scorers import Reason
@@ -28,18 +29,28 @@ def number(value) -> str:
 
 
 def feedback_names(keys: list[str]) -> dict[str, str]:
-    """A distinct, safe file name for each submission: its readable letters, plus a short hash of the
-    whole name when anything was dropped or two would coincide; never near the 255-byte limit."""
+    """A distinct, safe file name for each submission, whatever the names: its readable letters, with a
+    short hash of the whole name when anything was dropped; a longer hash for every name another
+    would also take (a name may be chosen to equal another's hashed one); never near the 255-byte limit."""
+    def digest(key: str, length: int) -> str:
+        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+    readable = {}
+    for key in keys:
+        name = re.sub(r"[^\w.-]+", "_", key, flags=re.UNICODE).strip("._-") or "submission"
+        while len(name.encode("utf-8")) > NAME_BYTES:
+            name = name[:-1]
+        readable[key] = name
+    preferred = {key: name if name == key else f"{name}-{digest(key, 8)}" for key, name in readable.items()}
+    wanted = Counter(name.casefold() for name in preferred.values())
     names, taken = {}, set()
     for key in keys:
-        readable = re.sub(r"[^\w.-]+", "_", key, flags=re.UNICODE).strip("._-") or "submission"
-        while len(readable.encode("utf-8")) > NAME_BYTES:
-            readable = readable[:-1]
-        name = readable
-        if readable != key or readable.casefold() in taken:
-            name = f"{readable}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:8]}"
-        taken.add(name.casefold())
-        names[key] = f"{name}.html"
+        name = preferred[key] if wanted[preferred[key].casefold()] == 1 else f"{readable[key]}-{digest(key, 16)}"
+        unique, number = name, 2
+        while unique.casefold() in taken:
+            unique, number = f"{name}-{number}", number + 1
+        taken.add(unique.casefold())
+        names[key] = f"{unique}.html"
     return names
 
 

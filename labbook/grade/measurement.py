@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from labbook.config import Config
+from labbook.runschema import INVISIBLE
 
 MAX_FIELD = 200        # a name, an ID, a reason: longer ones end with an ellipsis
 MAX_NOTES = 200_000    # reflections, in characters
@@ -19,11 +20,13 @@ MAX_NOTES = 200_000    # reflections, in characters
 def repair(text, limit: int = MAX_FIELD) -> str:
     """Text from a submission made writable and readable: invalid UTF-8 and lone surrogates become
     U+FFFD, control characters become spaces, format characters (zero-width spaces, bidi controls)
-    are dropped, compatibility forms folded (NFKC), and the result capped with an ellipsis."""
+    and every other character that displays as nothing (variation selectors, the combining grapheme
+    joiner: the run schema's one list) are dropped, compatibility forms folded (NFKC), and the result
+    capped with an ellipsis."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     text = str(text).encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    text = unicodedata.normalize("NFKC", text)
+    text = INVISIBLE.sub("", unicodedata.normalize("NFKC", INVISIBLE.sub("", text)))
     text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text
                    if unicodedata.category(c) not in ("Cf", "Cs", "Co", "Cn") or c == "\ufffd")
     text = " ".join(text.split()) if limit <= MAX_FIELD else text
@@ -49,13 +52,11 @@ class Measurement:
     metrics_error: str | None = None
     config: Config | None = None             # config.toml, typed
     config_error: str | None = None
+    received: datetime | None = None         # when the course system received it (--received), with its zone
     measured_accuracy: float | None = None   # re-measured by labbook on its own test split
     weights_error: str | None = None
     weights_sha256: str | None = None
-    parameters: Any = None                   # every weight, flattened (numpy), for copy detection
-    predictions: Any = None                  # the digit predicted for each test image (numpy int8)
-    probabilities: Any = None                # the output distribution per test image (numpy float32)
-    correct: Any = None                      # whether each prediction is right (numpy bool)
+    fingerprint: Any = None                  # what copy detection compares (fingerprint.Fingerprint)
     manifest_problems: list[str] = field(default_factory=list)
     pickles: list[str] = field(default_factory=list)
     artifacts: dict[str, bool] = field(default_factory=dict)   # dissection, figures, report: present?

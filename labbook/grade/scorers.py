@@ -213,12 +213,15 @@ def _check_deadline(item: dict) -> str | None:
 
 @kind("on_time", check=_check_deadline)
 def on_time(item: dict, m: Measurement) -> Score:
-    if m.credible_finish is None:
+    # The course system's receipt when there is one; else the latest time the run's own evidence
+    # supports: a finish time edited back, or deleted, counts for nothing.
+    handed_in = m.received or m.credible_finish
+    if handed_in is None:
         return Score(0, reason("unreadable", error=m.time_error or "run.json has no usable times"))
-    # The latest finish the run's own evidence supports: a finish time edited back counts for nothing.
-    late = (m.credible_finish - item["deadline"]).total_seconds()
+    numbers = {"handed_in": handed_in.isoformat(), "from": "receipt" if m.received else "the run's evidence"}
+    late = (handed_in - item["deadline"]).total_seconds()
     if late <= 0:
-        return Score(item["points"], reason("on_time"))
+        return Score(item["points"], reason("on_time"), numbers)
     days = math.ceil(late / 86400)
-    return Score(0, reason("late", days=days, penalty=days * item.get("penalty_per_day", 0)), {"late_days": days},
-                 late_days=days)
+    return Score(0, reason("late", days=days, penalty=days * item.get("penalty_per_day", 0)),
+                 {**numbers, "late_days": days}, late_days=days)
