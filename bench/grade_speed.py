@@ -14,10 +14,12 @@ submission holds a network as large as grading accepts (64 channels in both laye
 units, its own random weights). The peak memory of the grader and its workers together is printed
 for both (the sum of their resident sizes, sampled every 0.1 s from /proc).
 
-Measured (README, "Performance"), on a 2-core AMD EPYC VM with 2 workers, 100
+Measured (docs/performance.md), on a 2-core AMD EPYC VM with 2 workers, 100
 copies of a seed-preset run (`python bench/grade_speed.py RUN --submissions 100`):
 10.7 s in process (0.11 s a submission), 11.0 s as a whole process; with --disguise
-16.8 s and 19.3 s. Before the grading issue (12): 28.7 s and 27.3 s.
+16.8 s and 19.3 s. Before the grading issue (12): 28.7 s and 27.3 s. On a later, slower
+day, --disguise before and after issue 19: 50.9 s and 31.3 s in process (49.5 s and 35.2 s
+as a whole process).
 
     python bench/grade_speed.py RUN_FOLDER [--submissions 100] [--workers 2]
 """

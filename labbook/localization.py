@@ -10,6 +10,7 @@ so no build step and no binary .mo file is needed. English needs no catalog.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -23,9 +24,36 @@ from babel.support import NullTranslations, Translations
 from markupsafe import Markup
 
 LOCALE_DIR = Path(__file__).parent / "locale"
-# British English: "29 November 2026", as the report's spelling ("colour", "normalisation") is British.
-LANGUAGE_LOCALES = {"zh": "zh_CN", "en": "en_GB"}
 SOURCE_LANGUAGE = "en"
+
+
+@dataclass(frozen=True)
+class Language:
+    """Everything labbook knows of one language: adding a language is one entry in LANGUAGE and its
+    catalog (labbook/locale/<locale>/LC_MESSAGES/messages.po)."""
+    code: str                 # in file names: report.zh.html, notes.zh.md, figures/samples.zh.png
+    name: str                 # its own name, on the switch that leads to it
+    locale: str               # Babel's locale: its catalog's folder, number and date formats
+    html: str                 # the HTML lang attribute
+    date_pattern: str         # Babel's date format
+    sentence_gap: str         # between two sentences of running text
+    caption_gap: str          # between a caption's number and its text
+    list_separator: str       # between the items of a list in a sentence...
+    list_last: str            # ...and before its last item
+    numbered_headings: str    # "chinese" (一、 and （一）) or "decimal" (2. and 2.1)
+
+
+LANGUAGE = {
+    # Chinese technical writing: no space after 。, 、 between items, numbers set apart from
+    # characters (2026 年 11 月 29 日), headings numbered 一、（一）.
+    "zh": Language("zh", "中文", "zh_CN", "zh-CN", "y 年 M 月 d 日", "", "\u2002", "、", "、", "chinese"),
+    # British English: "29 November 2026", as the report's spelling ("colour", "normalisation") is British.
+    "en": Language("en", "English", "en_GB", "en", "long", " ", ". ", ", ", " and ", "decimal"),
+}
+# The languages, in the order documents show them: the first is a bilingual document's first and
+# the site's default (its pages without a language in their name).
+LANGUAGES = tuple(LANGUAGE)
+LANGUAGE_LOCALES = {code: language.locale for code, language in LANGUAGE.items()}
 
 
 def N_(message: str) -> str:
@@ -77,7 +105,5 @@ class Formatter:
 
     def date(self, iso_moment: str) -> str:
         moment = datetime.fromisoformat(iso_moment.replace("Z", "+00:00"))
-        # Chinese technical writing sets numbers apart from characters: 2026 年 11 月 29 日.
-        pattern = "y 年 M 月 d 日" if self.language == "zh" else "long"
-        return format_date(moment.date(), format=pattern, locale=self.locale)
+        return format_date(moment.date(), format=LANGUAGE[self.language].date_pattern, locale=self.locale)
 

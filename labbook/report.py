@@ -27,23 +27,20 @@ from pygments.lexers import PythonLexer
 
 from labbook import __version__, analysis
 from labbook.errors import UserError
-from labbook.localization import N_, Formatter, translations
+from labbook.localization import LANGUAGE, LANGUAGES, N_, Formatter, translations
 from labbook.run import Run, read_run, read_text
 from labbook.config import MAX_TEXT
-from labbook.runschema import ORIENTATIONS, clean_text
+from labbook.runschema import FIGURE_NAMES, ORIENTATIONS, clean_text
 from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runfolder import atomic_write_bytes, own_folder, write_manifest
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # Each report language and the languages its sections come in, in order; the output formats.
-LANGUAGES = ("zh", "en")
-LANGUAGE_SETS = {"zh": ("zh",), "en": ("en",), "zh-en": ("zh", "en")}
+LANGUAGE_SETS = {**{code: (code,) for code in LANGUAGES}, "-".join(LANGUAGES): LANGUAGES}
 REPORT_FOLDER = "report/"
 FORMATS = ("html", "pdf")
 SECTIONS = ("purpose", "process", "dissection", "robustness", "conclusions", "reflections", "appendix")
-FIGURES = ("samples", "error_curve", "confusion", "mistakes", "conv1_kernels", "conv1_features", "conv2_features",
-           "conv2_kernels", "kernel_evolution", "attribution", "shift_test", "shift_grid", "rotation")
 TABLES = ("environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
 TERMS = frozenset(ORIENTATIONS) | frozenset(region for row in analysis.REGIONS for region in row)
 # Pages hold no script of their own and fetch nothing from elsewhere: whatever a run smuggled
@@ -128,9 +125,10 @@ def _term(context, value: str) -> str:
 def _listing(context, items: list) -> Markup:
     """Items as a list in a sentence: 4、7、9 / 4, 7 and 9."""
     items = [Markup.escape(item) for item in items]
-    if len(items) < 2 or _lang(context) == "zh":
-        return Markup("、").join(items)
-    return Markup(", ").join(items[:-1]) + Markup(" and ") + items[-1]
+    language = LANGUAGE[_lang(context)]
+    if len(items) < 2:
+        return Markup("").join(items)
+    return Markup(language.list_separator).join(items[:-1]) + Markup(language.list_last) + items[-1]
 
 
 CHINESE_NUMERALS = "一二三四五六七八九十"
@@ -155,7 +153,7 @@ def _value_name(context, value: str) -> Markup:
 @jinja2.pass_context
 def _heading(context, section: int, subsection: int | None = None) -> str:
     """A heading's number as each language writes it: 二、 and （一） / 2. and 2.1"""
-    if _lang(context) == "zh":
+    if LANGUAGE[_lang(context)].numbered_headings == "chinese":
         return f"（{CHINESE_NUMERALS[subsection - 1]}）" if subsection else f"{CHINESE_NUMERALS[section - 1]}、"
     return f"{section}.{subsection} " if subsection else f"{section}. "
 
@@ -163,24 +161,24 @@ def _heading(context, section: int, subsection: int | None = None) -> str:
 @jinja2.pass_context
 def _sentence_gap(context) -> str:
     """What separates two sentences: a space in English, nothing after a Chinese full stop."""
-    return "" if _lang(context) == "zh" else " "
+    return LANGUAGE[_lang(context)].sentence_gap
 
 
 @jinja2.pass_context
 def _caption_gap(context) -> str:
     """Between a caption's number and its text: 图 3 训练曲线 / Figure 3. Training curves"""
-    return "\u2002" if _lang(context) == "zh" else ". "
+    return LANGUAGE[_lang(context)].caption_gap
 
 
 @jinja2.pass_context
 def _flow(context, text: str) -> Markup:
     """A paragraph's sentences, which templates write one per line, as one run of text: in Chinese
     with nothing between them (a line break would show as a space after 。), in English one space."""
-    return Markup(re.sub(r"\s*\n\s*", "" if _lang(context) == "zh" else " ", str(text)).strip())
+    return Markup(re.sub(r"\s*\n\s*", LANGUAGE[_lang(context)].sentence_gap, str(text)).strip())
 
 
 def _html_lang(language: str) -> str:
-    return "zh-CN" if language == "zh" else language
+    return LANGUAGE[language].html
 
 
 def environment(templates: Path | None = None) -> jinja2.Environment:
@@ -300,7 +298,7 @@ def context_of(run: Run, options: ReportOptions) -> dict:
         "manifest_fingerprint": hashlib.sha256("".join(f"{entry['sha256']}  {name}\n" for name, entry in listed)
                                                .encode("utf-8")).hexdigest(),
         "labbook_version": __version__,
-        "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURES)},
+        "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURE_NAMES)},
                       "table": {name: i + 1 for i, name in enumerate(TABLES)}},
         "sections": SECTIONS,
     }

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import ValidationError
 
 from labbook import runschema
+from labbook.localization import LANGUAGES
 from labbook.runschema import strip_hidden
 from labbook.config import Config, load_config_text
 from labbook.errors import UserError
@@ -41,7 +42,7 @@ INTEGER_COLUMNS = ("epoch", "batch", "samples_seen")
 # What a complete run holds; figures, dissection.json, report/ and notes come later.
 RUN_FILES = ("run.json", "config.toml", "history.csv", "metrics.json", "model.safetensors",
              "snapshots.safetensors", MANIFEST)
-NOTES = {"zh": "notes.zh.md", "en": "notes.en.md"}
+NOTES = {language: f"notes.{language}.md" for language in LANGUAGES}
 LINK = "a symbolic link (labbook follows no links in a run folder)"
 # Size caps, far above what labbook itself writes (a seed-preset run: history.csv 15 kB,
 # dissection.json 35 kB, model.safetensors 830 kB, a report PDF 2 MB).

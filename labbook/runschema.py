@@ -18,13 +18,15 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from labbook.config import NUM_CLASSES
-from labbook.localization import N_
+from labbook.localization import LANGUAGES, N_
 
 # Unicode categories that never belong in a name: controls, formats (bidirectional
 # overrides, zero-width joiners and spaces), surrogates, private use, unassigned.
 HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
-FIGURE_NAMES = ("error_curve", "samples", "conv1_kernels", "conv1_features", "conv2_kernels", "conv2_features",
-                "shift_test", "kernel_evolution", "shift_grid", "rotation", "confusion", "mistakes", "attribution")
+# The figures a complete run has, each in every language, in the order the report numbers them:
+# the one list that dissection (which draws them), the report, the site and the grader read.
+FIGURE_NAMES = ("samples", "error_curve", "confusion", "mistakes", "conv1_kernels", "conv1_features", "conv2_features",
+                "conv2_kernels", "kernel_evolution", "attribution", "shift_test", "shift_grid", "rotation")
 # Edge orientations as dissection.json names them; the report translates them.
 ORIENTATIONS = (N_("horizontal"), N_("diagonal /"), N_("vertical"), N_("diagonal \\"))
 MAX_ITEMS = 10_000        # no list in a real run's JSON is longer (a 20-epoch run records 200 points)
@@ -346,4 +348,4 @@ class Dissection(Strict):
     robustness: Robustness
     evaluation: Evaluation
     attribution: Attribution
-    figures: dict[Literal[FIGURE_NAMES], dict[Literal["zh", "en"], Items(FigurePath, 1, 2)]]
+    figures: dict[Literal[FIGURE_NAMES], dict[Literal[LANGUAGES], Items(FigurePath, 1, len(LANGUAGES))]]

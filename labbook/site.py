@@ -28,7 +28,7 @@ from pygments.formatters import HtmlFormatter
 
 from labbook import livelab
 from labbook.errors import UserError
-from labbook.localization import Formatter, gettext_for
+from labbook.localization import LANGUAGE, LANGUAGES, Formatter, gettext_for
 from labbook.report import BUILTIN_TEMPLATES, ReportOptions, context_of, environment
 from labbook.run import RUN_JSON, Run, read_json, read_run
 from labbook.runfolder import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -41,7 +41,6 @@ MAX_RUN_BYTES = 128 * 2**20       # all a run may put into the site (a seed-pres
 CURVE_POINTS = 500                # points of each run's curve in the comparison figure
 PARALLEL_FROM = 8        # runs to render from which several processes pay for their start-up
 SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}-[0-9a-f]{10}")
-LANGUAGES = ("zh", "en")
 DOWNLOADS = ("config.toml", "metrics.json", "history.csv", "model.safetensors", "report/report.zh.pdf",
              "report/report.en.pdf", "report/report.zh-en.pdf")
 
@@ -57,7 +56,8 @@ class SiteResult:
 
 
 def page_name(name: str, language: str) -> str:
-    return f"{name}.html" if language == "zh" else f"{name}.en.html"
+    """The site's default language (the first) has the plain page name: index.html, index.en.html."""
+    return f"{name}.html" if language == LANGUAGES[0] else f"{name}.{language}.html"
 
 
 def slot_name(run_id: str, manifest_digest: str) -> str:
@@ -202,7 +202,9 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str])
 
 @functools.cache
 def _environment():
-    return environment()
+    env = environment()
+    env.globals.update(page_name=page_name, other_language=_other, language_name=lambda code: LANGUAGE[code].name)
+    return env
 
 
 def _render_safely(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> str | None:
@@ -227,7 +229,8 @@ def _render_all(jobs: list[tuple[Path, str, Path]], assets: dict[str, str]) -> l
 
 
 def _other(language: str) -> str:
-    return "en" if language == "zh" else "zh"
+    """The language a page's switch leads to: the next one, round."""
+    return LANGUAGES[(LANGUAGES.index(language) + 1) % len(LANGUAGES)]
 
 
 def compare_table(summaries: list[dict]) -> tuple[list[str], list[dict]]:
@@ -284,8 +287,7 @@ def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) 
     pages = set()
     for study in studies:
         for language in LANGUAGES:
-            name = f"{study['slot']}{'' if language == 'zh' else '.en'}.html"
-            other = f"{study['slot']}{'.en' if language == 'zh' else ''}.html"
+            name, other = page_name(study["slot"], language), page_name(study["slot"], _other(language))
             page = env.get_template("site/study.html.j2").render(
                 summary=study, rows=_rows(study), lang=language, languages=(language,), state={"lang": language},
                 root="../", assets=assets, here=name, other=other, measure_name=lambda m: MEASURE_NAMES[m])
@@ -414,7 +416,7 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
             page = env.get_template(f"site/{name}.html.j2").render(
                 **common, **extra, here=page_name(name, language), other=page_name(name, _other(language)))
             atomic_write_text(out / page_name(name, language), page)
-    atomic_write_text(out / "404.html", env.get_template("site/404.html.j2").render(lang="zh", root=""))
+    atomic_write_text(out / "404.html", env.get_template("site/404.html.j2").render(lang=LANGUAGES[0], root=""))
     for asset in (out / "assets").iterdir():  # content-hashed files that this build no longer uses
         if f"assets/{asset.name}" not in used and asset.is_file() and not asset.is_symlink():
             asset.unlink()

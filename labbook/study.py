@@ -28,7 +28,7 @@ from pathlib import Path
 
 from labbook.config import Config, load_config, override, to_toml, toml_value
 from labbook.errors import UserError
-from labbook.run import read_json, verify_manifest
+from labbook.run import read_json, read_run, verify_manifest
 from labbook.runfolder import atomic_write_json, atomic_write_text
 
 EXAMPLES = Path(__file__).with_name("studies")
@@ -248,8 +248,9 @@ def interval(values: list[float]) -> dict:
 
 
 def measures_of(folder: Path) -> dict[str, float]:
-    """A run's measures, from its metrics.json and dissection.json."""
-    metrics, dissection = read_json(folder / "metrics.json"), read_json(folder / "dissection.json")
+    """A run's measures, from its metrics.json and dissection.json, read through the run reader."""
+    run = read_run(folder, dissected=True)
+    metrics, dissection = run.metrics, run.dissection
     robustness, (dx, dy) = dissection["robustness"], dissection["settings"]["shift"]
     radius = robustness["shift_grid"]["radius"]
     lab = robustness["shift_grid"]["accuracy"][dy + radius][dx + radius] if max(abs(dx), abs(dy)) <= radius \

@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 
 from labbook import analysis
-from labbook.localization import N_, gettext_for
+from labbook.localization import LANGUAGES, N_, gettext_for
 from labbook.runfolder import atomic_write_bytes, own_folder
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
@@ -115,7 +115,7 @@ def render_study_report(root: Path, summary: dict) -> list[Path]:
     template = env.get_template("study/report.html.j2")
     out, written, pages = own_folder(Path(root) / "report"), [], {}
     figure_files = {}
-    for language in ("zh", "en"):
+    for language in LANGUAGES:
         drawn = _figures(summary, language)
         inline = {name: "data:image/svg+xml;base64," + base64.b64encode(svg).decode() for name, (svg, _) in drawn.items()}
         printed = {}

@@ -357,6 +357,11 @@ def third_round(base: Path, subs: Path, a: Path, b: Path) -> dict:
     metrics = json.loads((digits / "metrics.json").read_text())
     rewrite(digits, "metrics.json", json.dumps(metrics).replace(json.dumps(metrics["test_accuracy"]), "1" + "0" * 400, 1))
     hand_in(digits, "S063")
+    chinese_only = made("S064")                                  # the 13 Chinese figures, none of the English
+    for path in (chinese_only / "figures").glob("*.en.*"):
+        path.unlink()
+    write_manifest(chinese_only)
+    hand_in(chinese_only, "S064")
     return {"victim": victim, "squatter": squatter, "twins": twins}
 
 
@@ -723,6 +728,8 @@ def test_nothing_is_read_through_a_link_and_nothing_reached_through_one_scores(g
     assert rows["S044"]["artifacts"] == "0"
     missing = entry(graded, "S044")["items"]["artifacts"]["reason"]["values"]["what"]
     assert missing == "dissection, figures, report"
+    assert rows["S064"]["integrity"] == "10" and rows["S064"]["artifacts"] != "10"     # a complete run has 26
+    assert entry(graded, "S064")["items"]["artifacts"]["reason"]["values"]["what"] == "figures"
     everything = json.dumps(graded["json"], ensure_ascii=False) + (graded["base"] / "grades" / "grades.csv").read_text()
     everything += "".join(p.read_text() for p in (graded["base"] / "grades" / "feedback").iterdir())
     assert SECRET not in everything

@@ -57,17 +57,20 @@ def probe_images(test):
     return torch.cat([noise, blends, shifted, rotated])
 
 
-def _hidden(model, images):
-    """fc1's output after its ReLU, for `images`."""
+def _hidden(model, images, batch_size: int):
+    """The network's outputs on `images` and fc1's responses (after its ReLU) to the TWIN_PROBES
+    among them, in batches of `batch_size`: the widest network a class may hand in holds 200 kB of
+    feature maps an image, 100 MB for all 512 probes at once."""
     import torch
     captured = []
     handle = model.fc1.register_forward_hook(lambda module, inputs, output: captured.append(torch.relu(output)))
     try:
         with torch.inference_mode():
-            outputs = model(images)
+            outputs = torch.cat([model(images[start:start + batch_size])
+                                 for start in range(0, len(images), batch_size)])
     finally:
         handle.remove()
-    return outputs, captured[0]
+    return outputs, torch.cat(captured)[TWIN_PROBES]
 
 
 def standardised_units(features: np.ndarray) -> np.ndarray:
@@ -91,15 +94,15 @@ def weight_sample(state: dict) -> tuple[np.ndarray, tuple]:
     return flat.astype(np.float32), shapes
 
 
-def of(model, test_log_probabilities, test, probes=None) -> Fingerprint:
+def of(model, test_log_probabilities, test, probes=None, batch_size: int = 1000) -> Fingerprint:
     """The fingerprint of a network in evaluation mode, given its log-probabilities on the test split."""
     probes = probe_images(test) if probes is None else probes
-    probe_outputs, hidden = _hidden(model, probes)
+    probe_outputs, hidden = _hidden(model, probes, batch_size)
     predictions = test_log_probabilities.argmax(dim=1)
     weights, shapes = weight_sample(model.state_dict())
     return Fingerprint(predictions=predictions.numpy().astype(np.int8), correct=(predictions == test.labels).numpy(),
                        probe_answers=probe_outputs.argmax(dim=1).numpy().astype(np.int8),
-                       units=standardised_units(hidden.numpy()[TWIN_PROBES]),
+                       units=standardised_units(hidden.numpy()),
                        weights=weights, weight_shapes=shapes)
 
 

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from labbook.grade.scorers import Reason
-from labbook.localization import gettext_for
+from labbook.localization import LANGUAGES, gettext_for
 from labbook.runfolder import atomic_write_bytes, atomic_write_text
 
 ACCURACY_BINS = (0.0, 0.9, 0.95, 0.97, 0.98, 0.99, 1.0001)
@@ -109,11 +109,11 @@ def write_gradebook(out: Path, rows: list[dict], rubric: dict, pairs: list[dict]
     atomic_write_text(out / "grades.json", json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     env = environment()
     env.globals.update(reason_text=Reason.text, number=number)
-    env.filters["both"] = lambda message: f"{gettext_for('zh')(str(message))} / {message}"
+    env.filters["both"] = lambda message: " / ".join(gettext_for(language)(str(message)) for language in LANGUAGES)
     feedback = env.get_template("grade/feedback.html.j2")
     for row in rows:
         atomic_write_text(out / "feedback" / files[row["submission"]],
-                          feedback.render(row=row, rubric=rubric, lang="zh", languages=("zh", "en")))
+                          feedback.render(row=row, rubric=rubric, lang=LANGUAGES[0], languages=LANGUAGES))
     accuracy_items = [item["id"] for item in rubric["items"] if item["kind"] == "verified_accuracy"]
     accuracies = [row["items"][i]["numbers"]["measured"] for row in rows for i in accuracy_items
                   if "measured" in row["items"][i]["numbers"]]

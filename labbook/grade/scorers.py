@@ -16,7 +16,7 @@ from typing import Callable
 
 from labbook.config import TEST_SIZE
 from labbook.grade.measurement import Measurement
-from labbook.localization import N_, gettext_for
+from labbook.localization import LANGUAGES, N_, gettext_for
 
 # What a student reads about each item, by key; values are filled in per submission.
 REASONS = {
@@ -189,12 +189,12 @@ def artifacts(item: dict, m: Measurement) -> Score:
     return Score(0, reason("missing", what=", ".join(missing))) if missing else Score(item["points"], reason("ok"))
 
 
-@kind("reflections", check=lambda item: None if isinstance(item.get("languages", ["zh"]), list)
+@kind("reflections", check=lambda item: None if isinstance(item.get("languages", [LANGUAGES[0]]), list)
       else "languages must be a list such as [\"zh\", \"en\"]")
 def reflections(item: dict, m: Measurement) -> Score:
     # The notes were repaired (NFKC, format characters such as zero-width spaces dropped): a text
     # padded with invisible characters counts as the visible text it is.
-    for language in item.get("languages", ["zh"]):
+    for language in item.get("languages", [LANGUAGES[0]]):
         if language not in m.notes:
             return Score(0, reason("notes_missing", language=language))
         count = len("".join(m.notes[language].split()))

@@ -30,10 +30,11 @@ from labbook.grade.scorers import reason
 from labbook.grade.submissions import SubmissionFiles, declared_shape, open_submission, read_weights
 from labbook.model import ConvNet
 from labbook.run import MAX_BYTES, RUN_FILES, parse_json, parse_history, read_manifest, verify_manifest
+from labbook.localization import LANGUAGES
 from labbook.runschema import FIGURE_NAMES
 
 # Every figure a complete dissection draws, in both languages, as the print PNGs a report uses.
-FIGURE_FILES = tuple(f"figures/{name}.{language}.png" for name in FIGURE_NAMES for language in ("zh", "en"))
+FIGURE_FILES = tuple(f"figures/{name}.{language}.png" for name in FIGURE_NAMES for language in LANGUAGES)
 # Clocks disagree a little (the run id is taken before run.json's times): within this, times agree.
 CLOCK_SLACK = dt.timedelta(minutes=10)
 RUN_ID_TIME = re.compile(r"^(\d{8}T\d{6}Z)")
@@ -175,7 +176,7 @@ def _artifacts(files: SubmissionFiles, m: Measurement) -> None:
 
 
 def _notes(files: SubmissionFiles, m: Measurement) -> None:
-    for language in ("zh", "en"):
+    for language in LANGUAGES:
         name = f"notes.{language}.md"
         if files.has(name):
             try:
@@ -193,11 +194,13 @@ def _weights(files: SubmissionFiles, m: Measurement) -> None:
         tensors, digest = read_weights(files, depth, hidden)
         model = ConvNet(tuple(depth), hidden, pooling=m.config.model.pooling if m.config else "max")
         model.load_state_dict(tensors)
+        del tensors              # copied into the model: the widest network's weights are 26 MB
         model.eval()
-        outputs = log_probabilities(model, _TEST.images, batch_size=evaluation_batch(depth))
+        batch = evaluation_batch(depth)
+        outputs = log_probabilities(model, _TEST.images, batch_size=batch)
         m.measured_accuracy = float((outputs.argmax(dim=1) == _TEST.labels).double().mean())
         m.weights_sha256 = digest
-        m.fingerprint = fingerprint.of(model, outputs, _TEST, _PROBES)
+        m.fingerprint = fingerprint.of(model, outputs, _TEST, _PROBES, batch)
     except (ValueError, OSError, RuntimeError, KeyError, TypeError, AttributeError) as error:
         m.weights_error = _hide(str(error), files.folder)[:200]
 
