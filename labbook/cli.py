@@ -263,7 +263,8 @@ def site(sources, out):
 @click.argument("study_file", required=False)
 @click.option("--base", default=None, help="One-off study: the preset to start from (seed or fast).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="One-off study: a setting for every variant.")
-@click.option("--vary", multiple=True, metavar="KEY=V1,V2", help="One-off study: a grid over this key's values (repeatable).")
+@click.option("--vary", multiple=True, metavar="KEY=V1,V2", help="One-off study: a grid over this key's values, each read as TOML (repeatable), e.g. "
+                   "--vary model.pooling=max,blur or --vary 'model.depth=[4,8],[6,16]'.")
 @click.option("--seeds", default="0,1,2", help="One-off study: the seeds.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("studies"), help="Folder that receives <study id>/.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None,

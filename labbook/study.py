@@ -134,8 +134,27 @@ def study_toml(base: str, assignments, vary, seeds: str) -> str:
         key, _, values = assignment.partition("=")
         if not values:
             raise UserError(f"--vary {assignment!r}: expected KEY=V1,V2")
-        document["grid"][key.strip()] = [toml_value(value) for value in values.split(",")]
+        document["grid"][key.strip()] = [toml_value(value) for value in _top_level_items(values)]
     return tomlkit.dumps(document)
+
+
+def _top_level_items(values: str) -> list[str]:
+    """'[4,8],[6,16]' -> ['[4,8]', '[6,16]']; 'sgd,adam' -> ['sgd', 'adam']: the commas that separate
+    values, not those inside a list or a quoted string."""
+    items, depth, quote, start = [], 0, None, 0
+    for index, character in enumerate(values):
+        if quote:
+            quote = None if character == quote else quote
+        elif character in "\"'":
+            quote = character
+        elif character in "[{":
+            depth += 1
+        elif character in "]}":
+            depth -= 1
+        elif character == "," and depth == 0:
+            items.append(values[start:index])
+            start = index + 1
+    return [*items, values[start:]]
 
 
 def load_study(name_or_path: str) -> Study:

@@ -8,7 +8,7 @@ from conftest import PROCESS_DEADLINE, invoke
 
 from labbook.errors import UserError
 from labbook.run import read_json, verify_manifest
-from labbook.study import interval, parse_study, run_study, t_quantile
+from labbook.study import interval, parse_study, run_study, study_toml, t_quantile
 
 TINY = """
 [study]
@@ -184,3 +184,12 @@ def test_the_site_has_a_page_per_study_and_refuses_a_malformed_one(tiny_local, t
     assert "blurpool" in page and "95% interval" in page and "<script>" not in page
     assert f"studies/{study.id}.html" in (tmp_path / "site" / "index.html").read_text()
     assert any("broken" in reason and "study.json" in reason for reason in result.skipped)
+
+
+def test_vary_reads_each_value_as_toml_lists_included():
+    """`--vary` splits at the commas between values, not inside a list or a quoted string."""
+    plan = parse_study(study_toml("seed", [], ["model.depth=[4,8],[6,16]", "model.pooling=max,blur",
+                                              "report.title='a, b',c"], "0,1"), "command line")
+    configs = [variant.configs[0] for variant in plan.variants]
+    assert {tuple(config.model.depth) for config in configs} == {(4, 8), (6, 16)} and len(configs) == 8
+    assert {config.report.title for config in configs} == {"a, b", "c"}
