@@ -131,7 +131,14 @@ def _train(preset, config_file, epochs, seed, assignments, device, threads, runs
 def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None, figures: bool = True) -> None:
     from labbook.dissect import dissect_run
 
-    result = dissect_run(folder, overrides, show_progress=progress, figures=figures)
+    try:
+        result = dissect_run(folder, overrides, show_progress=progress, figures=figures)
+    except KeyboardInterrupt:
+        # dissection.json is written last, whole: an interrupted dissection leaves none, and the run's
+        # training, complete, stays as it was.
+        click.echo(f"labbook: dissection interrupted: {folder} is trained and complete but not dissected "
+                   f"(`labbook dissect {folder}` measures it)", err=True)
+        sys.exit(130)
     robustness = result["robustness"]
     drawn = (f"and {len(result['figures'])} figures in {folder / 'figures'}" if figures
              else f"(no figures: `labbook dissect {folder} --figures-only` draws them)")

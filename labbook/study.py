@@ -104,15 +104,19 @@ def parse_study(text: str, where: str) -> Study:
     if not variants:
         raise UserError(f"{where}: a study needs [[variants]] or a [grid]")
     names = [variant.name for variant in variants]
-    if len(set(names)) != len(names):
-        raise UserError(f"{where}: two variants are named alike")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"{where}: more than one variant is named {repeated[0]!r}")
     baseline = head.get("baseline", names[0])
     if baseline not in names:
         raise UserError(f"{where}: study.baseline {baseline!r} is not one of the variants")
     for variant in variants:
         for seed in seeds:
-            variant.configs[seed] = load_config(None, base, [*common, *variant.settings,
-                                                             {"train": {"seed": seed}, "name": "study"}])
+            try:
+                variant.configs[seed] = load_config(None, base, [*common, *variant.settings,
+                                                                 {"train": {"seed": seed}, "name": "study"}])
+            except UserError as error:
+                raise UserError(f"{where}: variant {variant.name!r}: {error}") from None
     spec = {"name": name, "base": base, "seeds": seeds, "measures": measures, "baseline": baseline,
             "variants": {v.name: to_toml(v.configs[seeds[0]]) for v in variants}}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from safetensors.torch import load_file
 
 from labbook.data import load_mnist
 from labbook.run import verify_manifest
+from labbook.runfolder import write_manifest
 
 
 def test_run_writes_a_complete_verifiable_folder(small_run):
@@ -119,3 +121,25 @@ def test_ctrl_c_leaves_an_interrupted_run(tmp_path):
     assert not (folder / "manifest.json").exists() and not (folder / "metrics.json").exists()
     rows = list(csv.DictReader((folder / "history.csv").open()))
     assert rows and rows[0]["batch"] == "0"   # what was recorded before the interruption is kept
+
+
+def test_ctrl_c_during_dissection_exits_130_and_leaves_the_trained_run_undissected(measured_run, tmp_path):
+    """What a study relies on to stop at once: Ctrl-C while measuring is an interruption (130), not a
+    failure (1, which a study would retry), and leaves no dissection.json."""
+    copy = tmp_path / measured_run[0].name
+    shutil.copytree(measured_run[0], copy)
+    (copy / "dissection.json").unlink()
+    write_manifest(copy)
+    process = interruptible([sys.executable, "-m", "labbook", "dissect", str(copy), "--progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen, deadline = b"", time.monotonic() + PROCESS_DEADLINE
+    while b"dissect" not in seen:                  # the progress bar is up: measuring has begun
+        assert time.monotonic() < deadline and process.poll() is None, seen.decode(errors="replace")
+        seen += process.stderr.read1(256)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=PROCESS_DEADLINE)
+    stderr = stderr.decode()
+    assert process.returncode == 130, stderr
+    assert "dissection interrupted" in stderr and "Traceback" not in stderr and "Aborted" not in stderr
+    assert not (copy / "dissection.json").exists()
+    assert json.loads((copy / "run.json").read_text())["status"] == "complete"

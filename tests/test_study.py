@@ -193,3 +193,15 @@ def test_vary_reads_each_value_as_toml_lists_included():
     configs = [variant.configs[0] for variant in plan.variants]
     assert {tuple(config.model.depth) for config in configs} == {(4, 8), (6, 16)} and len(configs) == 8
     assert {config.report.title for config in configs} == {"a, b", "c"}
+
+
+def test_every_study_error_names_the_file_and_the_variant(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('[study]\nname = "typo"\n[[variants]]\nname = "fast"\n[[variants]]\nname = "slow"\n'
+                    'set = {"train.epochz" = 3}\n')
+    result = invoke("study", path)
+    assert result.exit_code == 2 and str(path) in result.output and "'slow'" in result.output
+    assert "epochz" in result.output
+    path.write_text('[study]\nname = "twice"\n[[variants]]\nname = "a"\n[[variants]]\nname = "a"\n')
+    result = invoke("study", path)
+    assert result.exit_code == 2 and str(path) in result.output and "named 'a'" in result.output
