@@ -6,19 +6,28 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from pathlib import Path
 
 from labbook import analysis
 from labbook.localization import LANGUAGES, N_, gettext_for
 from labbook.runfolder import atomic_write_bytes, own_folder
+from labbook.study import PROPORTIONS
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
                  "lab_shift_accuracy": N_("test accuracy at the lab's shift"),
                  "consistency": N_("consistency under random shifts"),
                  "flip_probability": N_("one-pixel flip probability"),
                  "rotation_accuracy": N_("mean accuracy under rotation"), "train_seconds": N_("training time (s)")}
-PERCENT = {"validation_accuracy", "test_accuracy", "lab_shift_accuracy", "consistency", "flip_probability",
-           "rotation_accuracy"}
+PERCENT = PROPORTIONS
+
+
+def _wrapped(title: str) -> str:
+    """A subplot's title on lines short enough for its quarter of the page: English at spaces,
+    Chinese (no spaces) every 13 characters."""
+    if " " in title:
+        return textwrap.fill(title, 22)
+    return "\n".join(title[start:start + 13] for start in range(0, len(title), 13))
 
 
 def _figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
@@ -40,9 +49,17 @@ def _figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
     measures = summary["spec"]["measures"]
     baseline = summary["spec"]["baseline"]
     others = [name for name in summary["variants"] if name != baseline]
-    figure, axes = plt.subplots(1, len(measures), figsize=(figures.A4_WIDTH_INCHES, 0.5 + 0.45 * len(others) + 1),
-                                squeeze=False)
-    for axis, measure in zip(axes[0], measures):
+    # Four measures a row at most: a title of a measure has room for about 22 characters of English
+    # or 13 of Chinese a line, and the axes' ticks do not run into each other.
+    columns = min(4, len(measures))
+    rows = -(-len(measures) // columns)
+    figure, axes = plt.subplots(rows, columns, squeeze=False, figsize=(
+        figures.A4_WIDTH_INCHES, rows * (0.9 + 0.3 * len(others)) + 0.3))
+    for index, axis in enumerate(axes.flat):
+        if index >= len(measures):
+            axis.set_visible(False)
+            continue
+        measure = measures[index]
         scale = 100 if measure in PERCENT else 1
         for row, name in enumerate(others):
             difference = summary["variants"][name]["difference"].get(measure, {})
@@ -52,8 +69,10 @@ def _figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
                               fmt="o", color="#D55E00" if difference["excludes_zero"] else "#0072B2", capsize=3)
         axis.axvline(0, color="#888", linewidth=0.8)
         axis.set_yticks(range(len(others)))
-        axis.set_yticklabels(others if axis is axes[0][0] else [], fontsize=7)
-        axis.set_title(_(MEASURE_NAMES[measure]), fontsize=7)
+        axis.set_yticklabels(others if index % columns == 0 else [], fontsize=7)
+        axis.set_ylim(-0.6, len(others) - 0.4)
+        axis.set_title(_wrapped(_(MEASURE_NAMES[measure])), fontsize=7)
+        axis.xaxis.set_major_locator(plt.MaxNLocator(3))
         axis.tick_params(axis="x", labelsize=7)
     figure.tight_layout()
     drawn["differences"] = figure
@@ -84,10 +103,10 @@ def _rows(summary: dict) -> list[dict]:
         for measure in summary["spec"]["measures"]:
             where = f"study.json:variants.{name}.measures.{measure}"
             stats = entry["measures"][measure]
-            half = None if stats["high"] is None else stats["high"] - stats["mean"]
             cells.append({"measure": measure, "percent": measure in PERCENT,
                           "mean": analysis.Fact(stats["mean"], f"{where}.mean"),
-                          "half": None if half is None else analysis.Fact(half, f"rule:{where}.high-mean")})
+                          "low": None if stats["low"] is None else analysis.Fact(stats["low"], f"{where}.low"),
+                          "high": None if stats["high"] is None else analysis.Fact(stats["high"], f"{where}.high")})
         claims = []
         for measure, difference in entry["difference"].items():
             where = f"study.json:variants.{name}.difference.{measure}"

@@ -205,3 +205,15 @@ def test_every_study_error_names_the_file_and_the_variant(tmp_path):
     path.write_text('[study]\nname = "twice"\n[[variants]]\nname = "a"\n[[variants]]\nname = "a"\n')
     result = invoke("study", path)
     assert result.exit_code == 2 and str(path) in result.output and "named 'a'" in result.output
+
+
+def test_an_interval_of_percentages_stays_between_0_and_100_percent():
+    """Two seeds at chance (10% and 12%): Student's t on the plain scale reaches below 0%; on the
+    logit scale, taken back, the interval is 3.24% to 31.14% (t = 12.706 on 1 degree of freedom)."""
+    plain, bounded = interval([0.10, 0.12]), interval([0.10, 0.12], proportion=True)
+    assert plain["low"] < 0
+    assert bounded["mean"] == plain["mean"] and math.isclose(bounded["low"], 0.032424, abs_tol=1e-5)
+    assert math.isclose(bounded["high"], 0.311360, abs_tol=1e-5)
+    for values in ([0.9865, 0.9990], [0.97, 0.99, 1.0], [0.0, 0.001, 0.0005], [0.5, 0.5]):
+        result = interval(values, proportion=True)
+        assert 0 <= result["low"] <= result["mean"] <= result["high"] <= 1, (values, result)
