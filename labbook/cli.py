@@ -306,6 +306,10 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_ad
     click.echo(f"study: {out / plan.id / 'study.json'}")
     for path in render_study_report(out / plan.id, summary):
         click.echo(f"report: {path}")
+    for name, entry in summary["variants"].items():
+        if entry.get("near_chance") is not None:
+            click.echo(f"labbook: {name} stayed near chance (mean test accuracy {100 * entry['near_chance']:.2f}%): "
+                       "its robustness measures are not interpreted", err=True)
     failed = {name: entry["failed"] for name, entry in summary["variants"].items() if entry["failed"]}
     for name, seeds_failed in failed.items():
         click.echo(f"labbook: {name}: seed(s) {', '.join(map(str, seeds_failed))} failed twice and are left out", err=True)

@@ -325,6 +325,7 @@ def _checked_study(data) -> dict:
             raise ValueError("a variant's name is not a short text")
         checked[clean_text(name)] = {
             "failed": [int(seed) for seed in entry["failed"]][:100],
+            "near_chance": number(entry.get("near_chance"), True),
             "measures": {m: {key: number(entry["measures"][m][key], key != "mean") for key in ("mean", "low", "high")}
                          for m in measures},
             "difference": {m: {"mean": number(d["mean"]), "low": number(d["low"], True),

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labbook.config import Config, load_config, override, to_toml, toml_value
+from labbook.config import NUM_CLASSES, Config, load_config, override, to_toml, toml_value
 from labbook.errors import UserError
 from labbook.run import read_json, read_run, verify_manifest
 from labbook.runfolder import atomic_write_json, atomic_write_text
@@ -37,6 +37,11 @@ MEASURES = ("validation_accuracy", "test_accuracy", "lab_shift_accuracy", "consi
             "rotation_accuracy", "train_seconds")
 # The measures that are proportions (shares of test images), shown as percentages.
 PROPORTIONS = frozenset(MEASURES) - {"train_seconds"}
+# A network whose mean test accuracy stays under twice chance (10 digits: 20%) has learned next to
+# nothing: it answers much the same digit to every image, so it is "consistent" under shifts and its
+# flip probability is near 0. Its robustness measures describe that, not what it learned.
+NEAR_CHANCE = 2 / NUM_CLASSES
+ROBUSTNESS = frozenset({"lab_shift_accuracy", "consistency", "flip_probability", "rotation_accuracy"})
 # Student's t, the 0.975 quantile, for 1..30 degrees of freedom (beyond: the Cornish-Fisher
 # expansion around the normal quantile, within 0.001 of the exact value).
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -331,6 +336,10 @@ def summarise(study: Study, folders: dict, root: Path) -> dict:
                 result = interval(differences)
                 result["excludes_zero"] = result["low"] is not None and (result["low"] > 0 or result["high"] < 0)
                 entry["difference"][measure] = {"seeds": paired, **result}
+        accuracies = [measured[(variant.name, seed)]["test_accuracy"] for seed in seeds]
+        mean_accuracy = sum(accuracies) / len(accuracies) if accuracies else None
+        # The mean test accuracy of a variant near chance, else null: its robustness is not interpreted.
+        entry["near_chance"] = mean_accuracy if mean_accuracy is not None and mean_accuracy < NEAR_CHANCE else None
         curves = [measured[(variant.name, seed)]["by_distance"] for seed in seeds]
         entry["shift_curve"] = [[curves[0][i][0], sum(c[i][1] for c in curves) / len(curves)]
                                 for i in range(len(curves[0]))] if curves else []

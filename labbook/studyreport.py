@@ -12,7 +12,7 @@ from pathlib import Path
 from labbook import analysis
 from labbook.localization import LANGUAGES, N_, gettext_for
 from labbook.runfolder import atomic_write_bytes, own_folder
-from labbook.study import PROPORTIONS
+from labbook.study import NEAR_CHANCE, PROPORTIONS, ROBUSTNESS
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
                  "lab_shift_accuracy": N_("test accuracy at the lab's shift"),
@@ -108,7 +108,10 @@ def _rows(summary: dict) -> list[dict]:
                           "low": None if stats["low"] is None else analysis.Fact(stats["low"], f"{where}.low"),
                           "high": None if stats["high"] is None else analysis.Fact(stats["high"], f"{where}.high")})
         claims = []
+        baseline_chance = summary["variants"][summary["spec"]["baseline"]].get("near_chance")
         for measure, difference in entry["difference"].items():
+            if measure in ROBUSTNESS and (entry.get("near_chance") is not None or baseline_chance is not None):
+                continue   # a network near chance has no robustness worth a sentence
             where = f"study.json:variants.{name}.difference.{measure}"
             baseline = summary["variants"][summary["spec"]["baseline"]]["measures"][measure]
             claims.append({"measure": measure, "percent": measure in PERCENT, "n": analysis.Fact(len(difference["seeds"]), f"{where}.seeds"),
@@ -121,7 +124,10 @@ def _rows(summary: dict) -> list[dict]:
                            "unit": N_("percentage points") if measure in PERCENT else N_("s"),
                            "before": analysis.Fact(baseline["mean"], f"study.json:variants.{summary['spec']['baseline']}.measures.{measure}.mean"),
                            "after": analysis.Fact(entry["measures"][measure]["mean"], f"study.json:variants.{name}.measures.{measure}.mean")})
-        rows.append({"name": name, "cells": cells, "claims": claims, "failed": entry["failed"]})
+        chance = entry.get("near_chance")
+        rows.append({"name": name, "cells": cells, "claims": claims, "failed": entry["failed"],
+                     "near_chance": None if chance is None else analysis.Fact(chance, f"study.json:variants.{name}.near_chance"),
+                     "chance_limit": analysis.Fact(NEAR_CHANCE, "rule:2/classes")})
     return rows
 
 

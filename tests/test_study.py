@@ -217,3 +217,32 @@ def test_an_interval_of_percentages_stays_between_0_and_100_percent():
     for values in ([0.9865, 0.9990], [0.97, 0.99, 1.0], [0.0, 0.001, 0.0005], [0.5, 0.5]):
         result = interval(values, proportion=True)
         assert 0 <= result["low"] <= result["mean"] <= result["high"] <= 1, (values, result)
+
+
+def test_a_variant_near_chance_is_flagged_and_its_robustness_not_interpreted(monkeypatch, tmp_path):
+    """Known answer: blur's three seeds stayed at chance (10.2% test accuracy, consistency 99.95%, as a
+    network that answers one digit to everything has); max trained. The report says blur stayed near
+    chance and claims no robustness difference for it, though its consistency interval excludes zero;
+    its test accuracy difference is still claimed."""
+    import labbook.study as study_module
+    from labbook.studyreport import render_study_report
+    plan = parse_study(study_toml("seed", [], ["model.pooling=max,blur"], "0,1,2"), "command line")
+
+    def measures(test, consistency, seed):
+        wobble = 0.001 * seed
+        return {"validation_accuracy": test + wobble, "test_accuracy": test + wobble, "lab_shift_accuracy": test - wobble,
+                "consistency": consistency - wobble / 10, "flip_probability": 1 - consistency + wobble / 10,
+                "rotation_accuracy": test - 2 * wobble, "train_seconds": 2.0 + seed, "by_distance": [[0, test], [1, test]]}
+    made = {f"max/{seed}": measures(0.98, 0.60, seed) for seed in (0, 1, 2)}
+    made.update({f"blur/{seed}": measures(0.102, 0.9995, seed) for seed in (0, 1, 2)})
+    monkeypatch.setattr(study_module, "measures_of", lambda folder: made[folder])
+    folders = {(variant.name, seed): f"{variant.name.split('=')[1]}/{seed}" for variant in plan.variants for seed in (0, 1, 2)}
+    summary = study_module.summarise(plan, folders, tmp_path)
+    assert math.isclose(summary["variants"]["model.pooling=blur"]["near_chance"], 0.103)
+    assert summary["variants"]["model.pooling=max"]["near_chance"] is None
+    assert summary["variants"]["model.pooling=blur"]["difference"]["consistency"]["excludes_zero"]
+    render_study_report(tmp_path, summary)
+    html = (tmp_path / "report" / "study.en.html").read_text()
+    assert "model.pooling=blur stayed near chance" in html and "model.pooling=max stayed" not in html
+    assert "the consistency" not in html and "the one-pixel flip probability" not in html
+    assert "lowers the test accuracy" in html
