@@ -278,11 +278,8 @@ def interval(values: list[float], proportion: bool = False) -> dict:
         return {"n": n, "mean": mean, "sd": None, "low": None, "high": None}
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     if proportion:
-        logits = [_logit(v) for v in values]
-        centre = sum(logits) / n
-        spread = math.sqrt(sum((v - centre) ** 2 for v in logits) / (n - 1))
-        half = t_quantile(n - 1) * spread / math.sqrt(n)
-        return {"n": n, "mean": mean, "sd": sd, "low": _expit(centre - half), "high": _expit(centre + half)}
+        on_logits = interval([_logit(value) for value in values])
+        return {"n": n, "mean": mean, "sd": sd, "low": _expit(on_logits["low"]), "high": _expit(on_logits["high"])}
     half = t_quantile(n - 1) * sd / math.sqrt(n)
     return {"n": n, "mean": mean, "sd": sd, "low": mean - half, "high": mean + half}
 

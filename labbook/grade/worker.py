@@ -29,7 +29,7 @@ from labbook.grade.measurement import Measurement
 from labbook.grade.scorers import reason
 from labbook.grade.submissions import SubmissionFiles, declared_shape, open_submission, read_weights
 from labbook.model import ConvNet
-from labbook.run import MAX_BYTES, RUN_FILES, parse_json, parse_history, read_manifest, verify_manifest
+from labbook.run import MAX_BYTES, NOTES, RUN_FILES, parse_json, parse_history, read_manifest, verify_manifest
 from labbook.localization import LANGUAGES
 from labbook.runschema import FIGURE_NAMES
 
@@ -176,8 +176,7 @@ def _artifacts(files: SubmissionFiles, m: Measurement) -> None:
 
 
 def _notes(files: SubmissionFiles, m: Measurement) -> None:
-    for language in LANGUAGES:
-        name = f"notes.{language}.md"
+    for language, name in NOTES.items():
         if files.has(name):
             try:
                 m.notes[language] = files.text(name, MAX_BYTES["notes"])
