@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from labbook.config import IMAGE_SIZE, load_config
-from labbook.data import load_mnist
-from labbook.evaluate import log_probabilities
+from labbook.lab.data import load_mnist
+from labbook.lab.evaluate import log_probabilities
 from labbook.grade import copying, fingerprint
-from labbook.model import ConvNet
+from labbook.lab.model import ConvNet
 
 MEASURES = ("weight_cosine", "probe_agreement", "twin_units", "mistake_agreement")
 

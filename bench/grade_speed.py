@@ -38,7 +38,7 @@ from pathlib import Path
 
 from labbook.grade import grade_class
 from labbook.grade.rubric import EXAMPLE_RUBRIC
-from labbook.runfolder import environment, write_manifest
+from labbook.runs.writer import environment, write_manifest
 
 
 class PeakMemory:
@@ -100,7 +100,7 @@ def main() -> None:
         from copy_calibration import load, permuted
         from safetensors.torch import save_file
 
-        from labbook.model import ConvNet
+        from labbook.lab.model import ConvNet
         original = load(args.run_folder)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)

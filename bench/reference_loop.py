@@ -30,8 +30,8 @@ except (ImportError, RuntimeError):   # PyTorch's CPU-only build: the same steps
     import torchvision_mnist as dsets
     import torchvision_mnist as transforms
 
-from labbook.mnist import VENDORED_ROOT
-from labbook.model import ConvNet
+from labbook.lab.mnist import VENDORED_ROOT
+from labbook.lab.model import ConvNet
 
 
 def prepare_torchvision_root(root: Path) -> Path:

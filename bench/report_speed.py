@@ -5,7 +5,7 @@ so WeasyPrint embeds (and subsets) the system's 20 MB Noto CJK collections.
 labbook: the same HTML with a stylesheet that points every element at small
 subsets of those fonts, made once per character set and cached; figures that
 leave holes moved or shrunk and the page laid out again; one process per core
-(labbook/pdf.py, `render_pdfs`).
+(labbook/report/pdf.py, `render_pdfs`).
 
 WeasyPrint subsets fonts with HarfBuzz when libharfbuzz-subset is installed
 (`make` installs it as root) and with fontTools otherwise; the script says which
@@ -34,10 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbook import pdf
-from labbook.report import ReportOptions, context_of, environment, render_html
-from labbook.run import read_run
-from labbook.runfolder import environment as machine
+from labbook.report import pdf
+from labbook.report.render import ReportOptions, context_of, environment, render_html
+from labbook.runs.reader import read_run
+from labbook.runs.writer import environment as machine
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbook.runfolder import environment, write_manifest
-from labbook.site import build_site
+from labbook.runs.writer import environment, write_manifest
+from labbook.site.build import build_site
 
 
 def clone(run: Path, runs: Path, index: int) -> None:

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from labbook.runfolder import environment
-from labbook.study import parse_study, run_study
+from labbook.runs.writer import environment
+from labbook.study.runner import parse_study, run_study
 
 STUDY = """
 [study]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from labbook.mnist import read_mnist_file
+from labbook.lab.mnist import read_mnist_file
 
 
 class MNIST(torch.utils.data.Dataset):

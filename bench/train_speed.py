@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_loop import lab_epoch, prepare_torchvision_root  # noqa: E402
 
 from labbook.config import load_config, parse_override  # noqa: E402
-from labbook.data import load_mnist  # noqa: E402
-from labbook.runfolder import environment  # noqa: E402
-from labbook.train import train  # noqa: E402
+from labbook.lab.data import load_mnist  # noqa: E402
+from labbook.runs.writer import environment  # noqa: E402
+from labbook.lab.train import train  # noqa: E402
 
 REFERENCE = Path(__file__).with_name("reference_loop.py")
 

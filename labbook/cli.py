@@ -10,7 +10,7 @@ import click
 from labbook import __version__
 from labbook.config import PRESETS, RuntimeConfig, choices
 from labbook.errors import UserError
-from labbook.report import FORMATS, LANGUAGE_SETS
+from labbook.report.render import FORMATS, LANGUAGE_SETS
 
 
 class LabbookGroup(click.Group):
@@ -100,7 +100,7 @@ def _file_sets_seed(config_file: Path | None) -> bool:
 def _train(preset, config_file, epochs, seed, assignments, device, threads, runs_dir, data_dir, name, author,
            student_id, progress) -> Path:
     from labbook.config import apply_overrides, load_config, parse_override, seed_for_student
-    from labbook.experiment import run_experiment
+    from labbook.lab.experiment import run_experiment
 
     direct = {"train": {}, "runtime": {}}
     for section, key, value in (("train", "epochs", epochs), ("train", "seed", seed), ("runtime", "device", device),
@@ -129,7 +129,7 @@ def _train(preset, config_file, epochs, seed, assignments, device, threads, runs
 
 
 def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None, figures: bool = True) -> None:
-    from labbook.dissect import dissect_run
+    from labbook.dissect.dissection import dissect_run
 
     try:
         result = dissect_run(folder, overrides, show_progress=progress, figures=figures)
@@ -148,7 +148,7 @@ def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None,
 
 
 def _report(folder: Path, languages, formats, **cover) -> None:
-    from labbook.report import ReportOptions, render_report
+    from labbook.report.render import ReportOptions, render_report
 
     report = ReportOptions(languages=tuple(languages), formats=tuple(formats), **cover)
     rendered = render_report(folder, report)
@@ -193,7 +193,7 @@ def dissect(run_folder, image_index, shift, radius, figures_only, figures, progr
     Nothing is retrained; the same run dissected twice gives identical files.
     """
     if figures_only:
-        from labbook.dissect import redraw_run
+        from labbook.dissect.dissection import redraw_run
         drawn = redraw_run(run_folder)
         click.echo(f"figures: {len(drawn)} figures in {Path(run_folder) / 'figures'}")
         return
@@ -232,8 +232,8 @@ def build(run_folder, languages, formats, templates, notes, course, title, class
     elif not (Path(run_folder) / "dissection.json").is_file():
         _dissect(run_folder, training["progress"])
     else:
-        from labbook.dissect import redraw_run
-        from labbook.run import read_run
+        from labbook.dissect.dissection import redraw_run
+        from labbook.runs.reader import read_run
         if not read_run(run_folder, dissected=True).dissection["figures"]:   # dissected without them
             redraw_run(run_folder)
     _report(run_folder, languages, formats, templates=templates, notes=notes, course=course, title=title,
@@ -252,7 +252,7 @@ def site(sources, out):
     and the exit code is then 3 (0 when every run was published). A rebuild renders
     again only the runs whose manifest changed.
     """
-    from labbook.site import build_site
+    from labbook.site.build import build_site
 
     result = build_site(list(sources) or [Path("runs")], out)
     for reason in result.skipped:
@@ -285,7 +285,7 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_ad
     STUDY_FILE is a study's TOML, or the name of an example (shift-robustness,
     lab-hyperparameters). Running a study again skips the runs already complete.
     """
-    from labbook.study import load_study, parse_study, run_study, study_toml
+    from labbook.study.runner import load_study, parse_study, run_study, study_toml
 
     if study_file and (base or assignments or vary):
         raise UserError("study: give a study file or --base/--set/--vary, not both")
@@ -295,7 +295,7 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_ad
         plan = parse_study(study_toml(base or "seed", assignments, vary, seeds), "command line")
     else:
         raise UserError("study: give a study file (or an example's name), or --vary KEY=V1,V2")
-    from labbook.studyreport import render_study_report
+    from labbook.study.report import render_study_report
 
     try:
         summary = run_study(plan, out, parallel, progress, ray=ray or bool(ray_address), ray_address=ray_address)

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from labbook.cli import main
-from labbook.runfolder import write_manifest
+from labbook.runs.writer import write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
@@ -66,7 +66,7 @@ def copy_run(source: Path, target: Path, **run_changes) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist():
-    from labbook.data import load_mnist
+    from labbook.lab.data import load_mnist
     return load_mnist()
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from labbook import analysis
-from labbook.dissect import attributions, most_harmful_patch
-from labbook.robustness import accuracy_by_distance, largest_safe_shift
+from labbook.report import analysis
+from labbook.dissect.dissection import attributions, most_harmful_patch
+from labbook.dissect.robustness import accuracy_by_distance, largest_safe_shift
 
 
 def robustness_dissection(grid, rotation, shift=(2, 2), flips=(0.01, 0.01, 0.01, 0.01)):

@@ -14,9 +14,9 @@ from conftest import PROCESS_DEADLINE, SMALL, interruptible, invoke, run_cli
 from lab_convnet import ConvNet as LabConvNet
 from safetensors.torch import load_file
 
-from labbook.data import load_mnist
-from labbook.run import verify_manifest
-from labbook.runfolder import write_manifest
+from labbook.lab.data import load_mnist
+from labbook.runs.reader import verify_manifest
+from labbook.runs.writer import write_manifest
 
 
 def test_run_writes_a_complete_verifiable_folder(small_run):

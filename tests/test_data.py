@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from labbook.data import load_mnist, random_shift
-from labbook.mnist import MNIST_FILES, VENDORED_ROOT, parse_idx, read_mnist_file
+from labbook.lab.data import load_mnist, random_shift
+from labbook.lab.mnist import MNIST_FILES, VENDORED_ROOT, parse_idx, read_mnist_file
 from labbook.errors import UserError
 
 RAW = VENDORED_ROOT / "MNIST" / "raw"

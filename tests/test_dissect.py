@@ -8,11 +8,11 @@ import torch
 from conftest import invoke
 
 from labbook.config import apply_overrides
-from labbook import figures
-from labbook.dissect import dissect_run, figure_jobs, kernel_descriptor, measure
+from labbook.dissect import figures
+from labbook.dissect.dissection import dissect_run, figure_jobs, kernel_descriptor, measure
 from labbook.errors import UserError
-from labbook.run import read_run
-from labbook.site import build_site
+from labbook.runs.reader import read_run
+from labbook.site.build import build_site
 
 
 def test_kernel_descriptors_of_synthetic_kernels():

@@ -23,9 +23,9 @@ from safetensors.torch import load_file, save_file
 from labbook.config import load_config
 from labbook.grade.rubric import EXAMPLE_RUBRIC
 from labbook.grade.worker import STALL_FOR_TESTS
-from labbook.model import ConvNet
-from labbook.report import ReportOptions, render_report
-from labbook.runfolder import write_manifest
+from labbook.lab.model import ConvNet
+from labbook.report.render import ReportOptions, render_report
+from labbook.runs.writer import write_manifest
 
 # Graded on all 5,000 test images, as a claim must be; a small translation grid keeps the dissection short.
 HONEST = ["--set", "data.train_limit=3000", "--set", "data.validation_limit=500", "--set", "train.optimizer=adam",
@@ -231,7 +231,7 @@ def third_round(base: Path, subs: Path, a: Path, b: Path) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from copy_calibration import best_of, merged, noisy, permuted
 
-    from labbook.data import load_mnist
+    from labbook.lab.data import load_mnist
     outside = base / "outside"
     outside.mkdir()
     (outside / "config.toml").write_text(f'# {SECRET}\n[model]\nhidden = "{SECRET}"\n')

@@ -15,8 +15,8 @@ import pytest
 from conftest import CHROMIUM, copy_run, open_page, run_cli
 
 from labbook.errors import UserError
-from labbook.report import ReportOptions, render_report
-from labbook.runfolder import write_manifest
+from labbook.report.render import ReportOptions, render_report
+from labbook.runs.writer import write_manifest
 
 EVIL_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" '
             b'height="10" onload="alert(1)"><script>alert(2)</script><foreignObject width="10" height="10">'

@@ -76,12 +76,12 @@ def test_the_checker_sees_a_figure_that_crosses_the_page_foot(tmp_path):
 
 
 def test_the_weasyprint_internals_that_the_figure_floats_use_are_there():
-    """labbook/pdf.py places figures as floats by reading WeasyPrint's layout (page._page_box, box
+    """labbook/report/pdf.py places figures as floats by reading WeasyPrint's layout (page._page_box, box
     children, positions, heights) and re-rendering its tree: internals, not API. A WeasyPrint that
     has changed them must fail here, loudly, not silently lay reports out without floats."""
     import weasyprint
 
-    from labbook import pdf
+    from labbook.report import pdf
     # A short paragraph, then a figure too tall for the rest of the page: it leaves a hole.
     figure = '<figure><div style="height:900px"></div></figure>'
     html = (f"<html><body><section><p>{'text ' * 60}</p>{figure}<p>after</p><p>more</p><p>last</p>"
@@ -94,7 +94,7 @@ def test_the_weasyprint_internals_that_the_figure_floats_use_are_there():
             fix(page.etree_element)
         page.wrapper_element  # noqa: B018 - re-rendering the changed tree sets this
     except (AttributeError, StopIteration, TypeError) as error:
-        raise AssertionError(f"WeasyPrint {weasyprint.__version__} no longer has what labbook/pdf.py's figure "
+        raise AssertionError(f"WeasyPrint {weasyprint.__version__} no longer has what labbook/report/pdf.py's figure "
                              f"floats read ({type(error).__name__}: {error}); keep the version in "
                              f"requirements/*.lock, or update pdf.py") from None
     assert len(fixes) == 1   # the figure that left a hole moves below the text after it

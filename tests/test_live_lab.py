@@ -12,14 +12,14 @@ import torch
 
 from conftest import CHROMIUM, open_page
 
-from labbook.data import load_test_split
-from labbook.dissect import load_model
-from labbook.evaluate import log_probabilities
-from labbook.livelab import expected_shapes
-from labbook.model import parameter_shapes
-from labbook.robustness import shift_images
-from labbook.run import read_run
-from labbook.site import build_site
+from labbook.lab.data import load_test_split
+from labbook.dissect.dissection import load_model
+from labbook.lab.evaluate import log_probabilities
+from labbook.site.livelab import expected_shapes
+from labbook.lab.model import parameter_shapes
+from labbook.dissect.robustness import shift_images
+from labbook.runs.reader import read_run
+from labbook.site.build import build_site
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -88,7 +88,7 @@ def test_the_browser_computes_what_pytorch_computes(served, reported):
 def test_a_rotation_in_the_browser_is_labbooks(served, reported):
     from playwright.sync_api import sync_playwright
 
-    from labbook.robustness import rotate
+    from labbook.dissect.robustness import rotate
 
     model, test = load_model(read_run(reported, dissected=True)), load_test_split()
     angles = [-30, -13, 7, 25]

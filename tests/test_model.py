@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from lab_convnet import ConvNet as LabConvNet
 
-from labbook.model import ConvNet, dropout
+from labbook.lab.model import ConvNet, dropout
 
 
 def test_shapes_and_state_dict_names():

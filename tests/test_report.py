@@ -13,7 +13,7 @@ from conftest import CHROMIUM, invoke, open_page
 from safetensors.torch import load_file
 
 from labbook.errors import UserError
-from labbook.report import ReportOptions, render_report
+from labbook.report.render import ReportOptions, render_report
 
 RULE_CONSTANTS = {"rule:validation_error_threshold": 0.05, "rule:shift_accuracy_threshold": 0.95,
                   "rule:rotation_accuracy_threshold": 0.9, "rule:edge_orientation_strength_threshold": 0.5,
@@ -349,7 +349,7 @@ def test_the_cover_takes_options_then_the_config_then_the_run(reported, tmp_path
     for key, value in (("course", "深度学习"), ("instructor", "李老师"), ("class_name", "计算机 2101")):
         config = config.replace(f'{key} = ""', f'{key} = "{value}"')
     (copy / "config.toml").write_text(config, encoding="utf-8")
-    from labbook.runfolder import write_manifest
+    from labbook.runs.writer import write_manifest
     write_manifest(copy)
     result = invoke("report", copy, "--lang", "zh", "--format", "html", "--instructor", "王老师")
     assert result.exit_code == 0, result.output

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from labbook.data import Split
-from labbook.robustness import consistency, flip_probability, shift_grid, shift_images, shift_test
+from labbook.lab.data import Split
+from labbook.dissect.robustness import consistency, flip_probability, shift_grid, shift_images, shift_test
 
 
 def test_shift_moves_every_pixel_and_fills_with_zeros():
@@ -63,7 +63,7 @@ def test_consistency_and_flip_probability_of_known_models():
 
 
 def test_shift_test_undoes_the_shift_before_comparing():
-    from labbook.model import ConvNet
+    from labbook.lab.model import ConvNet
     torch.manual_seed(0)
     model = ConvNet().eval()
     image, _ = dots(1)
@@ -77,8 +77,8 @@ def test_shift_test_undoes_the_shift_before_comparing():
 def test_rotation_is_torchvisions_to_the_last_bit_of_float():
     # Made with torchvision 0.29.1's rotate(images, angle, InterpolationMode.BILINEAR, fill=0.0) on test
     # images 0..3; labbook rotates the same way without torchvision.
-    from labbook.data import load_test_split
-    from labbook.robustness import rotate
+    from labbook.lab.data import load_test_split
+    from labbook.dissect.robustness import rotate
 
     expected = np.load(Path(__file__).parent / "data" / "torchvision_rotations.npz")
     images = load_test_split().images[expected["indices"]]

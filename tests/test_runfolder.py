@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 import pytest
 
 from labbook.errors import UserError
-from labbook.run import read_run, verify_manifest
-from labbook.runfolder import atomic_write_json, create_run_folder, write_manifest
+from labbook.runs.reader import read_run, verify_manifest
+from labbook.runs.writer import atomic_write_json, create_run_folder, write_manifest
 
 
 def test_atomic_write_leaves_old_content_when_interrupted(tmp_path, monkeypatch):

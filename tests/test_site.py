@@ -12,9 +12,9 @@ import pytest
 from conftest import CHROMIUM, ROOT, copy_run, open_page, run_cli
 
 from labbook.config import apply_overrides, load_config, to_toml
-from labbook.runfolder import write_manifest
-from labbook.report import ReportOptions, render_report
-from labbook.site import build_site
+from labbook.runs.writer import write_manifest
+from labbook.report.render import ReportOptions, render_report
+from labbook.site.build import build_site
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -167,10 +167,10 @@ def test_site_in_a_real_browser(site):
 def test_reading_modules_import_no_torch_and_the_site_never_loads_it(three_runs, tmp_path):
     script = f"""
 import sys
-import labbook.analysis, labbook.grade, labbook.grade.gradebook, labbook.report, labbook.runfolder, labbook.site
+import labbook.report.analysis, labbook.grade, labbook.grade.gradebook, labbook.report.render, labbook.runs.writer, labbook.site.build
 loaded = {{name for name in ("torch", "matplotlib") if name in sys.modules}}
 assert not loaded, f"imported at import time: {{loaded}}"
-result = labbook.site.build_site([{str(three_runs)!r}], {str(tmp_path / "site")!r})
+result = labbook.site.build.build_site([{str(three_runs)!r}], {str(tmp_path / "site")!r})
 assert len(result.rendered) == 3 and "torch" not in sys.modules, "building the site loaded torch"
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

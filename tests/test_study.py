@@ -7,8 +7,8 @@ import pytest
 from conftest import PROCESS_DEADLINE, invoke
 
 from labbook.errors import UserError
-from labbook.run import read_json, verify_manifest
-from labbook.study import interval, parse_study, run_study, study_toml, t_quantile
+from labbook.runs.reader import read_json, verify_manifest
+from labbook.study.runner import interval, parse_study, run_study, study_toml, t_quantile
 
 TINY = """
 [study]
@@ -171,7 +171,7 @@ def test_a_ray_worker_killed_mid_run_is_replaced_and_the_study_completes(ray_ins
 def test_the_site_has_a_page_per_study_and_refuses_a_malformed_one(tiny_local, tmp_path):
     import shutil
 
-    from labbook.site import build_site
+    from labbook.site.build import build_site
     study, out, _ = tiny_local
     broken = tmp_path / "sources" / "broken"
     shutil.copytree(out / study.id, tmp_path / "sources" / study.id, ignore=shutil.ignore_patterns("runs"))
@@ -224,8 +224,8 @@ def test_a_variant_near_chance_is_flagged_and_its_robustness_not_interpreted(mon
     network that answers one digit to everything has); max trained. The report says blur stayed near
     chance and claims no robustness difference for it, though its consistency interval excludes zero;
     its test accuracy difference is still claimed."""
-    import labbook.study as study_module
-    from labbook.studyreport import render_study_report
+    import labbook.study.runner as study_module
+    from labbook.study.report import render_study_report
     plan = parse_study(study_toml("seed", [], ["model.pooling=max,blur"], "0,1,2"), "command line")
 
     def measures(test, consistency, seed):

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from labbook.config import load_config, parse_override
-from labbook.data import Mnist
-from labbook.evaluate import confusion_matrix
-from labbook.train import NonFiniteLoss, TrainState, train
+from labbook.lab.data import Mnist
+from labbook.lab.evaluate import confusion_matrix
+from labbook.lab.train import NonFiniteLoss, TrainState, train
 
 
 def small(mnist, *overrides):

@@ -9,7 +9,7 @@ from babel.messages.pofile import read_po, write_po
 from conftest import ROOT
 
 from labbook import localization
-from labbook.report import ReportOptions, render_report
+from labbook.report.render import ReportOptions, render_report
 
 PO = Path("labbook/locale/zh_CN/LC_MESSAGES/messages.po")
 

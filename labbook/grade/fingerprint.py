@@ -38,7 +38,7 @@ def probe_images(test):
     """The probe images, the same for every network: made from labbook's test split with a fixed seed."""
     import torch
 
-    from labbook.robustness import rotate, shift_images
+    from labbook.dissect.robustness import rotate, shift_images
     generator = torch.Generator().manual_seed(PROBE_SEED)
     images, count = test.images, len(test.images)
 

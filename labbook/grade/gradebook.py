@@ -17,7 +17,7 @@ from pathlib import Path
 
 from labbook.grade.scorers import Reason
 from labbook.localization import LANGUAGES, gettext_for
-from labbook.runfolder import atomic_write_bytes, atomic_write_text
+from labbook.runs.writer import atomic_write_bytes, atomic_write_text
 
 ACCURACY_BINS = (0.0, 0.9, 0.95, 0.97, 0.98, 0.99, 1.0001)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -97,7 +97,7 @@ def _public(row: dict) -> dict:
 
 
 def write_gradebook(out: Path, rows: list[dict], rubric: dict, pairs: list[dict], max_score: float) -> None:
-    from labbook.report import environment
+    from labbook.report.render import environment
 
     out = Path(out)
     (out / "feedback").mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from labbook.config import Config
-from labbook.runschema import INVISIBLE
+from labbook.runs.schema import INVISIBLE
 
 MAX_FIELD = 200        # a name, an ID, a reason: longer ones end with an ellipsis
 MAX_NOTES = 200_000    # reflections, in characters

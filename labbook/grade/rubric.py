@@ -11,7 +11,7 @@ from pathlib import Path
 
 from labbook.errors import UserError
 from labbook.grade.scorers import KINDS
-from labbook.runfolder import atomic_write_text
+from labbook.runs.writer import atomic_write_text
 
 EXAMPLE_RUBRIC = '''# labbook grading rubric. Each [[items]] is scored for every submission.
 # Kinds: verified_accuracy, claimed_numbers, integrity, configuration, artifacts, reflections, on_time.

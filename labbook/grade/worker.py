@@ -21,17 +21,17 @@ import numpy as np
 import torch
 
 from labbook.config import load_config_text
-from labbook.data import Split, load_test_split
+from labbook.lab.data import Split, load_test_split
 from labbook.errors import UserError
-from labbook.evaluate import log_probabilities
+from labbook.lab.evaluate import log_probabilities
 from labbook.grade import fingerprint
 from labbook.grade.measurement import Measurement
 from labbook.grade.scorers import reason
 from labbook.grade.submissions import SubmissionFiles, declared_shape, open_submission, read_weights
-from labbook.model import ConvNet
-from labbook.run import MAX_BYTES, NOTES, RUN_FILES, parse_json, parse_history, read_manifest, verify_manifest
+from labbook.lab.model import ConvNet
+from labbook.runs.reader import MAX_BYTES, NOTES, RUN_FILES, parse_json, parse_history, read_manifest, verify_manifest
 from labbook.localization import LANGUAGES
-from labbook.runschema import FIGURE_NAMES
+from labbook.runs.schema import FIGURE_NAMES
 
 # Every figure a complete dissection draws, in both languages, as the print PNGs a report uses.
 FIGURE_FILES = tuple(f"figures/{name}.{language}.png" for name in FIGURE_NAMES for language in LANGUAGES)

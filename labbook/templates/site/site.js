@@ -35,7 +35,7 @@
 
 // labbook site: the live lab. A run's own network (model.safetensors, checked against the run's
 // manifest hash) runs here, in plain JavaScript: five layers, about 0.4 million multiply-adds a
-// pass. The transforms are labbook's own (labbook/robustness.py): a rotation as torchvision
+// pass. The transforms are labbook's own (labbook/dissect/robustness.py): a rotation as torchvision
 // rotates (bilinear, zero fill), then a shift by whole pixels with zero fill.
 (function () {
   "use strict";

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from labbook.config import IMAGE_SIZE, Config
-from labbook.data import Mnist, Split, random_shift
-from labbook.evaluate import evaluate, fast_layout
-from labbook.model import ConvNet, build_model
+from labbook.lab.data import Mnist, Split, random_shift
+from labbook.lab.evaluate import evaluate, fast_layout
+from labbook.lab.model import ConvNet, build_model
 
 SNAPSHOT_KEYS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")
 

@@ -20,8 +20,8 @@ def train_remote(config_text: str, threads: int) -> dict:
     import torch  # noqa: F401 (PyTorch first: the worker's own)
 
     from labbook.config import load_config_text
-    from labbook.dissect import dissect_run
-    from labbook.experiment import run_experiment
+    from labbook.dissect.dissection import dissect_run
+    from labbook.lab.experiment import run_experiment
     config = load_config_text(config_text, "study")
     config.runtime.threads = threads
     with tempfile.TemporaryDirectory(prefix="labbook-study-") as scratch:

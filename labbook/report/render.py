@@ -25,16 +25,17 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from labbook import __version__, analysis
+from labbook import __version__
+from labbook.report import analysis
 from labbook.errors import UserError
 from labbook.localization import LANGUAGE, LANGUAGES, N_, Formatter, translations
-from labbook.run import Run, read_run, read_text
+from labbook.runs.reader import Run, read_run, read_text
 from labbook.config import MAX_TEXT
-from labbook.runschema import FIGURE_NAMES, ORIENTATIONS, clean_text
-from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
-from labbook.runfolder import atomic_write_bytes, own_folder, write_manifest
+from labbook.runs.schema import FIGURE_NAMES, ORIENTATIONS, clean_text
+from labbook.site.svgsafe import MAX_SVG_BYTES, clean_svg
+from labbook.runs.writer import atomic_write_bytes, own_folder, write_manifest
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
+BUILTIN_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 # Each report language and the languages its sections come in, in order; the output formats.
 LANGUAGE_SETS = {**{code: (code,) for code in LANGUAGES}, "-".join(LANGUAGES): LANGUAGES}
@@ -211,7 +212,7 @@ def _layer_table(run: Run) -> tuple[list[dict], analysis.Fact]:
 
 def _model_source() -> str:
     """The source of the ConvNet class, read from model.py as a file: importing it would load torch."""
-    path = Path(__file__).with_name("model.py")
+    path = Path(__file__).parents[1] / "lab" / "model.py"
     source = path.read_text(encoding="utf-8")
     node = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "ConvNet")
     return ast.get_source_segment(source, node) + "\n"
@@ -359,7 +360,7 @@ class RenderedReport:
 
 def render_report(folder: Path, options: ReportOptions | None = None) -> RenderedReport:
     """Write report/report.<lang>.html and .pdf for each language set; refresh the manifest."""
-    from labbook import pdf
+    from labbook.report import pdf
     options = options or ReportOptions()
     folder = Path(folder)
     for language_set in options.languages:

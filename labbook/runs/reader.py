@@ -27,9 +27,9 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 
-from labbook import runschema
+from labbook.runs import schema as runschema
 from labbook.localization import LANGUAGES
-from labbook.runschema import strip_hidden
+from labbook.runs.schema import strip_hidden
 from labbook.config import Config, load_config_text
 from labbook.errors import UserError
 

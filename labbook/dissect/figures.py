@@ -24,7 +24,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from labbook.config import NUM_CLASSES  # noqa: E402
 from labbook.errors import UserError  # noqa: E402
 from labbook.localization import LANGUAGES, N_, gettext_for  # noqa: E402
-from labbook.runfolder import atomic_write_bytes  # noqa: E402
+from labbook.runs.writer import atomic_write_bytes  # noqa: E402
 
 # The text width of an A4 page with the report's margins (174 mm): a figure drawn this wide prints at
 # its own size, with 9-point labels at 9 points and its PNG at the 200 dpi it is saved with.

@@ -26,14 +26,14 @@ from pathlib import Path, PurePosixPath
 
 from pygments.formatters import HtmlFormatter
 
-from labbook import livelab
+from labbook.site import livelab
 from labbook.errors import UserError
 from labbook.localization import LANGUAGE, LANGUAGES, Formatter, gettext_for
-from labbook.report import BUILTIN_TEMPLATES, ReportOptions, context_of, environment
-from labbook.run import RUN_JSON, Run, read_json, read_run
-from labbook.runfolder import atomic_write_bytes, atomic_write_json, atomic_write_text
-from labbook.runschema import clean_text
-from labbook.svgsafe import MAX_SVG_BYTES, clean_svg
+from labbook.report.render import BUILTIN_TEMPLATES, ReportOptions, context_of, environment
+from labbook.runs.reader import RUN_JSON, Run, read_json, read_run
+from labbook.runs.writer import atomic_write_bytes, atomic_write_json, atomic_write_text
+from labbook.runs.schema import clean_text
+from labbook.site.svgsafe import MAX_SVG_BYTES, clean_svg
 
 STATE_FILE = ".labbook-site.json"
 MAX_DOWNLOAD_BYTES = 64 * 2**20   # a larger file of a run is not offered for download
@@ -251,7 +251,7 @@ def compare_table(summaries: list[dict]) -> tuple[list[str], list[dict]]:
 
 def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     """Validation error curves of every run in one figure; returns its path relative to the site."""
-    from labbook import figures  # matplotlib: loaded only when there is a figure to draw
+    from labbook.dissect import figures  # matplotlib: loaded only when there is a figure to draw
     figures.configure_matplotlib()
     plt, _ = figures.plt, gettext_for(language)
     # A run's id is only a label: never read as a formula ("$...$"); the setting ends with the figure.
@@ -279,7 +279,7 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
 
 def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> None:
     """studies/<slot>.html and .en.html for each study; pages of studies no longer among the sources go."""
-    from labbook.studyreport import MEASURE_NAMES, _rows
+    from labbook.study.report import MEASURE_NAMES, _rows
     folder = out / "studies"
     if not studies and not folder.is_dir():
         return
@@ -305,7 +305,7 @@ def _labbook_slots(state: dict) -> set[str]:
 
 def _checked_study(data) -> dict:
     """A study.json as the site may show it: every name a short text, every number finite; ValueError otherwise."""
-    from labbook.study import MEASURES
+    from labbook.study.runner import MEASURES
 
     def number(value, nullable=False):
         if value is None and nullable:

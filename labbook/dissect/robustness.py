@@ -14,9 +14,9 @@ import math
 
 import torch
 
-from labbook.data import Split, random_shift
-from labbook.model import ConvNet
-from labbook.evaluate import predictions
+from labbook.lab.data import Split, random_shift
+from labbook.lab.model import ConvNet
+from labbook.lab.evaluate import predictions
 
 
 def _spans(shift: int, size: int, margin: int = 0) -> tuple[slice, slice]:

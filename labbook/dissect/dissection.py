@@ -26,17 +26,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load
 from tqdm import tqdm
 
-from labbook import __version__, figures
-from labbook import robustness as rb
-from labbook.analysis import EDGE_COHERENCE
+from labbook import __version__
+from labbook.dissect import figures
+from labbook.dissect import robustness as rb
+from labbook.report.analysis import EDGE_COHERENCE
 from labbook.config import NUM_CLASSES, DissectConfig, apply_overrides
-from labbook.data import Mnist, load_mnist
+from labbook.lab.data import Mnist, load_mnist
 from labbook.errors import UserError
-from labbook.evaluate import confusion_matrix, log_probabilities, per_class_accuracy
-from labbook.model import ConvNet, build_model, layer_shapes
-from labbook.run import DISSECTION, Run, read_run
-from labbook.runfolder import atomic_write_json, own_folder, write_manifest
-from labbook.runschema import FIGURE_NAMES, ORIENTATIONS
+from labbook.lab.evaluate import confusion_matrix, log_probabilities, per_class_accuracy
+from labbook.lab.model import ConvNet, build_model, layer_shapes
+from labbook.runs.reader import DISSECTION, Run, read_run
+from labbook.runs.writer import atomic_write_json, own_folder, write_manifest
+from labbook.runs.schema import FIGURE_NAMES, ORIENTATIONS
 
 
 # ---------------------------------------------------------------- the run's network and data

@@ -12,7 +12,7 @@ import numpy as np
 
 from labbook.errors import UserError
 
-VENDORED_ROOT = Path(__file__).parent / "datasets"
+VENDORED_ROOT = Path(__file__).parents[1] / "datasets"
 
 # name -> (IDX magic number, record count, sha256 of the uncompressed file).
 # The sums are of the decompressed bytes so that a .gz, a re-compressed .gz and

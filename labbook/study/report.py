@@ -9,10 +9,10 @@ import io
 import textwrap
 from pathlib import Path
 
-from labbook import analysis
+from labbook.report import analysis
 from labbook.localization import LANGUAGES, N_, gettext_for
-from labbook.runfolder import atomic_write_bytes, own_folder
-from labbook.study import NEAR_CHANCE, PROPORTIONS, ROBUSTNESS
+from labbook.runs.writer import atomic_write_bytes, own_folder
+from labbook.study.runner import NEAR_CHANCE, PROPORTIONS, ROBUSTNESS
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
                  "lab_shift_accuracy": N_("test accuracy at the lab's shift"),
@@ -32,7 +32,7 @@ def _wrapped(title: str) -> str:
 
 def _figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
     """(SVG, PNG) of the shift curves overlaid and of the differences with their intervals."""
-    from labbook import figures
+    from labbook.dissect import figures
     figures.configure_matplotlib()
     import matplotlib.pyplot as plt
     _ = gettext_for(language)
@@ -133,8 +133,8 @@ def _rows(summary: dict) -> list[dict]:
 
 def render_study_report(root: Path, summary: dict) -> list[Path]:
     """report/study.<lang>.html and .pdf for zh and en, figures inline in the HTML."""
-    from labbook import pdf
-    from labbook.report import environment
+    from labbook.report import pdf
+    from labbook.report.render import environment
     env = environment()
     env.globals["measure_name"] = lambda measure: MEASURE_NAMES[measure]
     template = env.get_template("study/report.html.j2")

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from labbook.config import NUM_CLASSES, Config, load_config, override, to_toml, toml_value
 from labbook.errors import UserError
-from labbook.run import read_json, read_run, verify_manifest
-from labbook.runfolder import atomic_write_json, atomic_write_text
+from labbook.runs.reader import read_json, read_run, verify_manifest
+from labbook.runs.writer import atomic_write_json, atomic_write_text
 
-EXAMPLES = Path(__file__).with_name("studies")
+EXAMPLES = Path(__file__).with_name("presets")
 INTERRUPTED = 130        # `labbook run`'s exit code after Ctrl-C
 MEASURES = ("validation_accuracy", "test_accuracy", "lab_shift_accuracy", "consistency", "flip_probability",
             "rotation_accuracy", "train_seconds")
@@ -236,7 +236,7 @@ def run_study(study: Study, out: Path, parallel: int | None = None, progress=Non
     with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=f"study {study.name}", unit="run",
               disable=progress is False) as bar:
         if ray:
-            from labbook.studyray import run_on_ray
+            from labbook.study.on_ray import run_on_ray
             folders.update(run_on_ray([(variant.name, seed, to_toml(variant.configs[seed]),
                                         root / "runs" / variant.name / f"seed-{seed}") for variant, seed in pending],
                                       threads, ray_address, _complete, bar))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from labbook.config import NUM_CLASSES
-from labbook.data import Split
+from labbook.lab.data import Split
 
 
 @dataclass

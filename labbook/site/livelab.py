@@ -12,8 +12,8 @@ import numpy as np
 
 from labbook.config import IMAGE_SIZE, NUM_CLASSES, TEST_INDICES
 from labbook.errors import UserError
-from labbook.mnist import VENDORED_ROOT, read_mnist_file
-from labbook.run import Run, safetensors_header
+from labbook.lab.mnist import VENDORED_ROOT, read_mnist_file
+from labbook.runs.reader import Run, safetensors_header
 
 KERNEL = 5
 

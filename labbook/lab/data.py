@@ -15,7 +15,7 @@ import torch
 
 from labbook.config import TEST_INDICES, VALIDATION_INDICES, DataConfig
 from labbook.errors import UserError
-from labbook.mnist import VENDORED_ROOT, read_mnist_file
+from labbook.lab.mnist import VENDORED_ROOT, read_mnist_file
 
 @dataclass
 class Split:

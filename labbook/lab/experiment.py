@@ -12,15 +12,15 @@ from safetensors.torch import save
 
 from labbook import __version__
 from labbook.config import Config, to_toml
-from labbook.data import load_mnist
-from labbook.evaluate import confusion_matrix, evaluate, per_class_accuracy
-from labbook.model import build_model, load_weights
+from labbook.lab.data import load_mnist
+from labbook.lab.evaluate import confusion_matrix, evaluate, per_class_accuracy
+from labbook.lab.model import build_model, load_weights
 from labbook.progress import Progress
-from labbook.run import RUN_JSON
-from labbook.runfolder import (atomic_write_bytes, atomic_write_json, atomic_write_text,
+from labbook.runs.reader import RUN_JSON
+from labbook.runs.writer import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                                create_run_folder, environment, git_commit, iso, utc_now, write_history,
                                write_manifest)
-from labbook.train import NonFiniteLoss, TrainState, pick_device, train
+from labbook.lab.train import NonFiniteLoss, TrainState, pick_device, train
 
 
 @dataclass
