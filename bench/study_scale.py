@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from labbook.runs.writer import environment
-from labbook.study.runner import parse_study, run_study
+from labbook.study.plan import parse_study
+from labbook.study.runner import run_study
 
 STUDY = """
 [study]

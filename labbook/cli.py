@@ -285,7 +285,8 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_ad
     STUDY_FILE is a study's TOML, or the name of an example (shift-robustness,
     lab-hyperparameters). Running a study again skips the runs already complete.
     """
-    from labbook.study.runner import load_study, parse_study, run_study, study_toml
+    from labbook.study.plan import load_study, parse_study, study_toml
+    from labbook.study.runner import run_study
 
     if study_file and (base or assignments or vary):
         raise UserError("study: give a study file or --base/--set/--vary, not both")

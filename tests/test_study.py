@@ -8,7 +8,9 @@ from conftest import PROCESS_DEADLINE, invoke
 
 from labbook.errors import UserError
 from labbook.runs.reader import read_json, verify_manifest
-from labbook.study.runner import interval, parse_study, run_study, study_toml, t_quantile
+from labbook.study.plan import parse_study, study_toml
+from labbook.study.runner import run_study
+from labbook.study.statistics import interval, t_quantile
 
 TINY = """
 [study]
@@ -224,7 +226,7 @@ def test_a_variant_near_chance_is_flagged_and_its_robustness_not_interpreted(mon
     network that answers one digit to everything has); max trained. The report says blur stayed near
     chance and claims no robustness difference for it, though its consistency interval excludes zero;
     its test accuracy difference is still claimed."""
-    import labbook.study.runner as study_module
+    import labbook.study.statistics as study_module
     from labbook.study.report import render_study_report
     plan = parse_study(study_toml("seed", [], ["model.pooling=max,blur"], "0,1,2"), "command line")
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from labbook.errors import UserError
+from labbook.lab.shapes import parameter_shapes
 from labbook.runs.reader import open_in, read_capped, safetensors_header
 
 MAX_MEMBERS = 2000
@@ -365,7 +366,6 @@ def read_weights(files: SubmissionFiles, depth, hidden):
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from labbook.lab.model import parameter_shapes
     if not isinstance(depth, list) or len(depth) != 2 or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 < d <= GRADE_MAX_CHANNELS for d in depth):
         raise ValueError(f"declared depth {str(depth)[:40]} is outside what grading accepts "

@@ -17,7 +17,6 @@ import shutil
 import threading
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from labbook.config import load_config_text

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from labbook.config import IMAGE_SIZE, NUM_CLASSES, Config
+from labbook.lab.shapes import KERNEL, PADDING, POOLED
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -62,10 +63,10 @@ class ConvNet(nn.Module):
         self.depth = tuple(depth)
         self.dropout = dropout
         self.pooling = pooling
-        self.conv1 = nn.Conv2d(1, depth[0], 5, padding=2)
+        self.conv1 = nn.Conv2d(1, depth[0], KERNEL, padding=PADDING)
         self.pool = POOLING[pooling]()
-        self.conv2 = nn.Conv2d(depth[0], depth[1], 5, padding=2)
-        self.flat_features = (IMAGE_SIZE // 4) * (IMAGE_SIZE // 4) * depth[1]
+        self.conv2 = nn.Conv2d(depth[0], depth[1], KERNEL, padding=PADDING)
+        self.flat_features = POOLED * POOLED * depth[1]
         self.fc1 = nn.Linear(self.flat_features, hidden)
         self.fc2 = nn.Linear(hidden, NUM_CLASSES)
 
@@ -101,14 +102,6 @@ def load_weights(path: Path, config: Config) -> ConvNet:
     model = build_model(config)
     model.load_state_dict(load_file(str(path)))
     return model.eval()
-
-
-def parameter_shapes(depth: tuple[int, int], hidden: int) -> dict[str, list[int]]:
-    """Name -> shape of every weight of a ConvNet, from the class itself on the meta device
-    (no memory is allocated, whatever the size)."""
-    with torch.device("meta"):
-        network = ConvNet(depth, hidden)
-    return {name: list(tensor.shape) for name, tensor in network.state_dict().items()}
 
 
 def layer_shapes(depth: tuple[int, int], hidden: int) -> list[dict]:

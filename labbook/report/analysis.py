@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from labbook.config import IMAGE_SIZE, NUM_CLASSES
+from labbook.dissect.kernels import EDGE_COHERENCE
 from labbook.localization import N_
 
 
@@ -90,8 +91,6 @@ def evaluation_facts(metrics: dict, dissection: dict) -> dict:
     return facts
 
 
-# dissect.kernel_descriptor calls a kernel an edge detector from this orientation strength on.
-EDGE_COHERENCE = 0.5
 # A kernel with at least this share of its weights of one sign responds to ink (or to background) as such.
 ONE_SIGN = 0.9
 

@@ -32,7 +32,7 @@ from labbook.localization import LANGUAGE, LANGUAGES, N_, Formatter, translation
 from labbook.runs.reader import Run, read_run, read_text
 from labbook.config import MAX_TEXT
 from labbook.runs.schema import FIGURE_NAMES, ORIENTATIONS, clean_text
-from labbook.site.svgsafe import MAX_SVG_BYTES, clean_svg
+from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runs.writer import atomic_write_bytes, own_folder, write_manifest
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"

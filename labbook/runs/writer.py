@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from labbook.errors import UserError
-from labbook.runs.reader import HISTORY_COLUMNS, MANIFEST, RUN_JSON
+from labbook.runs.reader import HISTORY_COLUMNS, MANIFEST
 
 
 def _file_mode() -> int:

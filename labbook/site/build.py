@@ -33,7 +33,7 @@ from labbook.report.render import BUILTIN_TEMPLATES, ReportOptions, context_of, 
 from labbook.runs.reader import RUN_JSON, Run, read_json, read_run
 from labbook.runs.writer import atomic_write_bytes, atomic_write_json, atomic_write_text
 from labbook.runs.schema import clean_text
-from labbook.site.svgsafe import MAX_SVG_BYTES, clean_svg
+from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
 
 STATE_FILE = ".labbook-site.json"
 MAX_DOWNLOAD_BYTES = 64 * 2**20   # a larger file of a run is not offered for download
@@ -279,7 +279,7 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
 
 def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> None:
     """studies/<slot>.html and .en.html for each study; pages of studies no longer among the sources go."""
-    from labbook.study.report import MEASURE_NAMES, _rows
+    from labbook.study.report import MEASURE_NAMES, result_rows
     folder = out / "studies"
     if not studies and not folder.is_dir():
         return
@@ -289,7 +289,7 @@ def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) 
         for language in LANGUAGES:
             name, other = page_name(study["slot"], language), page_name(study["slot"], _other(language))
             page = env.get_template("site/study.html.j2").render(
-                summary=study, rows=_rows(study), lang=language, languages=(language,), state={"lang": language},
+                summary=study, rows=result_rows(study), lang=language, languages=(language,), state={"lang": language},
                 root="../", assets=assets, here=name, other=other, measure_name=lambda m: MEASURE_NAMES[m])
             atomic_write_text(folder / name, page)
             pages.add(name)
@@ -305,7 +305,7 @@ def _labbook_slots(state: dict) -> set[str]:
 
 def _checked_study(data) -> dict:
     """A study.json as the site may show it: every name a short text, every number finite; ValueError otherwise."""
-    from labbook.study.runner import MEASURES
+    from labbook.study.plan import MEASURES
 
     def number(value, nullable=False):
         if value is None and nullable:

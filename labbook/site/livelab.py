@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from labbook.config import IMAGE_SIZE, NUM_CLASSES, TEST_INDICES
+from labbook.config import TEST_INDICES
 from labbook.errors import UserError
+from labbook.lab.shapes import parameter_shapes
 from labbook.lab.mnist import VENDORED_ROOT, read_mnist_file
 from labbook.runs.reader import Run, safetensors_header
-
-KERNEL = 5
-
 
 def test_images_asset() -> bytes:
     """The lab's 5,000 test images (MNIST test images 5000..9999): their labels, one byte each,
@@ -24,16 +22,6 @@ def test_images_asset() -> bytes:
     images = read_mnist_file(VENDORED_ROOT, "t10k-images-idx3-ubyte")[TEST_INDICES.start:TEST_INDICES.stop]
     labels = read_mnist_file(VENDORED_ROOT, "t10k-labels-idx1-ubyte")[TEST_INDICES.start:TEST_INDICES.stop]
     return labels.astype(np.uint8).tobytes() + images.astype(np.uint8).tobytes()
-
-
-def expected_shapes(depth: list[int], hidden: int) -> dict[str, list[int]]:
-    """The parameter shapes of labbook's ConvNet (model.py), worked out without building it."""
-    first, second = depth
-    flat = second * (IMAGE_SIZE // 4) ** 2
-    return {"conv1.weight": [first, 1, KERNEL, KERNEL], "conv1.bias": [first],
-            "conv2.weight": [second, first, KERNEL, KERNEL], "conv2.bias": [second],
-            "fc1.weight": [hidden, flat], "fc1.bias": [hidden],
-            "fc2.weight": [NUM_CLASSES, hidden], "fc2.bias": [NUM_CLASSES]}
 
 
 def panel(run: Run, weights: bytes) -> dict:
@@ -44,7 +32,7 @@ def panel(run: Run, weights: bytes) -> dict:
     model = run.config.model
     if model.pooling != "max":   # site.js computes the lab's max-pooling only
         raise UserError(f"{run.folder / 'config.toml'}: model.pooling {model.pooling!r} does not run in the live lab")
-    expected = expected_shapes(list(model.depth), model.hidden)
+    expected = parameter_shapes(list(model.depth), model.hidden)
     if {name: entry["shape"] for name, entry in header.items()} != expected or \
             any(entry["dtype"] != "F32" for entry in header.values()):
         raise UserError(f"{run.folder / 'model.safetensors'}: not the network config.toml declares")
@@ -54,6 +42,5 @@ def panel(run: Run, weights: bytes) -> dict:
         if not np.isfinite(np.frombuffer(weights[start + begin:start + end], dtype="<f4")).all():
             raise UserError(f"{run.folder / 'model.safetensors'}: {name} holds values that are not finite")
     return {"weights": "files/model.safetensors", "sha256": run.manifest["model.safetensors"]["sha256"],
-            "depth": ",".join(map(str, model.depth)), "hidden": model.hidden,
             "image_index": run.dissection["settings"]["image_index"],
-            "channels": list(model.depth)}
+            "channels": list(model.depth), "shapes": expected}

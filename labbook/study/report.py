@@ -12,7 +12,7 @@ from pathlib import Path
 from labbook.report import analysis
 from labbook.localization import LANGUAGES, N_, gettext_for
 from labbook.runs.writer import atomic_write_bytes, own_folder
-from labbook.study.runner import NEAR_CHANCE, PROPORTIONS, ROBUSTNESS
+from labbook.study.statistics import NEAR_CHANCE, PROPORTIONS, ROBUSTNESS
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
                  "lab_shift_accuracy": N_("test accuracy at the lab's shift"),
@@ -95,7 +95,7 @@ def _scaled(value, source: str, percent: bool) -> analysis.Fact:
     return analysis.Fact(100 * value, f"rule:100*{source}")
 
 
-def _rows(summary: dict) -> list[dict]:
+def result_rows(summary: dict) -> list[dict]:
     """Per variant and measure: the facts the page shows, each traced to study.json."""
     rows = []
     for name, entry in summary["variants"].items():
@@ -149,7 +149,7 @@ def render_study_report(root: Path, summary: dict) -> list[Path]:
             atomic_write_bytes(Path(root) / relative, png)
             figure_files[relative] = png
             printed[name] = f"{name}.{language}.png"
-        context = {"summary": summary, "rows": _rows(summary), "lang": language, "languages": (language,),
+        context = {"summary": summary, "rows": result_rows(summary), "lang": language, "languages": (language,),
                    "state": {"lang": language}, "document_language": language}
         pages[language] = (template.render(**context, figures=inline), template.render(**context, figures=printed))
     font_css = pdf.font_stylesheet("".join(html for html, _ in pages.values()))

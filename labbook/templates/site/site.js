@@ -66,34 +66,34 @@
     return tensors;
   }
 
-  function checkShapes(tensors, depth, hidden) {
-    var c1 = depth[0], c2 = depth[1], flat = c2 * 7 * 7;
-    var expected = {"conv1.weight": [c1, 1, 5, 5], "conv1.bias": [c1], "conv2.weight": [c2, c1, 5, 5],
-                    "conv2.bias": [c2], "fc1.weight": [hidden, flat], "fc1.bias": [hidden],
-                    "fc2.weight": [10, hidden], "fc2.bias": [10]};
+  // The shapes come from the page: labbook works them out once (labbook/lab/shapes.py) for the
+  // network this run's config declares.
+  function checkShapes(tensors, expected) {
     Object.keys(expected).forEach(function (name) {
       var tensor = tensors[name];
       if (!tensor || tensor.shape.join(",") !== expected[name].join(",")) throw new Error(name + ": not the declared network");
-      for (var i = 0; i < tensor.values.length; i++) if (!isFinite(tensor.values[i])) throw new Error(name + ": not finite");
+      for (var i = 0; i < tensor.values.length; i++) {
+        if (!isFinite(tensor.values[i])) throw new Error(name + ": not finite");
+      }
     });
   }
 
   // ------------------------------------------------------------ the network, as labbook's ConvNet computes it
 
-  function conv(input, channels, size, weight, bias, outputs) {   // 5 x 5, padding 2, stride 1
-    var out = new Float64Array(outputs * size * size);
+  function conv(input, channels, size, weight, bias, outputs, kernel) {   // padding kernel / 2, stride 1
+    var out = new Float64Array(outputs * size * size), pad = Math.floor(kernel / 2);
     for (var o = 0; o < outputs; o++) {
       for (var y = 0; y < size; y++) for (var x = 0; x < size; x++) {
         var sum = bias[o];
         for (var c = 0; c < channels; c++) {
-          var base = (o * channels + c) * 25, plane = c * size * size;
-          for (var ky = 0; ky < 5; ky++) {
-            var iy = y + ky - 2;
+          var base = (o * channels + c) * kernel * kernel, plane = c * size * size;
+          for (var ky = 0; ky < kernel; ky++) {
+            var iy = y + ky - pad;
             if (iy < 0 || iy >= size) continue;
-            for (var kx = 0; kx < 5; kx++) {
-              var ix = x + kx - 2;
+            for (var kx = 0; kx < kernel; kx++) {
+              var ix = x + kx - pad;
               if (ix < 0 || ix >= size) continue;
-              sum += weight[base + ky * 5 + kx] * input[plane + iy * size + ix];
+              sum += weight[base + ky * kernel + kx] * input[plane + iy * size + ix];
             }
           }
         }
@@ -103,7 +103,10 @@
     return out;
   }
 
-  function relu(values) { for (var i = 0; i < values.length; i++) if (values[i] < 0) values[i] = 0; return values; }
+  function relu(values) {
+    for (var i = 0; i < values.length; i++) if (values[i] < 0) values[i] = 0;
+    return values;
+  }
 
   function pool(input, channels, size) {   // 2 x 2 max pooling
     var half = size / 2, out = new Float64Array(channels * half * half);
@@ -125,15 +128,15 @@
   }
 
   function forward(net, image) {
-    var t = net.tensors, c1 = net.depth[0], c2 = net.depth[1];
-    var maps1 = relu(conv(image, 1, SIZE, t["conv1.weight"].values, t["conv1.bias"].values, c1));
+    var t = net.tensors, c1 = net.depth[0], c2 = net.depth[1], kernel = net.kernel, classes = net.classes;
+    var maps1 = relu(conv(image, 1, SIZE, t["conv1.weight"].values, t["conv1.bias"].values, c1, kernel));
     var pooled1 = pool(maps1, c1, SIZE);   // ReLU and max pooling commute: relu(pool(x)) = pool(relu(x))
-    var maps2 = relu(conv(pooled1, c1, SIZE / 2, t["conv2.weight"].values, t["conv2.bias"].values, c2));
+    var maps2 = relu(conv(pooled1, c1, SIZE / 2, t["conv2.weight"].values, t["conv2.bias"].values, c2, kernel));
     var hidden = relu(linear(pool(maps2, c2, SIZE / 2), t["fc1.weight"].values, t["fc1.bias"].values, net.hidden));
-    var logits = linear(hidden, t["fc2.weight"].values, t["fc2.bias"].values, 10);
-    var top = Math.max.apply(null, logits), total = 0, probabilities = new Array(10);
-    for (var d = 0; d < 10; d++) total += Math.exp(logits[d] - top);
-    for (d = 0; d < 10; d++) probabilities[d] = Math.exp(logits[d] - top) / total;
+    var logits = linear(hidden, t["fc2.weight"].values, t["fc2.bias"].values, classes);
+    var top = Math.max.apply(null, logits), total = 0, probabilities = new Array(classes);
+    for (var d = 0; d < classes; d++) total += Math.exp(logits[d] - top);
+    for (d = 0; d < classes; d++) probabilities[d] = Math.exp(logits[d] - top) / total;
     return {probabilities: probabilities, maps1: maps1, maps2: maps2};
   }
 
@@ -182,7 +185,10 @@
     var top = canvas.height, bottom = -1, left = canvas.width, right = -1;
     for (var y = 0; y < canvas.height; y++) for (var x = 0; x < canvas.width; x++) {
       if (data[(y * canvas.width + x) * 4 + 3] > 12) {
-        if (y < top) top = y; if (y > bottom) bottom = y; if (x < left) left = x; if (x > right) right = x;
+        top = Math.min(top, y);
+        bottom = Math.max(bottom, y);
+        left = Math.min(left, x);
+        right = Math.max(right, x);
       }
     }
     var image = new Float64Array(SIZE * SIZE);
@@ -190,14 +196,18 @@
     var width = right - left + 1, height = bottom - top + 1, scale = 20 / Math.max(width, height);
     var w = Math.max(1, Math.round(width * scale)), h = Math.max(1, Math.round(height * scale));
     var box = document.createElement("canvas");
-    box.width = w; box.height = h;
+    box.width = w;
+    box.height = h;
     var context = box.getContext("2d");
     context.imageSmoothingQuality = "high";
     context.drawImage(canvas, left, top, width, height, 0, 0, w, h);
     var pixels = context.getImageData(0, 0, w, h).data, mass = 0, mx = 0, my = 0, small = new Float64Array(w * h);
     for (y = 0; y < h; y++) for (x = 0; x < w; x++) {
       var v = pixels[(y * w + x) * 4 + 3] / 255;
-      small[y * w + x] = v; mass += v; mx += v * x; my += v * y;
+      small[y * w + x] = v;
+      mass += v;
+      mx += v * x;
+      my += v * y;
     }
     var ox = Math.round(SIZE / 2 - 0.5 - mx / mass), oy = Math.round(SIZE / 2 - 0.5 - my / mass);
     for (y = 0; y < h; y++) for (x = 0; x < w; x++) {
@@ -232,114 +242,169 @@
     context.putImageData(picture, 0, 0);
   }
 
-  function maxOf(values) { var top = 0; for (var i = 0; i < values.length; i++) if (values[i] > top) top = values[i]; return top; }
+  function maxOf(values) {
+    var top = 0;
+    for (var i = 0; i < values.length; i++) if (values[i] > top) top = values[i];
+    return top;
+  }
 
-  function start(panel) {
-    var status = panel.querySelector(".live-status");
-    var say = function (key) { status.textContent = panel.getAttribute("data-say-" + key) || key; };
-    var depth = panel.getAttribute("data-depth").split(",").map(Number), hidden = Number(panel.getAttribute("data-hidden"));
-    var weights = fetch(panel.getAttribute("data-weights")).then(function (response) {
-      if (!response.ok) throw new Error("weights: " + response.status);
+  // ------------------------------------------------------------ 1. load and check the network
+
+  function fetchBytes(url, what) {
+    return fetch(url).then(function (response) {
+      if (!response.ok) throw new Error(what + ": " + response.status);
       return response.arrayBuffer();
-    }).then(function (buffer) {
+    });
+  }
+
+  // The run's network, once its bytes match the manifest's SHA-256 and its tensors the declared
+  // shapes; and the 5,000 test images. A promise of {net, images}.
+  function load(panel) {
+    var shapes = JSON.parse(panel.getAttribute("data-shapes"));
+    var weights = fetchBytes(panel.getAttribute("data-weights"), "weights").then(function (buffer) {
       if (!window.crypto || !window.crypto.subtle) throw new Error("no SubtleCrypto to check the weights");
       return window.crypto.subtle.digest("SHA-256", buffer).then(function (digest) {
         if (hex(digest) !== panel.getAttribute("data-sha256")) throw new Error("model.safetensors differs from the manifest");
         var tensors = readSafetensors(buffer);
-        checkShapes(tensors, depth, hidden);
-        return {tensors: tensors, depth: depth, hidden: hidden};
+        checkShapes(tensors, shapes);
+        return {tensors: tensors, depth: [shapes["conv1.weight"][0], shapes["conv2.weight"][0]],
+                hidden: shapes["fc1.weight"][0], kernel: shapes["conv1.weight"][2], classes: shapes["fc2.weight"][0]};
       });
     });
-    var tests = fetch(panel.getAttribute("data-tests")).then(function (response) {
-      if (!response.ok) throw new Error("test images: " + response.status);
-      return response.arrayBuffer();
-    }).then(function (buffer) { return new Uint8Array(buffer); });
+    var images = fetchBytes(panel.getAttribute("data-tests"), "test images").then(function (buffer) {
+      return new Uint8Array(buffer);
+    });
+    return Promise.all([weights, images]).then(function (loaded) { return {net: loaded[0], images: loaded[1]}; });
+  }
 
+  // ------------------------------------------------------------ 2. render a state
+
+  // The panel's elements, found once.
+  function viewOf(panel) {
+    return {panel: panel, status: panel.querySelector(".live-status"),
+            pad: panel.querySelector("canvas.live-pad"), input: panel.querySelector("canvas.live-input"),
+            bars: panel.querySelectorAll(".live-bars .bar"), values: panel.querySelectorAll(".live-bars .value"),
+            prediction: panel.querySelector(".live-prediction"), label: panel.querySelector(".live-label"),
+            outputs: panel.querySelectorAll("output[data-for]"),
+            layers: [panel.querySelectorAll(".live-maps1 canvas"), panel.querySelectorAll(".live-maps2 canvas")]};
+  }
+
+  // The image a state asks for: a test image or the drawing, rotated, then shifted.
+  function imageOf(state, loaded, pad) {
+    var source = state.mode === "test" ? testImage(loaded.images, state.index) : mnistForm(pad);
+    return shift(rotate(source, state.angle), state.dx, state.dy);
+  }
+
+  // Everything the panel shows follows from the state ({mode, index, dx, dy, angle}) and the drawing.
+  function render(view, state, loaded) {
+    view.outputs.forEach(function (out) { out.textContent = state[out.getAttribute("data-for")]; });
+    var image = imageOf(state, loaded, view.pad), result = forward(loaded.net, image), best = 0;
+    grey(view.input, image);
+    result.probabilities.forEach(function (p, d) {
+      view.bars[d].style.width = (100 * p).toFixed(1) + "%";
+      view.values[d].textContent = (100 * p).toFixed(2) + "%";
+      if (p > result.probabilities[best]) best = d;
+    });
+    view.prediction.textContent = best;
+    view.label.textContent = "";
+    if (state.mode === "test") {
+      var truth = loaded.images[state.index];
+      view.label.textContent = view.panel.getAttribute(best === truth ? "data-say-right" : "data-say-wrong").replace("{label}", truth);
+    }
+    [result.maps1, result.maps2].forEach(function (maps, layer) {
+      var size = layer ? SIZE / 2 : SIZE, top = maxOf(maps);
+      view.layers[layer].forEach(function (canvas, channel) { paint(canvas, maps, channel * size * size, size, top); });
+    });
+  }
+
+  // ------------------------------------------------------------ 3. wire the events to the state
+
+  function wire(view, state, changed) {
+    var panel = view.panel, pad = view.pad, context = pad.getContext("2d"), drawing = false;
     var controls = {dx: panel.querySelector("[name=dx]"), dy: panel.querySelector("[name=dy]"),
                     angle: panel.querySelector("[name=angle]"), index: panel.querySelector("[name=index]")};
-    var pad = panel.querySelector("canvas.live-pad"), input = panel.querySelector("canvas.live-input");
-    var bars = panel.querySelectorAll(".live-bars .bar"), values = panel.querySelectorAll(".live-bars .value");
-    var layers = [panel.querySelectorAll(".live-maps1 canvas"), panel.querySelectorAll(".live-maps2 canvas")];
-    var mode = "test", net = null, images = null;
-
-    function source() { return mode === "test" ? testImage(images, Number(controls.index.value) || 0) : mnistForm(pad); }
-
-    function update() {
-      if (!net || !images) return;
-      panel.querySelectorAll("output[data-for]").forEach(function (out) {
-        out.textContent = controls[out.getAttribute("data-for")].value;
-      });
-      var image = shift(rotate(source(), Number(controls.angle.value)), Number(controls.dx.value), Number(controls.dy.value));
-      var result = forward(net, image);
-      grey(input, image);
-      var best = 0;
-      result.probabilities.forEach(function (p, d) {
-        bars[d].style.width = (100 * p).toFixed(1) + "%";
-        values[d].textContent = (100 * p).toFixed(2) + "%";
-        if (p > result.probabilities[best]) best = d;
-      });
-      panel.querySelector(".live-prediction").textContent = best;
-      var label = panel.querySelector(".live-label");
-      if (mode === "test") {
-        var truth = images[Number(controls.index.value) || 0];
-        label.textContent = panel.getAttribute(best === truth ? "data-say-right" : "data-say-wrong").replace("{label}", truth);
-      } else {
-        label.textContent = "";
-      }
-      [result.maps1, result.maps2].forEach(function (maps, layer) {
-        var size = layer ? SIZE / 2 : SIZE, top = maxOf(maps);
-        layers[layer].forEach(function (canvas, channel) { paint(canvas, maps, channel * size * size, size, top); });
-      });
+    function setMode(mode) {
+      state.mode = mode;
+      panel.querySelector("[name=mode][value=" + mode + "]").checked = true;
     }
-
-    // Drawing with mouse, pen or finger.
-    var drawing = false, context = pad.getContext("2d");
     function point(event) {
       var box = pad.getBoundingClientRect();
       return [(event.clientX - box.left) * pad.width / box.width, (event.clientY - box.top) * pad.height / box.height];
     }
-    pad.addEventListener("pointerdown", function (event) {
-      if (mode !== "draw") { mode = "draw"; panel.querySelector("[name=mode][value=draw]").checked = true; }
-      drawing = true; pad.setPointerCapture(event.pointerId);
-      var p = point(event); context.beginPath(); context.moveTo(p[0], p[1]);
+    pad.addEventListener("pointerdown", function (event) {   // drawing with mouse, pen or finger
+      setMode("draw");
+      drawing = true;
+      pad.setPointerCapture(event.pointerId);
+      var p = point(event);
+      context.beginPath();
+      context.moveTo(p[0], p[1]);
     });
     pad.addEventListener("pointermove", function (event) {
       if (!drawing) return;
       var p = point(event);
-      context.lineWidth = pad.width / 12; context.lineCap = "round"; context.lineJoin = "round";
-      context.strokeStyle = "#000"; context.lineTo(p[0], p[1]); context.stroke();
-      update();
+      context.lineWidth = pad.width / 12;
+      context.lineCap = context.lineJoin = "round";
+      context.strokeStyle = "#000";
+      context.lineTo(p[0], p[1]);
+      context.stroke();
+      changed();
     });
-    ["pointerup", "pointercancel"].forEach(function (name) { pad.addEventListener(name, function () { drawing = false; update(); }); });
-    panel.querySelector(".live-clear").addEventListener("click", function () { context.clearRect(0, 0, pad.width, pad.height); update(); });
+    ["pointerup", "pointercancel"].forEach(function (name) {
+      pad.addEventListener(name, function () { drawing = false; changed(); });
+    });
+    panel.querySelector(".live-clear").addEventListener("click", function () {
+      context.clearRect(0, 0, pad.width, pad.height);
+      changed();
+    });
     panel.querySelectorAll("[name=mode]").forEach(function (radio) {
-      radio.addEventListener("change", function () { mode = radio.value; update(); });
+      radio.addEventListener("change", function () { state.mode = radio.value; changed(); });
     });
-    Object.keys(controls).forEach(function (key) { controls[key].addEventListener("input", update); });
-    controls.index.addEventListener("input", function () { mode = "test"; panel.querySelector("[name=mode][value=test]").checked = true; });
+    Object.keys(controls).forEach(function (key) {
+      controls[key].addEventListener("input", function () {
+        var control = controls[key];   // a typed index past the range shows the nearest image
+        state[key] = Math.max(Number(control.min), Math.min(Number(control.max), Math.round(Number(control.value) || 0)));
+        if (key === "index") setMode("test");
+        changed();
+      });
+    });
     // Arrow keys shift the digit while the panel has the focus (not while typing an index or on a slider).
     panel.addEventListener("keydown", function (event) {
       var moves = {ArrowLeft: ["dx", -1], ArrowRight: ["dx", 1], ArrowUp: ["dy", -1], ArrowDown: ["dy", 1]};
       if (!moves[event.key] || event.target.tagName === "INPUT") return;
-      var control = controls[moves[event.key][0]];
-      control.value = Math.max(-4, Math.min(4, Number(control.value) + moves[event.key][1]));
-      event.preventDefault(); update();
+      var key = moves[event.key][0], control = controls[key];
+      state[key] = Math.max(Number(control.min), Math.min(Number(control.max), state[key] + moves[event.key][1]));
+      control.value = state[key];
+      event.preventDefault();
+      changed();
     });
+    return {index: Number(controls.index.value) || 0, dx: Number(controls.dx.value) || 0,
+            dy: Number(controls.dy.value) || 0, angle: Number(controls.angle.value) || 0};
+  }
 
-    var ready = Promise.all([weights, tests]).then(function (loaded) {
-      net = loaded[0]; images = loaded[1];
-      say("ready"); panel.classList.add("live-ready"); update();
-    }, function (error) { say("failed"); status.textContent += " (" + error.message + ")"; throw error; });
+  function start(panel) {
+    var view = viewOf(panel), state = {mode: "test"}, loaded = null;
+    var say = function (key) { view.status.textContent = panel.getAttribute("data-say-" + key) || key; };
+    Object.assign(state, wire(view, state, function () { if (loaded) render(view, state, loaded); }));
+    var ready = load(panel).then(function (result) {
+      loaded = result;
+      say("ready");
+      panel.classList.add("live-ready");
+      render(view, state, loaded);
+    }, function (error) {
+      say("failed");
+      view.status.textContent += " (" + error.message + ")";
+      throw error;
+    });
 
     // For checking the page against PyTorch (tests/test_live_lab.py), and for the curious.
     window.labbookLive = {
       ready: ready,
       probabilities: function (index, dx, dy, degrees) {
-        return forward(net, shift(rotate(testImage(images, index), degrees || 0), dx || 0, dy || 0)).probabilities;
+        return forward(loaded.net, shift(rotate(testImage(loaded.images, index), degrees || 0), dx || 0, dy || 0)).probabilities;
       },
       passMilliseconds: function (repeats) {
-        var image = testImage(images, 0), started = performance.now();
-        for (var r = 0; r < repeats; r++) forward(net, image);
+        var image = testImage(loaded.images, 0), started = performance.now();
+        for (var r = 0; r < repeats; r++) forward(loaded.net, image);
         return (performance.now() - started) / repeats;
       }
     };

@@ -1,0 +1,24 @@
+"""The shapes of the lab's ConvNet, by arithmetic: the one place they are worked out.
+
+No PyTorch here: the site checks a run's weights against these before publishing them (and passes
+them to the live lab's JavaScript), and the grader checks a submission's header against them before
+any tensor is made. model.py builds the network from the same constants; tests/test_model.py checks
+these shapes against the class itself.
+"""
+
+from __future__ import annotations
+
+from labbook.config import IMAGE_SIZE, NUM_CLASSES
+
+KERNEL = 5                  # conv1 and conv2: 5 x 5, padding 2, so a convolution keeps the image's size
+PADDING = KERNEL // 2
+POOLED = IMAGE_SIZE // 4    # after two 2 x 2 poolings: 28 -> 14 -> 7
+
+
+def parameter_shapes(depth: list[int] | tuple[int, int], hidden: int) -> dict[str, list[int]]:
+    """Name -> shape of every weight of a ConvNet with these channel counts and hidden width."""
+    first, second = depth
+    return {"conv1.weight": [first, 1, KERNEL, KERNEL], "conv1.bias": [first],
+            "conv2.weight": [second, first, KERNEL, KERNEL], "conv2.bias": [second],
+            "fc1.weight": [hidden, second * POOLED * POOLED], "fc1.bias": [hidden],
+            "fc2.weight": [NUM_CLASSES, hidden], "fc2.bias": [NUM_CLASSES]}
