@@ -2,8 +2,10 @@ import json
 import os
 import shutil
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
+from conftest import copy_run, invoke
 
 from labbook.errors import UserError
 from labbook.runs.reader import read_run, verify_manifest
@@ -74,3 +76,27 @@ def test_the_run_reader_types_a_run_and_refuses_what_it_cannot_trust(reported, t
     assert "config.toml: not covered by manifest.json" in broken("linked-after", lambda f: (   # links are not hashed
         (f / "config.toml").rename(f / "elsewhere.toml"), (f / "config.toml").symlink_to(f / "elsewhere.toml"),
         write_manifest(f)))
+
+
+PREVIOUS_RELEASE = next((Path(__file__).parent / "data" / "previous-release").iterdir())
+
+
+def test_a_run_folder_of_the_previous_release_is_read_and_reported(tmp_path):
+    """tests/data/previous-release/ holds a small run made, trained and dissected (without figures) by
+    the release before run.json had a "format" (commit 35ba60b): it is read, and reported."""
+    folder = shutil.copytree(PREVIOUS_RELEASE, tmp_path / PREVIOUS_RELEASE.name)
+    assert "format" not in json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    run = read_run(folder, dissected=True)
+    assert run.info["format"] == 1 and run.metrics["test_accuracy"] == pytest.approx(0.295)
+    result = invoke("report", folder, "--lang", "zh", "--format", "html")
+    assert result.exit_code == 0, result.output
+    assert "29.50%" in (folder / "report" / "report.zh.html").read_text(encoding="utf-8")
+
+
+def test_a_run_folder_in_another_format_is_refused_in_one_line(tmp_path):
+    folder = copy_run(PREVIOUS_RELEASE, tmp_path / "later", format=2, labbook_version="0.3.0")
+    result = invoke("report", folder)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "run folder format 2, made by labbook 0.3.0" in lines[0]
+    assert f"labbook run --config {folder / 'config.toml'}" in lines[0]

@@ -16,7 +16,7 @@ from labbook.lab.data import load_mnist
 from labbook.lab.evaluate import confusion_matrix, evaluate, per_class_accuracy
 from labbook.lab.model import build_model, load_weights
 from labbook.progress import Progress
-from labbook.runs.reader import RUN_JSON
+from labbook.runs.reader import RUN_FORMAT, RUN_JSON
 from labbook.runs.writer import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                                create_run_folder, environment, git_commit, iso, utc_now, write_history,
                                write_manifest)
@@ -80,7 +80,7 @@ def run_experiment(config: Config, runs_dir: Path, data_dir: Path | None = None,
     created = utc_now()
     folder = create_run_folder(runs_dir, config.name, config.hash(), created)
     run_info = {
-        "id": folder.name, "status": "running", "created": iso(created), "finished": None,
+        "id": folder.name, "format": RUN_FORMAT, "status": "running", "created": iso(created), "finished": None,
         "labbook_version": __version__, "git_commit": git_commit(),
         "author": author or None, "student_id": student_id or None,
         "preset": config.preset, "config_hash": config.hash(),

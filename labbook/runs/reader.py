@@ -27,12 +27,16 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 
+from labbook import __version__
 from labbook.runs import schema as runschema
 from labbook.localization import LANGUAGES
 from labbook.runs.schema import strip_hidden
 from labbook.config import Config, load_config_text
 from labbook.errors import UserError
 
+# The layout of the run folders this labbook writes and reads (run.json's "format"). A run.json
+# without the field was written before it existed, in the same layout: format 1.
+RUN_FORMAT = 1
 MANIFEST = "manifest.json"
 RUN_JSON = "run.json"
 DISSECTION = "dissection.json"
@@ -304,6 +308,18 @@ class Run:
         return self.files.manifest
 
 
+def _check_format(info: dict, folder: Path) -> None:
+    """A run folder in another layout is refused before anything else is read from it, in one line that
+    says which labbook made it and how to read it after all."""
+    made = info.get("format", 1)
+    if made == RUN_FORMAT and not isinstance(made, bool):
+        return
+    raise UserError(f"{folder / RUN_JSON}: run folder format {str(made)[:20]}, made by labbook "
+                    f"{str(info.get('labbook_version'))[:40]}; this labbook ({__version__}) reads format {RUN_FORMAT}: "
+                    f"open it with the labbook that made it, or redo the run: "
+                    f"labbook run --config {folder / 'config.toml'}")
+
+
 def require_complete(folder: Path, dissected: bool = False) -> RunFiles:
     """The verified files of a complete run (and dissected, if asked); otherwise a UserError naming
     what is missing."""
@@ -312,8 +328,10 @@ def require_complete(folder: Path, dissected: bool = False) -> RunFiles:
         raise UserError(f"{folder}: {LINK}")
     if not folder.is_dir():
         raise UserError(f"{folder}: not a run folder (no such directory)")
-    status = parse_json(read_bytes(folder / RUN_JSON, MAX_BYTES[RUN_JSON]), folder / RUN_JSON)
-    status = status.get("status") if isinstance(status, dict) else None
+    info = parse_json(read_bytes(folder / RUN_JSON, MAX_BYTES[RUN_JSON]), folder / RUN_JSON)
+    info = info if isinstance(info, dict) else {}
+    _check_format(info, folder)
+    status = info.get("status")
     if status != "complete":
         raise UserError(f"{folder / RUN_JSON}: run status is {str(status)[:40]!r}, not 'complete'")
     if not os.path.lexists(folder / MANIFEST):

@@ -105,6 +105,7 @@ class RunInfo(Strict):
     status: Text(20)
     created: Moment
     finished: Moment
+    format: Literal[1] = 1   # runs.reader.RUN_FORMAT; absent before the field existed
     labbook_version: Text(40) = ""
     git_commit: Text(64) | None = None
     author: Text(100) | None = None
