@@ -311,6 +311,14 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_ad
         if entry.get("near_chance") is not None:
             click.echo(f"labbook: {name} stayed near chance (mean test accuracy {100 * entry['near_chance']:.2f}%): "
                        "its robustness measures are not interpreted", err=True)
+    few = summary.get("few_seeds")
+    if few is not None:
+        width = f": a 95% interval is the mean ± {few['t']:.2f} standard errors (± {few['t_three']:.2f} with 3)" \
+            if few["t"] else ": no interval and no difference can be claimed"
+        click.echo(f"labbook: only {few['seeds']} seed(s){width}; use 3 seeds or more", err=True)
+    if summary.get("shared_cores") and "train_seconds" in plan.measures:
+        click.echo("labbook: training times are not compared: runs trained side by side (--parallel 1 compares them)",
+                   err=True)
     failed = {name: entry["failed"] for name, entry in summary["variants"].items() if entry["failed"]}
     for name, seeds_failed in failed.items():
         click.echo(f"labbook: {name}: seed(s) {', '.join(map(str, seeds_failed))} failed twice and are left out", err=True)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 from conftest import PROCESS_DEADLINE, invoke
@@ -248,3 +249,55 @@ def test_a_variant_near_chance_is_flagged_and_its_robustness_not_interpreted(mon
     assert "model.pooling=blur stayed near chance" in html and "model.pooling=max stayed" not in html
     assert "the consistency" not in html and "the one-pixel flip probability" not in html
     assert "lowers the test accuracy" in html
+
+
+def _summary_of(tmp_path, monkeypatch, differences: dict, seeds=(0, 1, 2), shared_cores=True):
+    """A max-vs-blur study whose blur runs differ from max's by `differences[measure][seed]`; nothing trains."""
+    import labbook.study.statistics as statistics
+    plan = parse_study(study_toml("seed", [], ["model.pooling=max,blur"], ",".join(map(str, seeds))), "command line")
+    base = {"validation_accuracy": 0.98, "test_accuracy": 0.98, "lab_shift_accuracy": 0.90, "consistency": 0.80,
+            "flip_probability": 0.10, "rotation_accuracy": 0.85, "train_seconds": 20.0}
+    made = {}
+    for index, seed in enumerate(seeds):
+        made[f"max/{seed}"] = {**base, "by_distance": [[0, 0.98]]}
+        made[f"blur/{seed}"] = {**{m: v + differences.get(m, [0.0] * len(seeds))[index] for m, v in base.items()},
+                                "by_distance": [[0, 0.98]]}
+    monkeypatch.setattr(statistics, "measures_of", lambda folder: made[folder])
+    folders = {(variant.name, seed): f"{variant.name.split('=')[1]}/{seed}" for variant in plan.variants for seed in seeds}
+    return statistics.summarise(plan, folders, tmp_path, shared_cores=shared_cores)
+
+
+def test_holms_correction_turns_a_borderline_interval_into_an_exploratory_hint(monkeypatch, tmp_path):
+    """Known answer: blur's rotation accuracy differs by +1.0, +1.3, +0.7 points (t = 5.77 with 2 degrees of
+    freedom, p = 0.0287: its 95% interval excludes zero); the other five comparisons show nothing, so Holm
+    tests it first against 0.05 / 6 and it is not a finding. Training times of runs that shared the cores
+    are not compared; a difference not found says how large it would have had to be."""
+    from labbook.study.report import render_study_report
+    noise = [0.01, -0.01, 0.0]
+    summary = _summary_of(tmp_path, monkeypatch, {"rotation_accuracy": [0.010, 0.013, 0.007], "test_accuracy": noise,
+                                                  "train_seconds": [5.0, 6.0, 7.0]})
+    rotation = summary["variants"]["model.pooling=blur"]["difference"]["rotation_accuracy"]
+    assert rotation["excludes_zero"] and not rotation["holm_excludes_zero"]
+    assert math.isclose(rotation["p"], 1 - 5.773503 / math.sqrt(2 + 5.773503 ** 2), rel_tol=1e-4)   # Student's t, 2 df
+    assert summary["comparisons"] == 6 and summary["variants"]["model.pooling=blur"]["difference"]["train_seconds"]["p"] is None
+    test = summary["variants"]["model.pooling=blur"]["difference"]["test_accuracy"]
+    assert math.isclose(test["detectable"], 4.303 * 0.01 / math.sqrt(3), rel_tol=1e-6)
+    render_study_report(tmp_path, summary)
+    html = re.sub("<[^>]+>", "", (tmp_path / "report" / "study.en.html").read_text())
+    assert "does not survive Holm" in html and "raises the rotation" not in html
+    assert "6 comparisons at once" in html
+    assert "a difference smaller than about 2.48 percentage points could not have been told from zero" in html
+    assert "Training times are not compared" in html and "training time from" not in html
+    # The same data, one comparison only (a single measure): then the interval alone decides, and it is a finding.
+    alone = _summary_of(tmp_path / "alone", monkeypatch, {"rotation_accuracy": [0.010, 0.013, 0.007]}, shared_cores=False)
+    assert alone["shared_cores"] is False and alone["comparisons"] == 7
+
+
+def test_fewer_than_three_seeds_are_warned_about_with_the_width_they_give(monkeypatch, tmp_path):
+    from labbook.study.report import render_study_report
+    summary = _summary_of(tmp_path, monkeypatch, {"test_accuracy": [0.01, 0.02]}, seeds=(0, 1))
+    assert summary["few_seeds"] == {"seeds": 2, "t": 12.706, "t_three": 4.303}
+    render_study_report(tmp_path, summary)
+    html = re.sub("<[^>]+>", "", (tmp_path / "report" / "study.en.html").read_text())
+    assert "only 2 seeds" in html and "12.71 standard errors, against 4.30 with three seeds: 3.0 times as wide" in html
+    assert _summary_of(tmp_path / "three", monkeypatch, {})["few_seeds"] is None

@@ -130,7 +130,7 @@ def parse_json(content: bytes, path: Path):
         raise UserError(f"{path}: not valid JSON ({str(error)[:100]})") from None
 
 
-def _typed(model, data, path: Path):
+def typed(model, data, path: Path):
     """`data` checked against a runschema model; the first problem as one line naming the field."""
     try:
         return model.validate_python(data) if hasattr(model, "validate_python") else model.model_validate(data)
@@ -254,7 +254,7 @@ def parse_history(content: bytes, path: Path) -> list[dict]:
             rows.append({key: int(row[key]) if key in INTEGER_COLUMNS else float(row[key]) for key in HISTORY_COLUMNS})
     except (ValueError, TypeError, csv.Error) as error:
         raise UserError(f"{path}: not a valid history file ({str(error)[:100]})") from None
-    _typed(runschema.HISTORY, rows, path)
+    typed(runschema.HISTORY, rows, path)
     return rows
 
 
@@ -355,7 +355,7 @@ def read_run(folder: Path, dissected: bool = False, uncovered_notes: bool = Fals
 
     def document(name: str, model) -> dict:
         data = parse_json(files.read(name, MAX_BYTES[name]), folder / name)
-        return _typed(model, data, folder / name).model_dump()
+        return typed(model, data, folder / name).model_dump()
 
     config_text = strip_hidden(_decode(files.read("config.toml", MAX_BYTES["config.toml"]), folder / "config.toml"))
     model_size = files.manifest.get("model.safetensors", {}).get("size", 0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import io
 import json
 import multiprocessing
@@ -30,7 +29,7 @@ from labbook.site import livelab
 from labbook.errors import UserError
 from labbook.localization import LANGUAGE, LANGUAGES, Formatter, gettext_for
 from labbook.report.render import BUILTIN_TEMPLATES, ReportOptions, context_of, environment
-from labbook.runs.reader import RUN_JSON, Run, read_json, read_run
+from labbook.runs.reader import RUN_JSON, Run, read_json, read_run, typed
 from labbook.runs.writer import atomic_write_bytes, atomic_write_json, atomic_write_text
 from labbook.runs.schema import clean_text
 from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
@@ -279,7 +278,7 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
 
 def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> None:
     """studies/<slot>.html and .en.html for each study; pages of studies no longer among the sources go."""
-    from labbook.study.report import MEASURE_NAMES, result_rows
+    from labbook.study.report import MEASURE_NAMES, result_rows, study_facts
     folder = out / "studies"
     if not studies and not folder.is_dir():
         return
@@ -289,7 +288,7 @@ def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) 
         for language in LANGUAGES:
             name, other = page_name(study["slot"], language), page_name(study["slot"], _other(language))
             page = env.get_template("site/study.html.j2").render(
-                summary=study, rows=result_rows(study), lang=language, languages=(language,), state={"lang": language},
+                summary=study, rows=result_rows(study), study=study_facts(study), lang=language, languages=(language,), state={"lang": language},
                 root="../", assets=assets, here=name, other=other, measure_name=lambda m: MEASURE_NAMES[m])
             atomic_write_text(folder / name, page)
             pages.add(name)
@@ -304,36 +303,12 @@ def _labbook_slots(state: dict) -> set[str]:
 
 
 def _checked_study(data) -> dict:
-    """A study.json as the site may show it: every name a short text, every number finite; ValueError otherwise."""
-    from labbook.study.plan import MEASURES
-
-    def number(value, nullable=False):
-        if value is None and nullable:
-            return None
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ValueError("a measure is not a finite number")
-        return float(value)
-
-    spec, variants = data["spec"], data["variants"]
-    measures = list(spec["measures"])
-    if not measures or set(measures) - set(MEASURES) or not isinstance(spec["name"], str) \
-            or spec["baseline"] not in variants or not isinstance(data["id"], str):
+    """A study.json as the site may show it (study/schema.py); ValueError otherwise. At most 50 variants are shown."""
+    from labbook.study.schema import StudySummary
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
         raise ValueError("not a labbook study")
-    checked = {}
-    for name, entry in list(variants.items())[:50]:
-        if not isinstance(name, str) or len(name) > 100:
-            raise ValueError("a variant's name is not a short text")
-        checked[clean_text(name)] = {
-            "failed": [int(seed) for seed in entry["failed"]][:100],
-            "near_chance": number(entry.get("near_chance"), True),
-            "measures": {m: {key: number(entry["measures"][m][key], key != "mean") for key in ("mean", "low", "high")}
-                         for m in measures},
-            "difference": {m: {"mean": number(d["mean"]), "low": number(d["low"], True),
-                               "high": number(d["high"], True), "excludes_zero": bool(d["excludes_zero"]),
-                               "seeds": [int(seed) for seed in d["seeds"]][:100]}
-                           for m, d in entry["difference"].items() if m in measures}}
-    return {"id": clean_text(data["id"])[:80], "spec": {"name": clean_text(spec["name"])[:60], "measures": measures,
-                                                         "baseline": clean_text(spec["baseline"])}, "variants": checked}
+    data = {**data, "variants": dict(list(data["variants"].items())[:50])}
+    return typed(StudySummary, data, Path("study.json")).model_dump()
 
 
 def find_studies(sources: list[Path], result: SiteResult) -> list[dict]:
@@ -347,7 +322,7 @@ def find_studies(sources: list[Path], result: SiteResult) -> list[dict]:
                 try:
                     summary = _checked_study(read_json(folder / "study.json", 4 * 2**20))
                 except (UserError, ValueError, KeyError, TypeError, AttributeError) as error:
-                    _note(result.skipped, folder, f"study.json: {str(error)[:120]}")
+                    _note(result.skipped, folder, str(error)[:160])
                     continue
                 summary["slot"] = re.sub(r"[^A-Za-z0-9._-]", "-", summary["id"])[:60] or "study"
                 found.append(summary)

@@ -12,7 +12,7 @@ from pathlib import Path
 from labbook.report import analysis
 from labbook.localization import LANGUAGES, N_, gettext_for
 from labbook.runs.writer import atomic_write_bytes, own_folder
-from labbook.study.statistics import NEAR_CHANCE, PROPORTIONS, ROBUSTNESS
+from labbook.study.statistics import ALPHA, TIMES, NEAR_CHANCE, PROPORTIONS, ROBUSTNESS
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
                  "lab_shift_accuracy": N_("test accuracy at the lab's shift"),
@@ -112,10 +112,20 @@ def result_rows(summary: dict) -> list[dict]:
         for measure, difference in entry["difference"].items():
             if measure in ROBUSTNESS and (entry.get("near_chance") is not None or baseline_chance is not None):
                 continue   # a network near chance has no robustness worth a sentence
+            if measure in TIMES and summary.get("shared_cores", True):
+                continue   # runs that trained side by side: their times say little (one sentence says so)
+            # An interval that excludes zero is a finding only if it survives Holm's correction over all the
+            # study's comparisons; a study.json from before the correction has only the plain interval.
+            found = difference.get("holm_excludes_zero")
+            found = difference.get("excludes_zero") if found is None else found
             where = f"study.json:variants.{name}.difference.{measure}"
             baseline = summary["variants"][summary["spec"]["baseline"]]["measures"][measure]
             claims.append({"measure": measure, "percent": measure in PERCENT, "n": analysis.Fact(len(difference["seeds"]), f"{where}.seeds"),
-                           "interval": difference["low"] is not None, "excludes_zero": difference.get("excludes_zero"),
+                           "interval": difference["low"] is not None, "excludes_zero": found,
+                           "borderline": bool(difference.get("excludes_zero")) and not found,
+                           "p": None if difference.get("p") is None else analysis.Fact(difference["p"], f"{where}.p"),
+                           "detectable": None if difference.get("detectable") is None else
+                           _scaled(difference["detectable"], f"{where}.detectable", measure in PERCENT),
                            "up": difference["mean"] > 0,
                            "mean": analysis.Fact(difference["mean"], f"{where}.mean"),
                            # A difference of two percentages is in percentage points.
@@ -129,6 +139,21 @@ def result_rows(summary: dict) -> list[dict]:
                      "near_chance": None if chance is None else analysis.Fact(chance, f"study.json:variants.{name}.near_chance"),
                      "chance_limit": analysis.Fact(NEAR_CHANCE, "rule:2/classes")})
     return rows
+
+
+def study_facts(summary: dict) -> dict:
+    """What the study as a whole allows: how many seeds, whether times compare, how many comparisons."""
+    few = summary.get("few_seeds")
+    return {"few_seeds": None if few is None else {
+                "seeds": analysis.Fact(few["seeds"], "study.json:few_seeds.seeds"),
+                "t": None if few["t"] is None else analysis.Fact(few["t"], "study.json:few_seeds.t"),
+                "t_three": analysis.Fact(few["t_three"], "study.json:few_seeds.t_three"),
+                "ratio": None if few["t"] is None else analysis.Fact(few["t"] / few["t_three"],
+                                                                     "rule:few_seeds.t/few_seeds.t_three")},
+            "times_compared": not summary.get("shared_cores", True),
+            "times_measured": any(measure in TIMES for measure in summary["spec"]["measures"]),
+            "comparisons": analysis.Fact(summary.get("comparisons", 0), "study.json:comparisons"),
+            "alpha": analysis.Fact(ALPHA, "rule:family_wise_error_rate")}
 
 
 def render_study_report(root: Path, summary: dict) -> list[Path]:
@@ -149,7 +174,7 @@ def render_study_report(root: Path, summary: dict) -> list[Path]:
             atomic_write_bytes(Path(root) / relative, png)
             figure_files[relative] = png
             printed[name] = f"{name}.{language}.png"
-        context = {"summary": summary, "rows": result_rows(summary), "lang": language, "languages": (language,),
+        context = {"summary": summary, "rows": result_rows(summary), "study": study_facts(summary), "lang": language, "languages": (language,),
                    "state": {"lang": language}, "document_language": language}
         pages[language] = (template.render(**context, figures=inline), template.render(**context, figures=printed))
     font_css = pdf.font_stylesheet("".join(html for html, _ in pages.values()))

@@ -61,6 +61,19 @@ def _train(config: Config, folder: Path, threads: int) -> Path | None:
     return None
 
 
+def _shared_cores(root: Path, pending: int, jobs: int, parallel: int, ray: bool) -> bool:
+    """Whether any run of the study trained beside another (its time then says little): those trained
+    now, and what study.json said of those trained before (unknown: assumed so)."""
+    now = ray and pending > 0 or parallel > 1 and pending > 1
+    if pending == jobs:
+        return now
+    try:
+        before = read_json(root / "study.json").get("shared_cores", True)
+    except (UserError, AttributeError):
+        before = True
+    return now or before is not False
+
+
 def run_study(study: Study, out: Path, parallel: int | None = None, progress=None, ray: bool = False,
               ray_address: str | None = None) -> dict:
     """Train and dissect every (variant, seed) not yet complete, here or on Ray; then write study.json."""
@@ -98,6 +111,6 @@ def run_study(study: Study, out: Path, parallel: int | None = None, progress=Non
                     for future in futures:
                         future.cancel()
                     raise
-    summary = summarise(study, folders, root)
+    summary = summarise(study, folders, root, _shared_cores(root, len(pending), len(jobs), parallel, ray))
     atomic_write_json(root / "study.json", summary)
     return summary

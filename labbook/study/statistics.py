@@ -19,12 +19,62 @@ PROPORTIONS = frozenset(MEASURES) - {"train_seconds"}
 # nothing: it answers much the same digit to every image, so it is "consistent" under shifts and its
 # flip probability is near 0. Its robustness measures describe that, not what it learned.
 NEAR_CHANCE = 2 / NUM_CLASSES
+# Measures of time: they depend on what else ran on the machine, so they are compared only between
+# runs that trained one at a time.
+TIMES = frozenset({"train_seconds"})
+# The family-wise error rate Holm's correction holds over all the comparisons of a study.
+ALPHA = 0.05
 ROBUSTNESS = frozenset({"lab_shift_accuracy", "consistency", "flip_probability", "rotation_accuracy"})
 # Student's t, the 0.975 quantile, for 1..30 degrees of freedom (beyond: the Cornish-Fisher
 # expansion around the normal quantile, within 0.001 of the exact value).
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042)
+
+
+def _continued_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= d * c
+        if abs(d * c - 1) < 1e-12:
+            break
+    return result
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    if x <= 0 or x >= 1:
+        return 0.0 if x <= 0 else 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _continued_fraction(a, b, x) / a
+    return 1 - front * _continued_fraction(b, a, 1 - x) / b
+
+
+def t_test_p(statistic: float, degrees: int) -> float:
+    """Two-sided p-value of Student's t with these degrees of freedom."""
+    if math.isinf(statistic):
+        return 0.0
+    return _incomplete_beta(degrees / 2, 0.5, degrees / (degrees + statistic * statistic))
+
+
+def holm(p_values: dict) -> dict:
+    """Holm's step-down correction: key -> whether its hypothesis is rejected with the family-wise error
+    rate held at ALPHA over all the keys (None p-values are never rejected and do not count)."""
+    tested = sorted((p, key) for key, p in p_values.items() if p is not None)
+    rejected, going = {key: False for key in p_values}, True
+    for rank, (p, key) in enumerate(tested):
+        going = going and p <= ALPHA / (len(tested) - rank)
+        rejected[key] = going
+    return rejected
 
 
 def t_quantile(degrees: int) -> float:
@@ -83,7 +133,9 @@ def measures_of(folder: Path) -> dict[str, float]:
             "by_distance": [[entry["distance"], entry["accuracy"]] for entry in robustness["accuracy_by_distance"]]}
 
 
-def summarise(study: Study, folders: dict, root: Path) -> dict:
+def summarise(study: Study, folders: dict, root: Path, shared_cores: bool = True) -> dict:
+    """study.json's content. `shared_cores`: whether runs trained side by side (their times are then not
+    compared). Each difference's p-value is corrected by Holm over all the comparisons of the study."""
     measured = {key: measures_of(folder) for key, folder in folders.items() if folder is not None}
     variants = {}
     for variant in study.variants:
@@ -100,6 +152,15 @@ def summarise(study: Study, folders: dict, root: Path) -> dict:
                                for s in paired]
                 result = interval(differences)
                 result["excludes_zero"] = result["low"] is not None and (result["low"] > 0 or result["high"] < 0)
+                # The smallest mean difference these seeds could have told from zero: the interval's half-width.
+                # (None where the seeds agree exactly: a zero-width interval says nothing of that kind.)
+                half = None if result["low"] is None else (result["high"] - result["low"]) / 2
+                result["detectable"] = half or None
+                result["p"] = None
+                if result["sd"] is not None and not (measure in TIMES and shared_cores):
+                    error = result["sd"] / math.sqrt(result["n"])
+                    statistic = result["mean"] / error if error > 0 else (math.inf if result["mean"] else 0.0)
+                    result["p"] = t_test_p(statistic, result["n"] - 1)
                 entry["difference"][measure] = {"seeds": paired, **result}
         accuracies = [measured[(variant.name, seed)]["test_accuracy"] for seed in seeds]
         mean_accuracy = sum(accuracies) / len(accuracies) if accuracies else None
@@ -109,4 +170,12 @@ def summarise(study: Study, folders: dict, root: Path) -> dict:
         entry["shift_curve"] = [[curves[0][i][0], sum(c[i][1] for c in curves) / len(curves)]
                                 for i in range(len(curves[0]))] if curves else []
         variants[variant.name] = entry
-    return {"id": study.id, "spec": study.spec, "variants": variants}
+    corrected = holm({(name, measure): difference["p"] for name, entry in variants.items()
+                      for measure, difference in entry["difference"].items()})
+    for (name, measure), rejected in corrected.items():
+        variants[name]["difference"][measure]["holm_excludes_zero"] = rejected
+    seeds = len(study.seeds)
+    return {"id": study.id, "spec": study.spec, "variants": variants, "shared_cores": shared_cores,
+            "comparisons": sum(p is not None for p in (d["p"] for e in variants.values() for d in e["difference"].values())),
+            "few_seeds": None if seeds >= 3 else {"seeds": seeds, "t": t_quantile(seeds - 1) if seeds > 1 else None,
+                                                   "t_three": t_quantile(2)}}
