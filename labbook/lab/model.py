@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from labbook.config import IMAGE_SIZE, NUM_CLASSES, Config
-from labbook.lab.shapes import KERNEL, PADDING, POOLED
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -63,10 +62,10 @@ class ConvNet(nn.Module):
         self.depth = tuple(depth)
         self.dropout = dropout
         self.pooling = pooling
-        self.conv1 = nn.Conv2d(1, depth[0], KERNEL, padding=PADDING)
+        self.conv1 = nn.Conv2d(1, depth[0], 5, padding=2)
         self.pool = POOLING[pooling]()
-        self.conv2 = nn.Conv2d(depth[0], depth[1], KERNEL, padding=PADDING)
-        self.flat_features = POOLED * POOLED * depth[1]
+        self.conv2 = nn.Conv2d(depth[0], depth[1], 5, padding=2)
+        self.flat_features = (IMAGE_SIZE // 4) * (IMAGE_SIZE // 4) * depth[1]
         self.fc1 = nn.Linear(self.flat_features, hidden)
         self.fc2 = nn.Linear(hidden, NUM_CLASSES)
 

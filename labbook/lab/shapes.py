@@ -2,8 +2,8 @@
 
 No PyTorch here: the site checks a run's weights against these before publishing them (and passes
 them to the live lab's JavaScript), and the grader checks a submission's header against them before
-any tensor is made. model.py builds the network from the same constants; tests/test_model.py checks
-these shapes against the class itself.
+any tensor is made. model.py spells its layers out with the same numbers, as the lab's code does (the
+report shows that code); tests/test_live_lab.py checks these shapes against the class itself.
 """
 
 from __future__ import annotations
