@@ -273,13 +273,15 @@ def site(sources, out):
 @click.option("--vary", multiple=True, metavar="KEY=V1,V2", help="One-off study: a grid over this key's values, each read as TOML (repeatable), e.g. "
                    "--vary model.pooling=max,blur or --vary 'model.depth=[4,8],[6,16]'.")
 @click.option("--seeds", default="0,1,2", help="One-off study: the seeds.")
+@click.option("--name", default="study", show_default=True,
+              help="One-off study: its name, the start of its id (letters, digits and '-').")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("studies"), help="Folder that receives <study id>/.")
 @click.option("--parallel", type=click.IntRange(min=1), default=None,
               help="Runs trained at once (threads per run x runs <= cores).  [default: one per core]")
 @click.option("--ray", is_flag=True, help="Run each (variant, seed) as a Ray task (pip install 'labbook[ray]').")
 @click.option("--ray-address", default=None, help="A Ray cluster's address.  [default: a local Ray instance for the study]")
 @click.option("--progress/--no-progress", default=None, help="Force the study's progress bar on or off.")
-def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_address, progress):
+def study(study_file, base, assignments, vary, seeds, name, out, parallel, ray, ray_address, progress):
     """What does a change do? Train every variant x seed as an ordinary run, then compare.
 
     STUDY_FILE is a study's TOML, or the name of an example (shift-robustness,
@@ -288,12 +290,12 @@ def study(study_file, base, assignments, vary, seeds, out, parallel, ray, ray_ad
     from labbook.study.plan import load_study, parse_study, study_toml
     from labbook.study.runner import run_study
 
-    if study_file and (base or assignments or vary):
-        raise UserError("study: give a study file or --base/--set/--vary, not both")
+    if study_file and (base or assignments or vary or name != "study"):
+        raise UserError("study: give a study file or --base/--set/--vary/--name, not both")
     if study_file:
         plan = load_study(study_file)
     elif vary:
-        plan = parse_study(study_toml(base or "seed", assignments, vary, seeds), "command line")
+        plan = parse_study(study_toml(base or "seed", assignments, vary, seeds, name), "command line")
     else:
         raise UserError("study: give a study file (or an example's name), or --vary KEY=V1,V2")
     from labbook.study.report import render_study_report

@@ -301,3 +301,10 @@ def test_fewer_than_three_seeds_are_warned_about_with_the_width_they_give(monkey
     html = re.sub("<[^>]+>", "", (tmp_path / "report" / "study.en.html").read_text())
     assert "only 2 seeds" in html and "12.71 standard errors, against 4.30 with three seeds: 3.0 times as wide" in html
     assert _summary_of(tmp_path / "three", monkeypatch, {})["few_seeds"] is None
+
+
+def test_a_one_off_study_takes_its_name_from_name():
+    plan = parse_study(study_toml("seed", [], ["model.pooling=max,blur"], "0,1", name="pooling-blur"), "command line")
+    assert plan.name == "pooling-blur" and plan.id.startswith("pooling-blur-")
+    result = invoke("study", "--vary", "model.pooling=max,blur", "--name", "bad name!")
+    assert result.exit_code == 2 and "study.name must be letters, digits and '-', got 'bad name!'" in result.output

@@ -102,14 +102,14 @@ def parse_study(text: str, where: str) -> Study:
     return Study(f"{name}-{digest}", name, base, seeds, measures, baseline, variants, spec)
 
 
-def study_toml(base: str, assignments, vary, seeds: str) -> str:
-    """A one-off study's TOML, from `labbook study --base --set --vary --seeds`."""
+def study_toml(base: str, assignments, vary, seeds: str, name: str = "study") -> str:
+    """A one-off study's TOML, from `labbook study --base --set --vary --seeds --name`."""
     import tomlkit
     try:
         seed_list = [int(seed) for seed in seeds.split(",")]
     except ValueError:
         raise UserError(f"--seeds {seeds!r}: expected seeds such as 0,1,2") from None
-    document = {"study": {"name": "study", "base": base, "seeds": seed_list}, "set": {}, "grid": {}}
+    document = {"study": {"name": name, "base": base, "seeds": seed_list}, "set": {}, "grid": {}}
     for assignment in assignments:
         key, _, value = assignment.partition("=")
         document["set"][key.strip()] = toml_value(value)
