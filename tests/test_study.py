@@ -189,6 +189,26 @@ def test_the_site_has_a_page_per_study_and_refuses_a_malformed_one(tiny_local, t
     assert any("broken" in reason and "study.json" in reason for reason in result.skipped)
 
 
+def test_a_site_built_with_a_study_publishes_its_runs_and_figures_and_links_each_run(tiny_local, tmp_path):
+    """`labbook site STUDIES` publishes each study's runs (read through the run gate like any run) and
+    its figures; the study's page links every run's page; the class's index does not list them."""
+    import re as regex
+
+    from labbook.site.build import build_site
+    study, out, _ = tiny_local
+    result = build_site([out], tmp_path / "site")
+    assert len(result.runs) == 4   # 2 variants x 2 seeds
+    site = tmp_path / "site"
+    page = (site / "studies" / f"{study.id}.en.html").read_text()
+    links = regex.findall(r'href="\.\./(runs/[^"]+/index\.en\.html)"', page)
+    assert len(links) == 4 and all((site / link).is_file() for link in links)
+    for figure in regex.findall(r'src="\.\./(assets/study-[a-z]+\.[0-9a-f]{10}\.en\.svg)"', page) or ["none"]:
+        assert (site / figure).read_bytes().startswith(b"<?xml")
+    assert len(regex.findall(r'src="\.\./assets/study-', page)) == 2   # the shift curves and the differences
+    index = (site / "index.en.html").read_text()
+    assert f"studies/{study.id}.en.html" in index and not any(link.split("/")[1] in index for link in links)
+
+
 def test_vary_reads_each_value_as_toml_lists_included():
     """`--vary` splits at the commas between values, not inside a list or a quoted string."""
     plan = parse_study(study_toml("seed", [], ["model.depth=[4,8],[6,16]", "model.pooling=max,blur",

@@ -38,6 +38,7 @@ STATE_FILE = ".labbook-site.json"
 MAX_DOWNLOAD_BYTES = 64 * 2**20   # a larger file of a run is not offered for download
 MAX_RUN_BYTES = 128 * 2**20       # all a run may put into the site (a seed-preset run: about 10 MB)
 CURVE_POINTS = 500                # points of each run's curve in the comparison figure
+MAX_STUDY_RUNS = 1000    # run folders published with one study (50 variants x 20 seeds)
 PARALLEL_FROM = 8        # runs to render from which several processes pay for their start-up
 SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}-[0-9a-f]{10}")
 DOWNLOADS = ("config.toml", "metrics.json", "history.csv", "model.safetensors", "report/report.zh.pdf",
@@ -276,25 +277,47 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     return name
 
 
-def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> None:
-    """studies/<slot>.html and .en.html for each study; pages of studies no longer among the sources go."""
+def _study_figures(study: dict, out: Path, language: str) -> dict[str, str]:
+    """The study's figures (shift curves, differences), drawn from its checked numbers; paths from the site."""
+    from labbook.dissect import figures
+    from labbook.study.report import study_figures
+    figures.configure_matplotlib()
+    paths = {}
+    # Variant names are only labels: never read as a formula ("$...$").
+    with figures.plt.rc_context({"text.parse_math": False}):
+        drawn = study_figures(study, language)
+    for name, (svg, _png) in drawn.items():
+        paths[name] = f"assets/study-{name}.{hashlib.sha256(svg).hexdigest()[:10]}.{language}.svg"
+        if not (out / paths[name]).is_file():
+            atomic_write_bytes(out / paths[name], svg)
+    return paths
+
+
+def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> set[str]:
+    """studies/<slot>.html and .en.html for each study, with its figures and links to its runs' pages;
+    pages of studies no longer among the sources go. Returns the figure files used."""
     from labbook.study.report import MEASURE_NAMES, result_rows, study_facts
-    folder = out / "studies"
+    folder, used = out / "studies", set()
     if not studies and not folder.is_dir():
-        return
+        return used
     folder.mkdir(exist_ok=True)
     pages = set()
     for study in studies:
         for language in LANGUAGES:
             name, other = page_name(study["slot"], language), page_name(study["slot"], _other(language))
+            drawn = _study_figures(study, out, language)
+            used.update(drawn.values())
             page = env.get_template("site/study.html.j2").render(
-                summary=study, rows=result_rows(study), study=study_facts(study), lang=language, languages=(language,), state={"lang": language},
-                root="../", assets=assets, here=name, other=other, measure_name=lambda m: MEASURE_NAMES[m])
+                summary=study, rows=result_rows(study), study=study_facts(study), runs=study["published_runs"],
+                figures={key: f"../{path}" for key, path in drawn.items()}, lang=language, languages=(language,),
+                state={"lang": language}, root="../", assets=assets, here=name, other=other,
+                measure_name=lambda m: MEASURE_NAMES[m])
             atomic_write_text(folder / name, page)
             pages.add(name)
     for stale in folder.glob("*.html"):   # labbook's own study pages only: their names are made here
         if stale.name not in pages and stale.is_file() and not stale.is_symlink():
             stale.unlink()
+    return used
 
 
 def _labbook_slots(state: dict) -> set[str]:
@@ -311,8 +334,25 @@ def _checked_study(data) -> dict:
     return typed(StudySummary, data, Path("study.json")).model_dump()
 
 
+def _study_runs(folder: Path) -> list[tuple[str, int, Path]]:
+    """(variant, seed, run folder) of each run where `labbook study` puts it, runs/<variant>/seed-<n>/<run>/;
+    no link is followed. Each run is then read through the run gate like any other."""
+    found = []
+    if not (folder / "runs").is_dir() or (folder / "runs").is_symlink():
+        return found
+    for variant in sorted((folder / "runs").iterdir()):
+        if variant.is_symlink() or not variant.is_dir():
+            continue
+        for seed in sorted(variant.iterdir()):
+            if seed.is_symlink() or not seed.is_dir() or not re.fullmatch(r"seed-[0-9]{1,10}", seed.name):
+                continue
+            found += [(clean_text(variant.name)[:100], int(seed.name[5:]), run) for run in sorted(seed.iterdir())
+                      if not run.is_symlink() and run.is_dir() and os.path.lexists(run / RUN_JSON)]
+    return found[:MAX_STUDY_RUNS]
+
+
 def find_studies(sources: list[Path], result: SiteResult) -> list[dict]:
-    """Every study (a folder holding study.json) among the sources and their children."""
+    """Every study (a folder holding study.json) among the sources and their children, with its runs."""
     found = []
     for source in map(Path, sources):
         candidates = [source] + (sorted(p for p in source.iterdir() if p.is_dir() and not p.is_symlink())
@@ -325,6 +365,7 @@ def find_studies(sources: list[Path], result: SiteResult) -> list[dict]:
                     _note(result.skipped, folder, str(error)[:160])
                     continue
                 summary["slot"] = re.sub(r"[^A-Za-z0-9._-]", "-", summary["id"])[:60] or "study"
+                summary["run_folders"] = _study_runs(folder)
                 found.append(summary)
     return found
 
@@ -345,7 +386,9 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
     assets = _write_assets(out)
     env = _environment()
     accepted, digests, jobs = [], {}, []
-    for summary in find_runs(sources, result):
+    studies = find_studies(sources, result)   # their runs are published too, each through the run gate
+    study_runs = {str(folder) for study in studies for _, _, folder in study["run_folders"]}
+    for summary in find_runs([*sources, *(Path(folder) for folder in sorted(study_runs))], result):
         slot, digest, folder = summary["slot"], summary["digest"], summary["folder"]
         target = out / "runs" / slot
         if slot in digests:
@@ -378,16 +421,20 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
             shutil.rmtree(out / "runs" / stale)
 
     summaries.sort(key=lambda s: (s["finished"], s["id"]), reverse=True)
-    differing, compare_rows = compare_table(summaries)
-    studies = find_studies(sources, result)
-    _write_studies(out, studies, env, assets)
-    used = set(assets.values())
+    published = {str(summary["folder"]): summary for summary in summaries}
+    for study in studies:   # a study's runs are listed on its page, not among the class's runs
+        study["published_runs"] = [{"variant": variant, "seed": seed, "slot": published[str(folder)]["slot"],
+                                    "id": published[str(folder)]["id"]}
+                                   for variant, seed, folder in study["run_folders"] if str(folder) in published]
+    class_runs = [summary for summary in summaries if str(summary["folder"]) not in study_runs]
+    differing, compare_rows = compare_table(class_runs)
+    used = set(assets.values()) | _write_studies(out, studies, env, assets)
     for language in LANGUAGES:
-        common = {"lang": language, "root": "", "assets": assets, "runs": summaries, "differing": differing,
+        common = {"lang": language, "root": "", "assets": assets, "runs": class_runs, "differing": differing,
                   "studies": studies,
                   "compare_rows": compare_rows, "fmt": Formatter(language)}
         for name in ("index", "compare"):
-            extra = {"curves": _compare_figure(summaries, out, language)} if name == "compare" and summaries else {}
+            extra = {"curves": _compare_figure(class_runs, out, language)} if name == "compare" and class_runs else {}
             used.update(extra.values())
             page = env.get_template(f"site/{name}.html.j2").render(
                 **common, **extra, here=page_name(name, language), other=page_name(name, _other(language)))

@@ -12,7 +12,7 @@ from pathlib import Path
 from labbook.report import analysis
 from labbook.localization import LANGUAGES, N_, gettext_for
 from labbook.runs.writer import atomic_write_bytes, own_folder
-from labbook.study.statistics import ALPHA, TIMES, NEAR_CHANCE, PROPORTIONS, ROBUSTNESS
+from labbook.study.statistics import ALPHA, NEAR_CHANCE, TIMES, t_quantile, PROPORTIONS, ROBUSTNESS
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
                  "lab_shift_accuracy": N_("test accuracy at the lab's shift"),
@@ -30,7 +30,7 @@ def _wrapped(title: str) -> str:
     return "\n".join(title[start:start + 13] for start in range(0, len(title), 13))
 
 
-def _figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
+def study_figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
     """(SVG, PNG) of the shift curves overlaid and of the differences with their intervals."""
     from labbook.dissect import figures
     figures.configure_matplotlib()
@@ -144,6 +144,9 @@ def result_rows(summary: dict) -> list[dict]:
 def study_facts(summary: dict) -> dict:
     """What the study as a whole allows: how many seeds, whether times compare, how many comparisons."""
     few = summary.get("few_seeds")
+    seeds = len(summary["spec"].get("seeds", []))
+    if few is None and 0 < seeds < 3:   # a study.json from before the warning
+        few = {"seeds": seeds, "t": t_quantile(seeds - 1) if seeds > 1 else None, "t_three": t_quantile(2)}
     return {"few_seeds": None if few is None else {
                 "seeds": analysis.Fact(few["seeds"], "study.json:few_seeds.seeds"),
                 "t": None if few["t"] is None else analysis.Fact(few["t"], "study.json:few_seeds.t"),
@@ -166,7 +169,7 @@ def render_study_report(root: Path, summary: dict) -> list[Path]:
     out, written, pages = own_folder(Path(root) / "report"), [], {}
     figure_files = {}
     for language in LANGUAGES:
-        drawn = _figures(summary, language)
+        drawn = study_figures(summary, language)
         inline = {name: "data:image/svg+xml;base64," + base64.b64encode(svg).decode() for name, (svg, _) in drawn.items()}
         printed = {}
         for name, (_, png) in drawn.items():

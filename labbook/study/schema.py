@@ -31,6 +31,8 @@ class Difference(MeasureSummary):
 
 class VariantSummary(Strict):
     failed: Items(Seed, max_length=100)
+    # (shift distance, mean accuracy) points of the shift curve, for the study's figure
+    shift_curve: Items(Annotated[list[Finite], Field(min_length=2, max_length=2)], max_length=100) = []
     near_chance: Finite | None = None
     measures: dict[Measure, MeasureSummary]
     difference: dict[Measure, Difference]
