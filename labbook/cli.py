@@ -306,6 +306,8 @@ def study(study_file, base, assignments, vary, seeds, name, out, parallel, ray, 
         click.echo(f"labbook: study interrupted; its complete runs in {out / plan.id / 'runs'} are kept: "
                    f"run the same command again to go on", err=True)
         sys.exit(130)
+    from labbook.study.report import terminal_summary
+    click.echo(terminal_summary(summary))
     click.echo(f"study: {out / plan.id / 'study.json'}")
     for path in render_study_report(out / plan.id, summary):
         click.echo(f"report: {path}")

@@ -237,7 +237,9 @@ def test_an_interval_of_percentages_stays_between_0_and_100_percent():
     assert plain["low"] < 0
     assert bounded["mean"] == plain["mean"] and math.isclose(bounded["low"], 0.032424, abs_tol=1e-5)
     assert math.isclose(bounded["high"], 0.311360, abs_tol=1e-5)
-    for values in ([0.9865, 0.9990], [0.97, 0.99, 1.0], [0.0, 0.001, 0.0005], [0.5, 0.5]):
+    assert interval([1.0, 1.0], proportion=True)["low"] == 1.0 == interval([1.0, 1.0], proportion=True)["high"]
+    assert interval([0.0, 0.0], proportion=True)["high"] == 0.0
+    for values in ([0.9865, 0.9990], [0.97, 0.99, 1.0], [0.0, 0.001, 0.0005], [0.5, 0.5], [1.0, 1.0], [0.0, 0.0]):
         result = interval(values, proportion=True)
         assert 0 <= result["low"] <= result["mean"] <= result["high"] <= 1, (values, result)
 
@@ -308,6 +310,11 @@ def test_holms_correction_turns_a_borderline_interval_into_an_exploratory_hint(m
     assert "6 comparisons at once" in html
     assert "a difference smaller than about 2.48 percentage points could not have been told from zero" in html
     assert "Training times are not compared" in html and "training time from" not in html
+    from labbook.study.report import terminal_summary
+    printed = terminal_summary(summary)   # what `labbook study` prints at the end
+    assert "model.pooling=blur: mean accuracy under rotation 85.00% -> 86.00%, difference 0.25 to 1.75 points: " \
+           "exploratory only" in printed
+    assert any(line.startswith("test accuracy ") and "98.00% (92.97% to 99.55%)" in line for line in printed.splitlines())
     # The same data, one comparison only (a single measure): then the interval alone decides, and it is a finding.
     alone = _summary_of(tmp_path / "alone", monkeypatch, {"rotation_accuracy": [0.010, 0.013, 0.007]}, shared_cores=False)
     assert alone["shared_cores"] is False and alone["comparisons"] == 7

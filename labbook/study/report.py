@@ -1,6 +1,7 @@
 """A study's report: study.json as a bilingual page (zh, en; HTML and PDF), by the same machinery
-as a run's report. Its sentences claim a difference only when the 95% interval of the paired
-difference excludes zero, and otherwise say that none was measured."""
+as a run's report, and as a table in the terminal. Its sentences claim a difference only when it
+survives Holm's correction, and otherwise say that none was measured and how large one would have
+had to be."""
 
 from __future__ import annotations
 
@@ -157,6 +158,43 @@ def study_facts(summary: dict) -> dict:
             "times_measured": any(measure in TIMES for measure in summary["spec"]["measures"]),
             "comparisons": analysis.Fact(summary.get("comparisons", 0), "study.json:comparisons"),
             "alpha": analysis.Fact(ALPHA, "rule:family_wise_error_rate")}
+
+
+def _shown(value: float | None, percent: bool, points: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}" + ("" if points else "%") if percent else f"{value:.1f}"
+
+
+def terminal_summary(summary: dict) -> str:
+    """The results table and what is claimed, as `labbook study` prints them at the end (English): a
+    row per measure, a column per variant, each cell the mean over seeds and its 95% interval."""
+    variants = list(summary["variants"])
+    lines = [["", *variants]]
+    for measure in summary["spec"]["measures"]:
+        percent, cells = measure in PERCENT, []
+        for name in variants:
+            stats = summary["variants"][name]["measures"][measure]
+            span = "" if stats["low"] is None else \
+                f" ({_shown(stats['low'], percent)} to {_shown(stats['high'], percent)})"
+            cells.append(_shown(stats["mean"], percent) + span)
+        lines.append([MEASURE_NAMES[measure], *cells])
+    widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
+    text.append("(mean over seeds, and its 95% interval)")
+    for row in result_rows(summary):
+        for claim in row["claims"]:
+            if not (claim["interval"] and (claim["excludes_zero"] or claim["borderline"])):
+                continue
+            scale = 100 if claim["percent"] else 1   # the interval of a difference of percentages is in points
+            low, high = claim["low"].value / scale, claim["high"].value / scale
+            text.append(f"{row['name']}: {MEASURE_NAMES[claim['measure']]} "
+                        f"{_shown(claim['before'].value, claim['percent'])} -> {_shown(claim['after'].value, claim['percent'])}"
+                        f", difference {_shown(low, claim['percent'], True)} to {_shown(high, claim['percent'], True)}"
+                        f"{' points' if claim['percent'] else ' s'}: "
+                        + ("found (survives Holm's correction)" if claim["excludes_zero"]
+                           else "exploratory only (does not survive Holm's correction)"))
+    return "\n".join(text)
 
 
 def render_study_report(root: Path, summary: dict) -> list[Path]:

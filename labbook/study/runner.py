@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -40,9 +41,14 @@ def _complete(folder: Path) -> Path | None:
     return None
 
 
-def _train(config: Config, folder: Path, threads: int) -> Path | None:
-    """One run by `labbook run` in a process of its own, retried once; its folder, or None."""
-    for _ in range(2):
+# What `labbook run` prints as it goes, and the phase each line begins.
+PHASES = (("epoch ", "training"), ("validation accuracy:", "measuring"), ("dissection:", "done"))
+
+
+def _train(config: Config, folder: Path, threads: int, phase=lambda text: None) -> Path | None:
+    """One run by `labbook run` in a process of its own, retried once; its folder, or None. `phase` is
+    told what the run is doing (starting, training epoch e/n, measuring, done) as its output says."""
+    for attempt in range(2):
         for stale in folder.glob("*"):   # an interrupted or failed attempt of this study's own
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
         folder.mkdir(parents=True, exist_ok=True)
@@ -51,14 +57,36 @@ def _train(config: Config, folder: Path, threads: int) -> Path | None:
         # A study shows numbers, not a run's figures: they are drawn on demand (`labbook dissect RUN --figures-only`).
         command = [sys.executable, "-m", "labbook", "run", "--config", str(config_file), "--runs-dir", str(folder),
                    "--threads", str(threads), "--no-progress", "--no-figures"]
-        finished = subprocess.run(command, capture_output=True, text=True)
+        phase("starting" if attempt == 0 else "starting again")
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              errors="replace") as process:
+            for line in process.stdout:
+                for start, name in PHASES:
+                    if line.startswith(start):
+                        phase(f"{name} {line.split()[1]}" if name == "training" else name)
         config_file.unlink(missing_ok=True)
         found = _complete(folder)
-        if finished.returncode == 0 and found is not None:
+        if process.returncode == 0 and found is not None:
             return found
-        if finished.returncode == INTERRUPTED:   # Ctrl-C reached the run too: no second attempt
+        if process.returncode == INTERRUPTED:   # Ctrl-C reached the run too: no second attempt
             raise KeyboardInterrupt
     return None
+
+
+class _Phases:
+    """Each running run's phase, shown after the study's progress bar: "blur/1 training 2/5"."""
+
+    def __init__(self, bar):
+        self.bar, self.running, self.lock = bar, {}, threading.Lock()
+
+    def of(self, variant: str, seed: int):
+        def told(text: str) -> None:
+            with self.lock:
+                self.running[f"{variant}/{seed}"] = text
+                if text == "done":
+                    del self.running[f"{variant}/{seed}"]
+                self.bar.set_postfix_str("; ".join(f"{key} {value}" for key, value in self.running.items())[:120])
+        return told
 
 
 def _shared_cores(root: Path, pending: int, jobs: int, parallel: int, ray: bool) -> bool:
@@ -100,9 +128,11 @@ def run_study(study: Study, out: Path, parallel: int | None = None, progress=Non
                                         root / "runs" / variant.name / f"seed-{seed}") for variant, seed in pending],
                                       threads, ray_address, _complete, bar))
         else:
+            phases = _Phases(bar)
             with ThreadPoolExecutor(parallel) as pool:
                 futures = {pool.submit(_train, variant.configs[seed], root / "runs" / variant.name / f"seed-{seed}",
-                                       threads): (variant.name, seed) for variant, seed in pending}
+                                       threads, phases.of(variant.name, seed)): (variant.name, seed)
+                           for variant, seed in pending}
                 try:
                     for future in as_completed(futures):
                         folders[futures[future]] = future.result()

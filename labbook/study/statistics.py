@@ -95,9 +95,14 @@ def interval(values: list[float], proportion: bool = False) -> dict:
     if n < 2:
         return {"n": n, "mean": mean, "sd": None, "low": None, "high": None}
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    if proportion and sd == 0:   # every seed scored the same: no spread, whatever the scale
+        return {"n": n, "mean": mean, "sd": sd, "low": mean, "high": mean}
     if proportion:
         on_logits = interval([_logit(value) for value in values])
-        return {"n": n, "mean": mean, "sd": sd, "low": _expit(on_logits["low"]), "high": _expit(on_logits["high"])}
+        # The interval holds the mean it is about: seeds that all scored exactly 100% (or 0%) would
+        # otherwise get the floor's 99.995% as both ends, below their mean.
+        return {"n": n, "mean": mean, "sd": sd, "low": min(_expit(on_logits["low"]), mean),
+                "high": max(_expit(on_logits["high"]), mean)}
     half = t_quantile(n - 1) * sd / math.sqrt(n)
     return {"n": n, "mean": mean, "sd": sd, "low": mean - half, "high": mean + half}
 
