@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -128,6 +129,18 @@ def _train(preset, config_file, epochs, seed, assignments, device, threads, runs
     return outcome.folder
 
 
+@contextlib.contextmanager
+def _between_steps():
+    """A Ctrl-C between training and dissection (training over and written, dissection not begun) is
+    still an interruption, 130: never a failure (1) that a study would try again."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("labbook: interrupted between training and dissection: the run folder is trained and "
+                   "complete, not dissected (`labbook dissect RUN` measures it)", err=True)
+        sys.exit(130)
+
+
 def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None, figures: bool = True) -> None:
     from labbook.dissect.dissection import dissect_run
 
@@ -170,9 +183,10 @@ FIGURES_OPTION = click.option(
 @FIGURES_OPTION
 def run(dissect, figures, **training):
     """Train the network and write a run folder under RUNS_DIR."""
-    folder = _train(**training)
-    if dissect:
-        _dissect(folder, training["progress"], figures=figures)
+    with _between_steps():
+        folder = _train(**training)
+        if dissect:
+            _dissect(folder, training["progress"], figures=figures)
 
 
 @main.command()
@@ -194,7 +208,12 @@ def dissect(run_folder, image_index, shift, radius, figures_only, figures, progr
     """
     if figures_only:
         from labbook.dissect.dissection import redraw_run
-        drawn = redraw_run(run_folder)
+        try:
+            drawn = redraw_run(run_folder)
+        except KeyboardInterrupt:
+            click.echo(f"labbook: drawing interrupted: {run_folder} keeps its measures; no figure was recorded "
+                       f"(run the same command again to draw them)", err=True)
+            sys.exit(130)
         click.echo(f"figures: {len(drawn)} figures in {Path(run_folder) / 'figures'}")
         return
     overrides = {key: value for key, value in
@@ -227,8 +246,9 @@ def report(run_folder, **report):
 def build(run_folder, languages, formats, templates, notes, course, title, class_name, instructor, **training):
     """Train (seed preset by default), dissect and render the report: the whole lab in one command."""
     if run_folder is None:
-        run_folder = _train(**training)
-        _dissect(run_folder, training["progress"])
+        with _between_steps():
+            run_folder = _train(**training)
+            _dissect(run_folder, training["progress"])
     elif not (Path(run_folder) / "dissection.json").is_file():
         _dissect(run_folder, training["progress"])
     else:

@@ -2,11 +2,13 @@
 
 import csv
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,3 +145,21 @@ def test_ctrl_c_during_dissection_exits_130_and_leaves_the_trained_run_undissect
     assert "dissection interrupted" in stderr and "Traceback" not in stderr and "Aborted" not in stderr
     assert not (copy / "dissection.json").exists()
     assert json.loads((copy / "run.json").read_text())["status"] == "complete"
+
+
+def test_ctrl_c_while_drawing_exits_130_at_once_and_records_no_figure(tmp_path):
+    """Drawing runs in two worker processes; Ctrl-C (to the whole process group) stops them and the
+    command at once (a process pool whose workers took the Ctrl-C too hung), and the run stays as it was."""
+    source = next((Path(__file__).parent / "data" / "previous-release").iterdir())   # measured, no figures
+    copy = shutil.copytree(source, tmp_path / source.name)
+    process = subprocess.Popen([sys.executable, "-m", "labbook", "dissect", str(copy), "--figures-only"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: (os.setsid(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    deadline = time.monotonic() + PROCESS_DEADLINE
+    while not list((copy / "figures").glob("*")) if (copy / "figures").is_dir() else True:   # drawing has begun
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)   # what a terminal's Ctrl-C does
+    _, stderr = process.communicate(timeout=PROCESS_DEADLINE)
+    assert process.returncode == 130 and "drawing interrupted" in stderr and "Traceback" not in stderr
+    assert json.loads((copy / "dissection.json").read_text())["figures"] == {} and verify_manifest(copy) == []

@@ -335,3 +335,41 @@ def test_a_one_off_study_takes_its_name_from_name():
     assert plan.name == "pooling-blur" and plan.id.startswith("pooling-blur-")
     result = invoke("study", "--vary", "model.pooling=max,blur", "--name", "bad name!")
     assert result.exit_code == 2 and "study.name must be letters, digits and '-', got 'bad name!'" in result.output
+
+
+def test_ctrl_c_stops_a_study_at_once_in_training_and_in_measuring(tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group: the study and the run under way. Whether the
+    run is training or measuring, the study exits 130, retries nothing, starts nothing, and keeps what
+    is complete: the interrupted run says so (training) or stays trained but undissected (measuring)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "studies"
+    command = [sys.executable, "-m", "labbook", "study", "--vary", "model.pooling=max,avg", "--seeds", "0",
+               "--set", "data.train_limit=2000", "--set", "data.validation_limit=200", "--set", "train.epochs=3",
+               "--set", "train.record_every=5", "--parallel", "1", "--out", str(out), "--no-progress"]
+
+    def interrupt_when(pattern: str) -> tuple[int, str]:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: (os.setsid(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+        deadline = time.monotonic() + PROCESS_DEADLINE
+        while not list(out.glob(pattern)):
+            assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)   # what a terminal's Ctrl-C does
+        _, stderr = process.communicate(timeout=PROCESS_DEADLINE)
+        return process.returncode, stderr
+
+    code, stderr = interrupt_when("*/runs/*/seed-0/*/history.csv")   # the first run is training
+    assert code == 130 and "study interrupted" in stderr and "Traceback" not in stderr
+    (run_json,) = out.glob("*/runs/*/seed-0/*/run.json")
+    assert json.loads(run_json.read_text())["status"] == "interrupted" and "pooling=max" in str(run_json)
+    assert not list(out.glob("*/study.json"))
+
+    code, stderr = interrupt_when("*/runs/*/seed-0/*/metrics.json")   # trained again, now measuring
+    assert code == 130 and "study interrupted" in stderr and "Traceback" not in stderr
+    (run_json,) = out.glob("*/runs/*/seed-0/*/run.json")   # one attempt, and the second variant never started
+    assert json.loads(run_json.read_text())["status"] == "complete"
+    assert not (run_json.parent / "dissection.json").exists() and not list(out.glob("*/study.json"))

@@ -10,6 +10,7 @@ templates' text).
 from __future__ import annotations
 
 import io
+import signal
 from pathlib import Path
 
 import matplotlib
@@ -85,17 +86,22 @@ def draw_language(jobs: list[tuple], folder: Path, language: str) -> dict[str, l
     return {name: save(function(*arguments, language), folder, name, language) for name, function, arguments in jobs}
 
 
+def _leave_interrupts_to_the_parent() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def draw_all(jobs: list[tuple], folder: Path, parallel: bool = True) -> dict[str, dict[str, list[str]]]:
     """Draw every job in every language; {name: {language: paths}}.
 
     In parallel, one process per language, spawned rather than forked: the parent holds
-    PyTorch's thread pool, which a fork would copy broken."""
+    PyTorch's thread pool, which a fork would copy broken. A Ctrl-C reaches the parent alone,
+    which stops the workers at once (a ProcessPoolExecutor whose workers took the Ctrl-C too
+    hung on its shutdown)."""
     if parallel:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=len(LANGUAGES), mp_context=multiprocessing.get_context("spawn")) as pool:
-            drawn = pool.map(draw_language, [jobs] * len(LANGUAGES), [folder] * len(LANGUAGES), LANGUAGES)
+        with multiprocessing.get_context("spawn").Pool(len(LANGUAGES), _leave_interrupts_to_the_parent) as pool:
+            drawn = pool.starmap(draw_language, [(jobs, folder, language) for language in LANGUAGES])
     else:
         drawn = [draw_language(jobs, folder, language) for language in LANGUAGES]
     results = dict(zip(LANGUAGES, drawn))

@@ -118,14 +118,23 @@ def run_experiment(config: Config, runs_dir: Path, data_dir: Path | None = None,
         status, message = "interrupted", "interrupted by the user before training finished"
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
-        write_history(folder / "history.csv", state.history)
-        run_info.update(status=status, finished=iso(utc_now()), message=message or None)
-        run_info["durations"] = {"total_seconds": round(time.perf_counter() - started, 3),
-                                 "train_seconds": round(state.train_seconds, 3),
-                                 "validation_seconds_during_training": round(state.validation_seconds, 3)}
-        atomic_write_json(folder / RUN_JSON, run_info)
-        if status == "complete":
-            write_manifest(folder)
+        # What the run ends as is written whole: a Ctrl-C now is held until run.json and the manifest
+        # agree, then raised.
+        held = []
+        previous_sigint = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        try:
+            write_history(folder / "history.csv", state.history)
+            run_info.update(status=status, finished=iso(utc_now()), message=message or None)
+            run_info["durations"] = {"total_seconds": round(time.perf_counter() - started, 3),
+                                     "train_seconds": round(state.train_seconds, 3),
+                                     "validation_seconds_during_training": round(state.validation_seconds, 3)}
+            atomic_write_json(folder / RUN_JSON, run_info)
+            if status == "complete":
+                write_manifest(folder)
+        finally:
+            signal.signal(signal.SIGINT, previous_sigint)
+        if held and status == "complete":
+            raise KeyboardInterrupt
     return RunOutcome(folder=folder, status=status, metrics=metrics, message=message)
 
 

@@ -45,10 +45,15 @@ def _complete(folder: Path) -> Path | None:
 PHASES = (("epoch ", "training"), ("validation accuracy:", "measuring"), ("dissection:", "done"))
 
 
-def _train(config: Config, folder: Path, threads: int, phase=lambda text: None) -> Path | None:
+def _train(config: Config, folder: Path, threads: int, phase=lambda text: None,
+           stopping: threading.Event | None = None) -> Path | None:
     """One run by `labbook run` in a process of its own, retried once; its folder, or None. `phase` is
-    told what the run is doing (starting, training epoch e/n, measuring, done) as its output says."""
+    told what the run is doing (starting, training epoch e/n, measuring, done) as its output says.
+    Once `stopping` is set (Ctrl-C reached the study), nothing is started or tried again."""
+    stopping = stopping or threading.Event()
     for attempt in range(2):
+        if stopping.is_set():
+            raise KeyboardInterrupt
         for stale in folder.glob("*"):   # an interrupted or failed attempt of this study's own
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
         folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +73,7 @@ def _train(config: Config, folder: Path, threads: int, phase=lambda text: None) 
         found = _complete(folder)
         if process.returncode == 0 and found is not None:
             return found
-        if process.returncode == INTERRUPTED:   # Ctrl-C reached the run too: no second attempt
+        if process.returncode == INTERRUPTED or stopping.is_set():   # Ctrl-C: no second attempt
             raise KeyboardInterrupt
     return None
 
@@ -128,16 +133,17 @@ def run_study(study: Study, out: Path, parallel: int | None = None, progress=Non
                                         root / "runs" / variant.name / f"seed-{seed}") for variant, seed in pending],
                                       threads, ray_address, _complete, bar))
         else:
-            phases = _Phases(bar)
+            phases, stopping = _Phases(bar), threading.Event()
             with ThreadPoolExecutor(parallel) as pool:
                 futures = {pool.submit(_train, variant.configs[seed], root / "runs" / variant.name / f"seed-{seed}",
-                                       threads, phases.of(variant.name, seed)): (variant.name, seed)
+                                       threads, phases.of(variant.name, seed), stopping): (variant.name, seed)
                            for variant, seed in pending}
                 try:
                     for future in as_completed(futures):
                         folders[futures[future]] = future.result()
                         bar.update()
-                except KeyboardInterrupt:   # the runs under way stop by themselves; none is started
+                except KeyboardInterrupt:   # the runs under way stop by themselves; none is started or retried
+                    stopping.set()
                     for future in futures:
                         future.cancel()
                     raise
