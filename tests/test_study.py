@@ -334,7 +334,7 @@ def test_a_one_off_study_takes_its_name_from_name():
     plan = parse_study(study_toml("seed", [], ["model.pooling=max,blur"], "0,1", name="pooling-blur"), "command line")
     assert plan.name == "pooling-blur" and plan.id.startswith("pooling-blur-")
     result = invoke("study", "--vary", "model.pooling=max,blur", "--name", "bad name!")
-    assert result.exit_code == 2 and "study.name must be letters, digits and '-', got 'bad name!'" in result.output
+    assert result.exit_code == 2 and "study.name: must be letters, digits and '-', got 'bad name!'" in result.output
 
 
 def test_ctrl_c_stops_a_study_at_once_in_training_and_in_measuring(tmp_path):
@@ -373,3 +373,15 @@ def test_ctrl_c_stops_a_study_at_once_in_training_and_in_measuring(tmp_path):
     (run_json,) = out.glob("*/runs/*/seed-0/*/run.json")   # one attempt, and the second variant never started
     assert json.loads(run_json.read_text())["status"] == "complete"
     assert not (run_json.parent / "dissection.json").exists() and not list(out.glob("*/study.json"))
+
+
+@pytest.mark.parametrize("line, message", [
+    ('bogus = 1', "study.bogus: unknown key"),
+    ('seeds = [-1]', "study.seeds.0: input should be greater than or equal to 0, got -1"),
+    ('seeds = "0,1"', "study.seeds: input should be a valid list, got '0,1'"),
+    ('measures = ["speed"]', "study.measures.0: input should be 'validation_accuracy'")])
+def test_a_study_file_error_is_one_line_naming_the_file_the_key_and_the_value(tmp_path, line, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'[study]\nname = "bad"\n{line}\n[[variants]]\nname = "a"\n')
+    result = invoke("study", path)
+    assert result.exit_code == 2 and f"{path}: {message}" in result.output and len(result.output.splitlines()) == 1

@@ -130,14 +130,20 @@ def parse_json(content: bytes, path: Path):
         raise UserError(f"{path}: not valid JSON ({str(error)[:100]})") from None
 
 
-def typed(model, data, path: Path):
-    """`data` checked against a runschema model; the first problem as one line naming the field."""
+def typed(model, data, path: Path | str):
+    """`data` checked against a pydantic model (a run folder's file, a study file or study.json); the
+    first problem as one line naming the file and the field: the one form of labbook's input errors."""
     try:
         return model.validate_python(data) if hasattr(model, "validate_python") else model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = runschema.clean_text(".".join(str(part) for part in first["loc"]))[:100] or "(top level)"
-        raise UserError(f"{path}: {where}: {first['msg'].lower()}") from None
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+        value = first.get("input")
+        if isinstance(value, (str, int, float, bool)) and first["type"] != "value_error":   # a value_error names it
+            message += f", got {runschema.clean_text(repr(value))[:60]}"
+        raise UserError(f"{path}: {where}: {message}") from None
 
 
 # ---------------------------------------------------------------- the manifest

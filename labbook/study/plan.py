@@ -13,9 +13,13 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from labbook.config import Config, load_config, override, to_toml, toml_value
 from labbook.errors import UserError
+from labbook.runs.reader import typed
 
 EXAMPLES = Path(__file__).with_name("presets")
 # What a study can measure of each run (statistics.measures_of reads them).
@@ -42,64 +46,72 @@ class Study:
     spec: dict                      # the study as written, for study.json
 
 
-def _overrides(table, where: str) -> list[dict]:
-    if not isinstance(table, dict):
-        raise UserError(f"{where}: must be a table of \"KEY\" = VALUE settings")
-    return [override(key, value) for key, value in table.items()]
+def _study_name(name: str) -> str:
+    if not name.replace("-", "").isalnum():
+        raise ValueError(f"must be letters, digits and '-', got {name[:60]!r}")
+    return name
+
+
+Settings = dict[Annotated[str, Field(max_length=200)], Any]   # "KEY" = VALUE, as --set gives them
+
+
+class _Head(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Annotated[str, Field(max_length=60), AfterValidator(_study_name)]
+    base: str = "seed"
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1, max_length=1000)] = [0, 1, 2]
+    measures: Annotated[list[Literal[MEASURES]], Field(min_length=1)] = list(MEASURES)
+    baseline: str | None = None
+
+
+class _VariantEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Annotated[str, Field(max_length=200)]
+    set: Settings = {}
+
+
+class StudyFile(BaseModel):
+    """A study file as written: [study], [set], [[variants]] and/or [grid]."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    study: _Head
+    set: Settings = {}
+    variants: list[_VariantEntry] = []
+    grid: dict[Annotated[str, Field(max_length=200)], Annotated[list[Any], Field(min_length=1)]] = {}
 
 
 def parse_study(text: str, where: str) -> Study:
     """A study from its TOML; every variant's config is resolved (and so checked) here, before anything trains."""
     try:
-        data = tomllib.loads(text)
+        written = typed(StudyFile, tomllib.loads(text), where)
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{where}: not valid TOML ({error})") from None
-    head = data.get("study", {})
-    unknown = set(data) - {"study", "set", "variants", "grid"} or set(head) - {"name", "base", "seeds", "measures",
-                                                                              "baseline"}
-    if unknown:
-        raise UserError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-    name, base = head.get("name"), head.get("base", "seed")
-    seeds, measures = head.get("seeds", [0, 1, 2]), head.get("measures", list(MEASURES))
-    if not isinstance(name, str) or not name.replace("-", "").isalnum():
-        raise UserError(f"{where}: study.name must be letters, digits and '-', got {name!r}")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and 0 <= s < 2**31 for s in seeds):
-        raise UserError(f"{where}: study.seeds must be a list of seeds such as [0, 1, 2]")
-    if not isinstance(measures, list) or not measures or set(measures) - set(MEASURES):
-        raise UserError(f"{where}: study.measures must be chosen from {', '.join(MEASURES)}")
-    common = _overrides(data.get("set", {}), f"{where}: [set]")
-    variants = []
-    for index, entry in enumerate(data.get("variants", [])):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or set(entry) - {"name", "set"}:
-            raise UserError(f"{where}: variants[{index}] needs a name and may have a set table, nothing else")
-        variants.append(Variant(entry["name"], _overrides(entry.get("set", {}), f"{where}: {entry['name']}")))
-    grid = data.get("grid", {})
-    if grid:
-        if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-            raise UserError(f"{where}: [grid] must map keys to lists of values")
-        for values in itertools.product(*grid.values()):
-            label = ",".join(f"{key}={value}" for key, value in zip(grid, values))
-            variants.append(Variant(label, [override(key, value) for key, value in zip(grid, values)]))
+    head = written.study
+    common = [override(key, value) for key, value in written.set.items()]
+    variants = [Variant(entry.name, [override(key, value) for key, value in entry.set.items()])
+                for entry in written.variants]
+    for values in itertools.product(*written.grid.values()) if written.grid else ():
+        label = ",".join(f"{key}={value}" for key, value in zip(written.grid, values))
+        variants.append(Variant(label, [override(key, value) for key, value in zip(written.grid, values)]))
     if not variants:
         raise UserError(f"{where}: a study needs [[variants]] or a [grid]")
     names = [variant.name for variant in variants]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise UserError(f"{where}: more than one variant is named {repeated[0]!r}")
-    baseline = head.get("baseline", names[0])
+    baseline = names[0] if head.baseline is None else head.baseline
     if baseline not in names:
         raise UserError(f"{where}: study.baseline {baseline!r} is not one of the variants")
     for variant in variants:
-        for seed in seeds:
+        for seed in head.seeds:
             try:
-                variant.configs[seed] = load_config(None, base, [*common, *variant.settings,
-                                                                 {"train": {"seed": seed}, "name": "study"}])
+                variant.configs[seed] = load_config(None, head.base, [*common, *variant.settings,
+                                                                      {"train": {"seed": seed}, "name": "study"}])
             except UserError as error:
                 raise UserError(f"{where}: variant {variant.name!r}: {error}") from None
-    spec = {"name": name, "base": base, "seeds": seeds, "measures": measures, "baseline": baseline,
-            "variants": {v.name: to_toml(v.configs[seeds[0]]) for v in variants}}
+    spec = {"name": head.name, "base": head.base, "seeds": head.seeds, "measures": head.measures, "baseline": baseline,
+            "variants": {v.name: to_toml(v.configs[head.seeds[0]]) for v in variants}}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
-    return Study(f"{name}-{digest}", name, base, seeds, measures, baseline, variants, spec)
+    return Study(f"{head.name}-{digest}", head.name, head.base, head.seeds, head.measures, baseline, variants, spec)
 
 
 def study_toml(base: str, assignments, vary, seeds: str, name: str = "study") -> str:
