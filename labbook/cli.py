@@ -129,6 +129,22 @@ def _train(preset, config_file, epochs, seed, assignments, device, threads, runs
     return outcome.folder
 
 
+def _draw_study_figures(root: Path, summary: dict) -> None:
+    """Each complete run of a study without its figures, drawn (as `labbook dissect RUN --figures-only`)."""
+    from labbook.dissect.dissection import redraw_run
+    from labbook.runs.reader import read_run
+    folders = [root / relative for entry in summary["variants"].values() for relative in entry["runs"].values()]
+    try:
+        for folder in folders:
+            if not read_run(folder, dissected=True).dissection["figures"]:
+                redraw_run(folder)
+    except KeyboardInterrupt:
+        click.echo("labbook: drawing interrupted: the runs drawn so far keep their figures; run the same command "
+                   "again to draw the others", err=True)
+        sys.exit(130)
+    click.echo(f"figures: drawn for the {len(folders)} runs in {root / 'runs'}")
+
+
 @contextlib.contextmanager
 def _between_steps():
     """A Ctrl-C between training and dissection (training over and written, dissection not begun) is
@@ -301,7 +317,9 @@ def site(sources, out):
 @click.option("--ray", is_flag=True, help="Run each (variant, seed) as a Ray task (pip install 'labbook[ray]').")
 @click.option("--ray-address", default=None, help="A Ray cluster's address.  [default: a local Ray instance for the study]")
 @click.option("--progress/--no-progress", default=None, help="Force the study's progress bar on or off.")
-def study(study_file, base, assignments, vary, seeds, name, out, parallel, ray, ray_address, progress):
+@click.option("--figures", is_flag=True,
+              help="Also draw every run's figures (a study measures and draws none; each run then reads as any run).")
+def study(study_file, base, assignments, vary, seeds, name, out, parallel, ray, ray_address, progress, figures):
     """What does a change do? Train every variant x seed as an ordinary run, then compare.
 
     STUDY_FILE is a study's TOML, or the name of an example (shift-robustness,
@@ -326,6 +344,8 @@ def study(study_file, base, assignments, vary, seeds, name, out, parallel, ray, 
         click.echo(f"labbook: study interrupted; its complete runs in {out / plan.id / 'runs'} are kept: "
                    f"run the same command again to go on", err=True)
         sys.exit(130)
+    if figures:
+        _draw_study_figures(out / plan.id, summary)
     from labbook.study.report import terminal_summary
     click.echo(terminal_summary(summary))
     click.echo(f"study: {out / plan.id / 'study.json'}")
