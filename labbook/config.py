@@ -1,4 +1,4 @@
-"""One typed configuration for a run, its presets, and how TOML and overrides map onto it.
+"""One typed configuration for a run (pydantic), its presets, and how TOML and overrides map onto it.
 
 A config file mirrors the sections below:
 
@@ -11,18 +11,16 @@ Unknown keys and values of the wrong type are rejected with a message that names
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
 import json
 import math
 import tomllib
 import typing
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomlkit
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from labbook.errors import UserError
 
@@ -45,112 +43,137 @@ MAX_TEXT = 100            # a text setting (the run's name)
 MAX_ITEMS = 100           # a list setting (e.g. dissect.rotation_degrees)
 
 
-@dataclass
-class DataConfig:
+def _two_channel_counts(depth: list[int]) -> list[int]:
+    if len(depth) != 2 or not all(1 <= channels <= MAX_CHANNELS for channels in depth):
+        raise ValueError(f"must be two channel counts in 1..{MAX_CHANNELS}, got {_shown(depth)}")
+    return depth
+
+
+def _probability(value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _shift(shift: list[int]) -> list[int]:
+    if len(shift) != 2 or max(map(abs, shift)) > MAX_SHIFT:
+        raise ValueError(f"must be [dx, dy] within +-{MAX_SHIFT} pixels, got {_shown(shift)}")
+    return shift
+
+
+# The value types of the settings. Bounds no real setting comes near; past them a number only breaks
+# things downstream.
+Integer = Annotated[int, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)]
+NonNegative = Annotated[int, Field(ge=0, le=MAX_NUMBER)]
+Positive = Annotated[int, Field(ge=1, le=MAX_NUMBER)]
+Number = Annotated[float, Field(ge=-MAX_NUMBER, le=MAX_NUMBER, allow_inf_nan=False)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+class _Section(BaseModel):
+    # Unknown keys and values of another type (a "3" for 3, a true for 1) are errors, never guesses.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
+
+
+class DataConfig(_Section):
     # Use only the first N training images (0 = all 60,000); for quick tries and tests.
-    train_limit: int = 0
+    train_limit: NonNegative = 0
     # Use only the first N validation images (0 = all 5,000 of test images 0..4999).
-    validation_limit: int = 0
+    validation_limit: NonNegative = 0
     # Use only the first N test images (0 = all 5,000 of test images 5000..9999).
-    test_limit: int = 0
+    test_limit: NonNegative = 0
     # Shift each training image by a random (dx, dy) of up to this many pixels, zero fill (0 = off, as the lab).
-    augment_shift: int = 0
+    augment_shift: NonNegative = 0
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     # Output channels of conv1 and conv2 (the lab's depth = [4, 8]).
-    depth: list[int] = field(default_factory=lambda: [4, 8])
+    depth: Annotated[list[Integer], AfterValidator(_two_channel_counts)] = [4, 8]
     # Width of the hidden fully connected layer fc1.
-    hidden: int = 512
+    hidden: Annotated[int, Field(ge=1, le=MAX_HIDDEN)] = 512
     # Dropout probability after fc1 during training.
-    dropout: float = 0.5
+    dropout: Annotated[Number, AfterValidator(_probability)] = 0.5
     # Downsampling after each convolution: "max" (the lab's 2 x 2 max-pooling), "avg", or "blur"
     # (max-pool with stride 1, then a binomial low-pass filter with stride 2: Zhang 2019).
     pooling: Literal["max", "avg", "blur"] = "max"
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     # Passes over the training set.
-    epochs: int = 20
+    epochs: Positive = 20
     # Images per optimisation step.
-    batch_size: int = 64
+    batch_size: Positive = 64
     # "sgd" (the lab's), "adam" or "adamw".
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     # Peak learning rate.
-    learning_rate: float = 0.001
+    learning_rate: Annotated[Number, Field(gt=0)] = 0.001
     # SGD momentum (ignored by adam/adamw).
-    momentum: float = 0.9
+    momentum: Number = 0.9
     # L2 weight decay (decoupled for adamw).
-    weight_decay: float = 0.0
+    weight_decay: Number = 0.0
     # "constant" (the lab's) or "onecycle" (warm-up then cosine decay, per step).
     schedule: Literal["constant", "onecycle"] = "constant"
     # Evaluate the validation set and record a history row every N batches.
-    record_every: int = 100
+    record_every: Positive = 100
     # Seed for weight initialisation, shuffling and dropout.
-    seed: int = 0
+    seed: Integer = 0
 
 
-@dataclass
-class RuntimeConfig:
+class RuntimeConfig(_Section):
     # "auto" (CUDA when present), "cpu" or "cuda".
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # CPU threads for PyTorch (0 = PyTorch's default). Results are reproducible per thread count.
-    threads: int = 0
+    threads: NonNegative = 0
     # Images per forward pass when evaluating; does not change any result's meaning.
-    eval_batch_size: int = 1000
+    eval_batch_size: Positive = 1000
 
 
-@dataclass
-class DissectConfig:
+class DissectConfig(_Section):
     # Test-split image (index into test images 5000..9999, as the lab's test_dataset[4]) to take apart.
-    image_index: int = 4
+    image_index: Annotated[int, Field(ge=0, le=TEST_SIZE - 1)] = 4
     # Training image shown beside it (the lab showed training image 100).
-    train_image_index: int = 100
+    train_image_index: Annotated[int, Field(ge=0, le=TRAIN_IMAGES - 1)] = 100
     # The lab's shift test: move the image by (dx, dy) pixels, zero fill.
-    shift: list[int] = field(default_factory=lambda: [2, 2])
+    shift: Annotated[list[Integer], AfterValidator(_shift)] = [2, 2]
     # The translation grid covers every (dx, dy) in [-R, R]^2.
-    shift_radius: int = 4
+    shift_radius: Annotated[int, Field(ge=0, le=MAX_SHIFT_RADIUS)] = 4
     # Rotations to measure, in degrees.
-    rotation_degrees: list[int] = field(default_factory=lambda: [-30, -25, -20, -15, -10, -5, 0, 5, 10, 15, 20,
-                                                                 25, 30])
+    rotation_degrees: Annotated[list[Integer], Field(max_length=MAX_ITEMS)] = [-30, -25, -20, -15, -10, -5, 0, 5, 10, 15,
+                                                                               20, 25, 30]
     # How many of the most confident mistakes to show.
-    mistakes: int = 16
+    mistakes: NonNegative = 16
 
 
-@dataclass
-class ReportConfig:
+class ReportConfig(_Section):
     # The cover of the report; each field is optional, and `labbook report` options override it.
     # Course name at the top of the cover (empty: "Deep learning laboratory").
-    course: str = ""
+    course: Text = ""
     # Experiment title (empty: the lab's own, "Recognising handwritten digits with a CNN").
-    title: str = ""
+    title: Text = ""
     # Student's name (empty: the run's --author).
-    student: str = ""
+    student: Text = ""
     # Student ID (empty: the run's --student-id).
-    student_id: str = ""
+    student_id: Text = ""
     # Class, e.g. "计算机 2101".
-    class_name: str = ""
+    class_name: Text = ""
     # Instructor's name.
-    instructor: str = ""
+    instructor: Text = ""
 
 
-@dataclass
-class Config:
+class Config(_Section):
     # Preset this config started from: "seed" (the lab exactly) or "fast".
     preset: Literal["seed", "fast"] = "seed"
     # Short label used in the run id (defaults to the preset name).
-    name: str = ""
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    dissect: DissectConfig = field(default_factory=DissectConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
+    name: Text = ""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    dissect: DissectConfig = DissectConfig()
+    report: ReportConfig = ReportConfig()
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def hash(self) -> str:
         """Short hash of everything that determines the training results (not runtime or dissect)."""
@@ -162,7 +185,7 @@ class Config:
         return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
-# Each preset is a set of overrides on the dataclass defaults (which are the lab's values).
+# Each preset is a set of overrides on the defaults above (which are the lab's values).
 PRESETS: dict[str, dict] = {
     "seed": {},
     # Same network; AdamW with a one-cycle schedule, larger batches and +-1 pixel random
@@ -177,9 +200,9 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def choices(section: type, name: str) -> tuple[str, ...]:
+def choices(section: type[BaseModel], name: str) -> tuple[str, ...]:
     """The values a Literal-typed field allows, e.g. choices(RuntimeConfig, "device")."""
-    return typing.get_args(typing.get_type_hints(section)[name])
+    return typing.get_args(section.model_fields[name].annotation)
 
 
 def _shown(value) -> str:
@@ -189,89 +212,66 @@ def _shown(value) -> str:
     return repr(value)[:60]
 
 
-def _check_value(key: str, value, expected):
-    origin = typing.get_origin(expected)
-    if origin is Literal:
-        allowed = typing.get_args(expected)
-        if value not in allowed:
-            raise UserError(f"config: {key} must be one of {', '.join(allowed)}, got {_shown(value)}")
-        return value
-    if origin is list:
-        (item_type,) = typing.get_args(expected)
-        if not isinstance(value, list) or len(value) > MAX_ITEMS:
-            raise UserError(f"config: {key} must be a list of at most {MAX_ITEMS} {item_type.__name__}, "
-                            f"got {_shown(value)}")
-        return [_check_value(f"{key}[{index}]", item, item_type) for index, item in enumerate(value)]
-    if expected is float and isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_NUMBER:
-        return float(value)
-    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
-        raise UserError(f"config: {key} must be {expected.__name__}, got {_shown(value)}")
-    # Bounds no real setting comes near; past them a number only breaks things downstream.
-    if expected is float and not (math.isfinite(value) and abs(value) <= MAX_NUMBER):
-        raise UserError(f"config: {key} must be a finite number, got {value!r}")
-    if expected is int and not abs(value) <= MAX_NUMBER:
-        raise UserError(f"config: {key} is out of range, got {_shown(value)}")
-    if expected is str and len(value) > MAX_TEXT:
-        raise UserError(f"config: {key} is longer than {MAX_TEXT} characters")
-    return value
+def _section_at(path: tuple) -> type[BaseModel]:
+    section = Config
+    for name in path:
+        annotation = section.model_fields[name].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        section = annotation
+    return section
 
 
-def _apply(target, overrides: dict, prefix: str = "") -> None:
-    hints = typing.get_type_hints(type(target))
-    known = {f.name for f in fields(target)}
-    for name, value in overrides.items():
-        key = f"{prefix}{name}"
-        if name not in known:
-            raise UserError(f"config: unknown key {key[:60]!r} (known: {', '.join(sorted(known))})")
-        current = getattr(target, name)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise UserError(f"config: {key} must be a table of settings, got {_shown(value)}")
-            _apply(current, value, prefix=f"{key}.")
-            continue
-        setattr(target, name, _check_value(key, value, hints[name]))
+def _problem(error: dict) -> str:
+    """One pydantic error as labbook says it: "config: KEY what is wrong, got VALUE"."""
+    location, kind, value, context = error["loc"], error["type"], error.get("input"), error.get("ctx") or {}
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+    got = f", got {_shown(value)}"
+    if kind == "extra_forbidden":
+        known = ", ".join(_section_at(location[:-1]).model_fields)
+        return f"unknown key {key[:60]!r} (known: {known})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{key} must be a table of settings{got}"
+    if kind == "literal_error":
+        return f"{key} must be one of {', '.join(choices(_section_at(location[:-1]), location[-1]))}{got}"
+    if kind == "value_error":
+        return f"{key} {error['msg'].removeprefix('Value error, ')}"
+    if kind == "finite_number":
+        return f"{key} must be a finite number{got}"
+    if kind == "string_too_long":
+        return f"{key} is longer than {MAX_TEXT} characters"
+    if kind in ("list_type", "too_long"):
+        return f"{key} must be a list of at most {MAX_ITEMS} int{got}"
+    if kind == "greater_than_equal":
+        return f"{key} must not be negative{got}" if context["ge"] == 0 else f"{key} must be at least {context['ge']}{got}"
+    if kind == "greater_than":
+        return f"{key} must be positive{got}" if context["gt"] == 0 else f"{key} must be above {context['gt']}{got}"
+    if kind in ("less_than_equal", "less_than"):
+        bound = context.get("le", context.get("lt"))
+        return f"{key} is out of range{got}" if abs(bound) >= MAX_NUMBER else f"{key} must be at most {bound}{got}"
+    expected = {"int": "int", "float": "float", "string": "str", "bool": "bool"}.get(kind.split("_")[0], "valid")
+    return f"{key} must be {expected}{got}"
+
+
+def _checked(values: dict) -> Config:
+    try:
+        return Config.model_validate(values)
+    except ValidationError as error:
+        raise UserError(f"config: {_problem(error.errors()[0])}") from None
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` ({"section": {"key": value}}) laid over it, table by table."""
+    merged = dict(base)
+    for key, value in changes.items():
+        merged[key] = _merged(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
 
 
 def apply_overrides(config: Config, overrides: dict) -> Config:
     """A checked copy of `config` with `overrides` ({"section": {"key": value}}) applied."""
-    changed = copy.deepcopy(config)
-    _apply(changed, overrides)
-    _validate(changed)
-    return changed
-
-
-def _validate(config: Config) -> None:
-    positive = {"train.epochs": config.train.epochs, "train.batch_size": config.train.batch_size,
-                "train.record_every": config.train.record_every, "model.hidden": config.model.hidden,
-                "runtime.eval_batch_size": config.runtime.eval_batch_size}
-    for key, value in positive.items():
-        if value < 1:
-            raise UserError(f"config: {key} must be at least 1, got {value}")
-    if len(config.model.depth) != 2 or not all(1 <= d <= MAX_CHANNELS for d in config.model.depth):
-        raise UserError(f"config: model.depth must be two channel counts in 1..{MAX_CHANNELS}, "
-                        f"got {config.model.depth}")
-    if config.model.hidden > MAX_HIDDEN:
-        raise UserError(f"config: model.hidden must be at most {MAX_HIDDEN}, got {config.model.hidden}")
-    if not 0.0 <= config.model.dropout < 1.0:
-        raise UserError(f"config: model.dropout must be in [0, 1), got {config.model.dropout}")
-    if config.train.learning_rate <= 0:
-        raise UserError(f"config: train.learning_rate must be positive, got {config.train.learning_rate}")
-    for key in ("train_limit", "validation_limit", "test_limit", "augment_shift"):
-        if getattr(config.data, key) < 0:
-            raise UserError(f"config: data.{key} must not be negative")
-    if config.runtime.threads < 0:
-        raise UserError("config: runtime.threads must not be negative")
-    dissect = config.dissect
-    if len(dissect.shift) != 2:
-        raise UserError(f"config: dissect.shift must be [dx, dy], got {dissect.shift}")
-    if not 0 <= dissect.image_index < TEST_SIZE or not 0 <= dissect.train_image_index < TRAIN_IMAGES:
-        raise UserError(f"config: dissect.image_index must be in 0..{TEST_SIZE - 1} and "
-                        f"dissect.train_image_index in 0..{TRAIN_IMAGES - 1}")
-    if not 0 <= dissect.shift_radius <= MAX_SHIFT_RADIUS or max(map(abs, dissect.shift)) > MAX_SHIFT:
-        raise UserError(f"config: dissect.shift_radius must be in 0..{MAX_SHIFT_RADIUS} and dissect.shift "
-                        f"within +-{MAX_SHIFT} pixels")
-    if dissect.mistakes < 0:
-        raise UserError("config: dissect.mistakes must not be negative")
+    return _checked(_merged(config.to_dict(), overrides))
 
 
 def toml_value(raw: str):
@@ -312,16 +312,13 @@ def _resolve(file_values: dict, preset: str | None, overrides: list[dict]) -> Co
     chosen = preset or file_values.get("preset") or "seed"
     if chosen not in PRESETS:
         raise UserError(f"unknown preset {str(chosen)[:40]!r} (choose from: {', '.join(PRESETS)})")
-    config = Config(preset=chosen)
-    _apply(config, PRESETS[chosen])
-    _apply(config, {key: value for key, value in file_values.items() if key != "preset"})
+    values = _merged(_merged({}, PRESETS[chosen]), {key: value for key, value in file_values.items() if key != "preset"})
     for override in overrides:
-        _apply(config, override)
-    config.preset = chosen
-    if not config.name:
-        config.name = chosen
-    _validate(config)
-    return config
+        values = _merged(values, override)
+    values["preset"] = chosen
+    if not values.get("name"):
+        values["name"] = chosen
+    return _checked(values)
 
 
 def load_config(path: Path | None = None, preset: str | None = None, overrides: list[dict] = ()) -> Config:

@@ -115,8 +115,10 @@ def test_the_installed_wheel_builds_studies_publishes_and_grades(installed, figu
     no_torch = ("import sys; sys.modules['torch'] = sys.modules['captum'] = None; "
                 "from labbook.cli import main; main(sys.argv[1:], prog_name='labbook')")
     labbook(installed, "site", "runs", f"studies/{study.name}", "--out", "site", python_code=no_torch)
-    assert (work / "site" / "index.html").is_file() and len(list((work / "site" / "runs").iterdir())) == 1
+    # The class's run, and the study's two runs, published with the study and linked from its page.
+    assert (work / "site" / "index.html").is_file() and len(list((work / "site" / "runs").iterdir())) == 3
     assert list((work / "site" / "studies").glob("*.html"))
+    assert (work / "site" / "index.html").read_text(encoding="utf-8").count('href="runs/') == 1
 
     (work / "submissions").mkdir()
     os.rename(run, work / "submissions" / "张三_2024001")

@@ -10,7 +10,6 @@ nothing random is left unseeded: the same run dissected twice gives the same byt
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -157,7 +156,7 @@ class Subject:
 
 
 def _settings(subject: Subject) -> dict:
-    return dataclasses.asdict(subject.settings)
+    return subject.settings.model_dump()
 
 
 def _network(subject: Subject) -> dict:
