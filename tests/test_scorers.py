@@ -125,6 +125,8 @@ def test_a_submission_that_could_not_be_read_scores_nothing_anywhere():
     (("points = 40", "points = -1"), ":4: item 'accuracy' needs points >= 0"),
     (('deadline = 2026-12-20T23:59:00+08:00', 'deadline = 2026-12-20T23:59:00'), ":42: the deadline needs a time zone"),
     (('min_epochs = 20', 'min_epochs = "twenty"'), ":20: min_epochs must be a number"),
+    (('min_epochs = 20', 'min_epoch = 20'), ":20: unknown key 'min_epoch' in a configuration item"),   # a typo
+    (('points = 40', 'points = true'), ":4: item 'accuracy' needs points >= 0"),
 ])
 def test_a_malformed_item_is_named_by_its_line(change, message):
     with pytest.raises(UserError, match=f"^rubric.toml{message}"):

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from labbook.errors import UserError
 from labbook.grade.scorers import KINDS
@@ -68,6 +69,20 @@ def _item_line(text: str, index: int) -> int:
     return lines[index] if index < len(lines) else 1
 
 
+def _problem(error: dict, fields, item: dict) -> str:
+    """A rubric item's first problem, as the teacher who wrote it reads it."""
+    name = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {name[:40]!r} in a {item['kind']} item (known: {', '.join(fields.model_fields)})"
+    if name == "id":
+        return "each item needs a unique id of letters, digits, - or _"
+    if name == "points":
+        return f"item {str(item.get('id'))[:40]!r} needs points >= 0"
+    if error["type"] == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    return f"{name} {fields.model_fields[name].description or 'is not valid'}"
+
+
 def parse_rubric(text: str, path: Path) -> dict:
     """The rubric in `text`; a malformed item is a UserError naming PATH:LINE."""
     try:
@@ -80,18 +95,19 @@ def parse_rubric(text: str, path: Path) -> dict:
     seen = set()
     for index, item in enumerate(items):
         where = f"{path}:{_item_line(text, index)}"
-        kind = item.get("kind")
+        kind = item.get("kind") if isinstance(item, dict) else None
         if kind not in KINDS:
             raise UserError(f"{where}: unknown item kind {kind!r} (known: {', '.join(sorted(KINDS))})")
-        if not isinstance(item.get("id"), str) or not re.fullmatch(r"[A-Za-z0-9_-]+", item["id"]) or item["id"] in seen:
+        fields = KINDS[kind].fields
+        try:
+            checked = fields.model_validate(item)
+        except ValidationError as error:
+            raise UserError(f"{where}: {_problem(error.errors()[0], fields, item)}") from None
+        if checked.id in seen:
             raise UserError(f"{where}: each item needs a unique id of letters, digits, - or _")
-        seen.add(item["id"])
-        points = item.get("points")
-        if not isinstance(points, (int, float)) or isinstance(points, bool) or points < 0:
-            raise UserError(f"{where}: item {item['id']!r} needs points >= 0")
-        problem = KINDS[kind].check(item)
-        if problem:
-            raise UserError(f"{where}: {problem}")
+        seen.add(checked.id)
+        # What the item states, no more: a constraint it leaves out is not checked.
+        items[index] = checked.model_dump(exclude_unset=True)
     return rubric
 
 

@@ -2,9 +2,10 @@
 
 A scorer turns one rubric item and one submission's `Measurement` into a
 `Score`: points, a reason the student reads (an English message translated in
-labbook/locale, with its values), and the numbers behind it. Its `check` tells
-what is wrong with an item of that kind in a rubric file, or None. Adding a
-kind is adding one function here (and its test).
+labbook/locale, with its values), and the numbers behind it. Its `fields` are a
+pydantic model of what an item of that kind may say in a rubric file (each field's
+description is what a teacher reads when it is wrong). Adding a kind is adding one
+function and its fields here (and its test).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Annotated, Callable
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from labbook.config import TEST_SIZE
 from labbook.grade.measurement import Measurement
@@ -64,19 +67,38 @@ class Score:
     late_days: int = 0
 
 
+# A number as the rubric wrote it (40 stays 40, 0.99 stays 0.99; never a true or an infinity).
+Number = int | Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _points(points):
+    if not 0 <= points <= 10_000:
+        raise ValueError("points must be between 0 and 10,000")
+    return points
+
+
+class Item(BaseModel):
+    """What every rubric item says; each kind adds its own fields to it."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=60)]
+    kind: str
+    points: Annotated[Number, AfterValidator(_points)]
+
+
 @dataclass(frozen=True)
 class Kind:
     score: Callable[[dict, Measurement], Score]
-    check: Callable[[dict], str | None]
+    fields: type[Item]
 
 
 KINDS: dict[str, Kind] = {}
 
 
-def kind(name: str, check: Callable[[dict], str | None] = lambda item: None):
-    """Register the decorated function as the scorer of rubric items of kind `name`."""
+def kind(name: str, fields: type[Item] = Item):
+    """Register the decorated function as the scorer of rubric items of kind `name`, whose items
+    `fields` describes."""
     def register(score: Callable[[dict, Measurement], Score]):
-        KINDS[name] = Kind(score, check)
+        KINDS[name] = Kind(score, fields)
         return score
     return register
 
@@ -102,15 +124,12 @@ def _number(value) -> bool:
 
 # ---------------------------------------------------------------- the kinds
 
-def _check_thresholds(item: dict) -> str | None:
-    thresholds = item.get("thresholds")
-    if not isinstance(thresholds, list) or not all(
-            isinstance(t, list) and len(t) == 2 and all(_number(v) for v in t) for t in thresholds):
-        return "thresholds must be a list of [minimum accuracy, points]"
-    return None
+class VerifiedAccuracy(Item):
+    thresholds: list[Annotated[list[Number], Field(min_length=2, max_length=2)]] = Field(
+        description="must be a list of [minimum accuracy, points]")
 
 
-@kind("verified_accuracy", check=_check_thresholds)
+@kind("verified_accuracy", VerifiedAccuracy)
 def verified_accuracy(item: dict, m: Measurement) -> Score:
     if m.measured_accuracy is None:
         return Score(0, reason("unreadable", error=m.weights_error or "no weights"))
@@ -148,19 +167,15 @@ def integrity(item: dict, m: Measurement) -> Score:
     return Score(item["points"], reason("ok"))
 
 
-def _check_configuration(item: dict) -> str | None:
-    if "depth" in item and not (isinstance(item["depth"], list) and all(_number(d) for d in item["depth"])):
-        return "depth must be a list such as [4, 8]"
-    if "min_epochs" in item and not _number(item["min_epochs"]):
-        return "min_epochs must be a number"
-    if "optimizers" in item and not isinstance(item["optimizers"], list):
-        return "optimizers must be a list such as [\"sgd\"]"
-    if "seed_from_student_id" in item and not isinstance(item["seed_from_student_id"], bool):
-        return "seed_from_student_id must be true or false"
-    return None
+class Configuration(Item):   # each constraint is optional: an item checks only those it states
+    preset: str = Field(None, description="must be a preset's name, such as \"seed\"")
+    depth: list[int] = Field(None, description="must be a list such as [4, 8]")
+    min_epochs: Number = Field(None, description="must be a number")
+    optimizers: list[str] = Field(None, description="must be a list such as [\"sgd\"]")
+    seed_from_student_id: bool = Field(None, description="must be true or false")
 
 
-@kind("configuration", check=_check_configuration)
+@kind("configuration", Configuration)
 def configuration(item: dict, m: Measurement) -> Score:
     config = m.config
     if config is None:
@@ -182,15 +197,22 @@ def configuration(item: dict, m: Measurement) -> Score:
     return Score(0, reason("config", problems="; ".join(problems))) if problems else Score(item["points"], reason("ok"))
 
 
-@kind("artifacts", check=lambda item: None if isinstance(item.get("require", []), list)
-      else "require must be a list such as [\"dissection\", \"figures\", \"report\"]")
+class Artifacts(Item):
+    require: list[str] = Field(None, description="must be a list such as [\"dissection\", \"figures\", \"report\"]")
+
+
+@kind("artifacts", Artifacts)
 def artifacts(item: dict, m: Measurement) -> Score:
     missing = [what for what in item.get("require", []) if not m.artifacts.get(what)]
     return Score(0, reason("missing", what=", ".join(missing))) if missing else Score(item["points"], reason("ok"))
 
 
-@kind("reflections", check=lambda item: None if isinstance(item.get("languages", [LANGUAGES[0]]), list)
-      else "languages must be a list such as [\"zh\", \"en\"]")
+class Reflections(Item):
+    languages: list[str] = Field(None, description="must be a list such as [\"zh\", \"en\"]")
+    min_chars: Number = Field(None, description="must be a number of characters")
+
+
+@kind("reflections", Reflections)
 def reflections(item: dict, m: Measurement) -> Score:
     # The notes were repaired (NFKC, format characters such as zero-width spaces dropped): a text
     # padded with invisible characters counts as the visible text it is.
@@ -203,15 +225,19 @@ def reflections(item: dict, m: Measurement) -> Score:
     return Score(item["points"], reason("ok"))
 
 
-def _check_deadline(item: dict) -> str | None:
-    if not isinstance(item.get("deadline"), dt.datetime):
-        return "on_time needs a deadline date-time, e.g. 2026-12-20T23:59:00+08:00"
-    if item["deadline"].tzinfo is None:
-        return "the deadline needs a time zone, e.g. +08:00"
-    return None
+def _zoned(deadline: dt.datetime) -> dt.datetime:
+    if deadline.tzinfo is None:
+        raise ValueError("the deadline needs a time zone, e.g. +08:00")
+    return deadline
 
 
-@kind("on_time", check=_check_deadline)
+class OnTime(Item):
+    deadline: Annotated[dt.datetime, AfterValidator(_zoned)] = Field(
+        description="must be a date-time with its time zone, e.g. 2026-12-20T23:59:00+08:00")
+    penalty_per_day: Number = Field(None, description="must be a number of points")
+
+
+@kind("on_time", OnTime)
 def on_time(item: dict, m: Measurement) -> Score:
     # The course system's receipt when there is one; else the latest time the run's own evidence
     # supports: a finish time edited back, or deleted, counts for nothing.
