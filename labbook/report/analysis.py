@@ -22,9 +22,31 @@ class Fact:
     source: str
 
 
+class Document:
+    """One file of the run, read: `cite(*path)` is the value at that key path together with where it
+    came from, in one step, so that no source is written by hand (a "rule:" source, for a value
+    worked out from several, describes the rule instead)."""
+
+    def __init__(self, name: str, content):
+        self.name, self.content = name, content
+
+    def cite(self, *path) -> Fact:
+        value = self.content
+        for part in path:
+            value = value[part]
+        return Fact(value, f"{self.name}:{'.'.join(map(str, path))}")
+
+    def count(self, *path) -> Fact:
+        """How many entries the list at `path` has."""
+        return Fact(len(self.cite(*path).value), self.cite(*path).source)
+
+    def position(self, *path) -> Fact:
+        """The index that ends `path` (a kernel's, a channel's number), once the entry is shown to exist."""
+        return Fact(path[-1], self.cite(*path).source)
+
+
 def _history_fact(history: list[dict], index: int, key: str) -> Fact:
-    row_index = index if index >= 0 else len(history) + index
-    return Fact(history[row_index][key], f"history.csv:{row_index}.{key}")
+    return Document("history.csv", history).cite(index if index >= 0 else len(history) + index, key)
 
 
 def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) -> dict:
@@ -47,8 +69,9 @@ def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) 
     # zero, dropout (on in training, off in validation) makes the running training figure
     # the lower one; in between, nothing to remark.
     facts["gap_kind"] = "overfitting" if gap > 0.01 else ("dropout" if gap < 0 else "small")
-    facts["validation_accuracy"] = Fact(metrics["validation_accuracy"], "metrics.json:validation_accuracy")
-    facts["test_accuracy"] = Fact(metrics["test_accuracy"], "metrics.json:test_accuracy")
+    cited = Document("metrics.json", metrics)
+    facts["validation_accuracy"] = cited.cite("validation_accuracy")
+    facts["test_accuracy"] = cited.cite("test_accuracy")
     # The two are different halves of the MNIST test set; a higher test figure needs saying so, and
     # whether the difference is more than either figure's sampling uncertainty.
     test, validation = metrics["test_accuracy"], metrics["validation_accuracy"]
@@ -62,13 +85,12 @@ def training_facts(history: list[dict], metrics: dict, threshold: float = 0.05) 
                                       "/validation_size)")
     facts["gap_beyond_chance"] = 100 * (test - validation) > max(facts["test_margin"].value,
                                                                   facts["validation_margin"].value)
-    facts["validation_seconds"] = Fact(metrics["validation_seconds_during_training"],
-                                       "metrics.json:validation_seconds_during_training")
+    facts["validation_seconds"] = cited.cite("validation_seconds_during_training")
     stepping = metrics["train_seconds"] - metrics["validation_seconds_during_training"]
     facts["training_rate"] = Fact(metrics["samples_seen"] / stepping if stepping > 0 else 0.0,
                                   "rule:metrics.json:samples_seen/(train_seconds-validation_seconds_during_training)")
-    facts["train_seconds"] = Fact(metrics["train_seconds"], "metrics.json:train_seconds")
-    facts["samples_per_second"] = Fact(metrics["samples_per_second"], "metrics.json:samples_per_second")
+    facts["train_seconds"] = cited.cite("train_seconds")
+    facts["samples_per_second"] = cited.cite("samples_per_second")
     return facts
 
 
@@ -77,17 +99,17 @@ def evaluation_facts(metrics: dict, dissection: dict) -> dict:
     per_class = metrics["per_class_test_accuracy"]
     lowest = min(per_class)
     worst = [digit for digit in range(NUM_CLASSES) if per_class[digit] == lowest]
-    facts = {"test_accuracy": Fact(metrics["test_accuracy"], "metrics.json:test_accuracy"),
-             "test_loss": Fact(metrics["test_loss"], "metrics.json:test_loss"),
+    measured, dissected = Document("metrics.json", metrics), Document("dissection.json", dissection)
+    facts = {"test_accuracy": measured.cite("test_accuracy"), "test_loss": measured.cite("test_loss"),
              "worst_digits": [Fact(digit, f"rule:argmin(metrics.json:per_class_test_accuracy).{k}")
                               for k, digit in enumerate(worst)],
-             "worst_accuracy": Fact(lowest, f"metrics.json:per_class_test_accuracy.{worst[0]}")}
+             "worst_accuracy": measured.cite("per_class_test_accuracy", worst[0])}
     pairs = dissection["evaluation"]["confusion_pairs"]    # sorted by count, most frequent first
     if pairs:
         top = [i for i, pair in enumerate(pairs) if pair["count"] == pairs[0]["count"]]
-        facts["top_pairs"] = [{key: Fact(pairs[i][key], f"dissection.json:evaluation.confusion_pairs.{i}.{key}")
+        facts["top_pairs"] = [{key: dissected.cite("evaluation", "confusion_pairs", i, key)
                                for key in ("true", "predicted")} for i in top]
-        facts["pair_count"] = Fact(pairs[0]["count"], "dissection.json:evaluation.confusion_pairs.0.count")
+        facts["pair_count"] = dissected.cite("evaluation", "confusion_pairs", 0, "count")
     return facts
 
 
@@ -102,42 +124,39 @@ def kernel_facts(dissection: dict) -> dict:
     moved = max(range(len(distances)), key=lambda k: (distances[k][-1], -k))
     shift = dissection["shift_test"]
     conv2 = [kernel for out_channel in dissection["kernels"]["conv2"] for kernel in out_channel]
+    document = Document("dissection.json", dissection)
+    cite = document.cite
     return {
-        "conv1_count": Fact(len(conv1), "dissection.json:kernels.conv1"),
+        "conv1_count": document.count("kernels", "conv1"),
         "edge_threshold": Fact(EDGE_COHERENCE, "rule:edge_orientation_strength_threshold"),
         "conv2_count": Fact(len(conv2), "rule:count(dissection.json:kernels.conv2.*.*)"),
-        "conv2_kernels": Fact(len(dissection["kernels"]["conv2"]), "dissection.json:kernels.conv2"),
-        "conv2_inputs": Fact(len(dissection["kernels"]["conv2"][0]), "dissection.json:kernels.conv2.0"),
+        "conv2_kernels": document.count("kernels", "conv2"),
+        "conv2_inputs": document.count("kernels", "conv2", 0),
         "conv2_edges": Fact(sum(k["kind"] == "edge" for k in conv2), "rule:count(dissection.json:kernels.conv2.*.*.kind=edge)"),
         "conv2_centre": Fact(sum(k["kind"] == "centre-surround" for k in conv2),
                              "rule:count(dissection.json:kernels.conv2.*.*.kind=centre-surround)"),
-        "edge_kernels": [{"index": Fact(i, f"dissection.json:kernels.conv1.{i}"),
+        "edge_kernels": [{"index": document.position("kernels", "conv1", i),
                           "orientation": conv1[i]["orientation"],
-                          "degrees": Fact(conv1[i]["edge_orientation_degrees"],
-                                          f"dissection.json:kernels.conv1.{i}.edge_orientation_degrees"),
-                          "strength": Fact(conv1[i]["orientation_strength"],
-                                           f"dissection.json:kernels.conv1.{i}.orientation_strength"),
+                          "degrees": cite("kernels", "conv1", i, "edge_orientation_degrees"),
+                          "strength": cite("kernels", "conv1", i, "orientation_strength"),
                           # Within a tenth of the threshold: an edge detector, but only just.
                           "weak": conv1[i]["orientation_strength"] < EDGE_COHERENCE + 0.1}
                          for i in edges],
-        "centre_surround": [Fact(i, f"dissection.json:kernels.conv1.{i}") for i, k in enumerate(conv1)
+        "centre_surround": [document.position("kernels", "conv1", i) for i, k in enumerate(conv1)
                             if k["centre_surround"]],
         # Nearly all weights of one sign: the kernel sums ink (or background) wherever it lies.
-        "ink": [{"index": Fact(i, f"dissection.json:kernels.conv1.{i}"),
-                 "share": Fact(k["positive_share"], f"dissection.json:kernels.conv1.{i}.positive_share")}
+        "ink": [{"index": document.position("kernels", "conv1", i),
+                 "share": cite("kernels", "conv1", i, "positive_share")}
                 for i, k in enumerate(conv1) if k["kind"] == "mixed" and k["positive_share"] >= ONE_SIGN],
-        "background": [{"index": Fact(i, f"dissection.json:kernels.conv1.{i}"),
+        "background": [{"index": document.position("kernels", "conv1", i),
                         "share": Fact(1 - k["positive_share"], f"rule:1-dissection.json:kernels.conv1.{i}.positive_share")}
                        for i, k in enumerate(conv1) if k["kind"] == "mixed" and k["positive_share"] <= 1 - ONE_SIGN],
         "most_moved": Fact(moved, "rule:argmax(dissection.json:kernel_evolution.distance_from_first[-1])"),
-        "most_moved_distance": Fact(distances[moved][-1], f"dissection.json:kernel_evolution.distance_from_first.{moved}.-1"),
+        "most_moved_distance": cite("kernel_evolution", "distance_from_first", moved, -1),
         "shift_same_prediction": shift["prediction"] == shift["shifted_prediction"],
-        "shift_dx": Fact(shift["dx"], "dissection.json:shift_test.dx"),
-        "shift_dy": Fact(shift["dy"], "dissection.json:shift_test.dy"),
-        "shift_prediction": Fact(shift["prediction"], "dissection.json:shift_test.prediction"),
-        "shift_shifted_prediction": Fact(shift["shifted_prediction"], "dissection.json:shift_test.shifted_prediction"),
-        "shift_confidence": Fact(shift["confidence"], "dissection.json:shift_test.confidence"),
-        "shift_shifted_confidence": Fact(shift["shifted_confidence"], "dissection.json:shift_test.shifted_confidence"),
+        **{f"shift_{key}": cite("shift_test", key) for key in ("dx", "dy")},
+        **{f"shift_{key}": cite("shift_test", key)
+           for key in ("prediction", "shifted_prediction", "confidence", "shifted_confidence")},
         "conv2_similarity_min": Fact(min(shift["feature_similarity"]["conv2"]),
                                      "rule:min(dissection.json:shift_test.feature_similarity.conv2)"),
         "conv1_similarity_min": Fact(min(shift["feature_similarity"]["conv1"]),
@@ -164,15 +183,15 @@ def _rotation_side(rotation: list[dict], sign: int, threshold: float) -> Fact | 
 
 def robustness_facts(dissection: dict, shift_threshold: float = 0.95, rotation_threshold: float = 0.9) -> dict:
     robustness, settings = dissection["robustness"], dissection["settings"]
-    grid, radius = robustness["shift_grid"]["accuracy"], robustness["shift_grid"]["radius"]
+    radius = robustness["shift_grid"]["radius"]
+    cite = Document("dissection.json", dissection).cite
     facts = {
-        "consistency": Fact(robustness["consistency"], "dissection.json:robustness.consistency"),
-        "flip": Fact(robustness["flip_probability_one_pixel"]["mean"],
-                     "dissection.json:robustness.flip_probability_one_pixel.mean"),
-        "radius": Fact(radius, "dissection.json:robustness.shift_grid.radius"),
+        "consistency": cite("robustness", "consistency"),
+        "flip": cite("robustness", "flip_probability_one_pixel", "mean"),
+        "radius": cite("robustness", "shift_grid", "radius"),
         "shift_threshold": Fact(shift_threshold, "rule:shift_accuracy_threshold"),
         "rotation_threshold": Fact(rotation_threshold, "rule:rotation_accuracy_threshold"),
-        "unshifted": Fact(grid[radius][radius], f"dissection.json:robustness.shift_grid.accuracy.{radius}.{radius}"),
+        "unshifted": cite("robustness", "shift_grid", "accuracy", radius, radius),
         "clockwise": _rotation_side(robustness["rotation"], -1, rotation_threshold),
         "counter_clockwise": _rotation_side(robustness["rotation"], +1, rotation_threshold),
     }
@@ -189,24 +208,20 @@ def robustness_facts(dissection: dict, shift_threshold: float = 0.95, rotation_t
                        ("most_counter_clockwise", max(range(len(rotation)), key=lambda i: rotation[i]["degrees"]))):
         facts[key] = {"degrees": Fact(abs(rotation[index]["degrees"]),
                                       f"rule:abs(dissection.json:robustness.rotation.{index}.degrees)"),
-                      "accuracy": Fact(rotation[index]["accuracy"], f"dissection.json:robustness.rotation.{index}.accuracy")}
+                      "accuracy": cite("robustness", "rotation", index, "accuracy")}
     dx, dy = settings["shift"]
     if max(abs(dx), abs(dy)) <= radius:   # the lab's own shift, measured on the whole test set
-        facts["lab_shift"] = {"dx": Fact(dx, "dissection.json:settings.shift.0"),
-                              "dy": Fact(dy, "dissection.json:settings.shift.1"),
-                              "accuracy": Fact(grid[dy + radius][dx + radius],
-                                               f"dissection.json:robustness.shift_grid.accuracy.{dy + radius}.{dx + radius}")}
+        facts["lab_shift"] = {"dx": cite("settings", "shift", 0), "dy": cite("settings", "shift", 1),
+                              "accuracy": cite("robustness", "shift_grid", "accuracy", dy + radius, dx + radius)}
     safe = robustness["largest_shift_with_accuracy_at_least_95_percent"]
     if safe:
-        facts["safe_shift"] = Fact(safe, "dissection.json:robustness.largest_shift_with_accuracy_at_least_95_percent")
+        facts["safe_shift"] = cite("robustness", "largest_shift_with_accuracy_at_least_95_percent")
     by_distance = robustness["accuracy_by_distance"]
     failing = next((i for i, entry in enumerate(by_distance) if entry["worst"] < shift_threshold), None)
     if failing is not None:   # the first shift, nearest first, that goes below the threshold
-        where = f"dissection.json:robustness.accuracy_by_distance.{failing}"
-        facts["first_failing"] = {"distance": Fact(by_distance[failing]["distance"], f"{where}.distance"),
-                                  "dx": Fact(by_distance[failing]["worst_shift"][0], f"{where}.worst_shift.0"),
-                                  "dy": Fact(by_distance[failing]["worst_shift"][1], f"{where}.worst_shift.1"),
-                                  "accuracy": Fact(by_distance[failing]["worst"], f"{where}.worst")}
+        at = ("robustness", "accuracy_by_distance", failing)
+        facts["first_failing"] = {"distance": cite(*at, "distance"), "dx": cite(*at, "worst_shift", 0),
+                                  "dy": cite(*at, "worst_shift", 1), "accuracy": cite(*at, "worst")}
     return facts
 
 
@@ -229,30 +244,29 @@ def _argmax(values: list[float]) -> int:
 def feature_facts(dissection: dict) -> dict:
     """For the sample image: the channel of each layer that responds most (by mean activation)
     and where its strongest response lies; the channels that stay silent."""
-    facts = {}
+    document = Document("dissection.json", dissection)
+    facts, cite = {}, document.cite
     for layer in ("conv1", "conv2"):
         response = dissection["feature_maps"][layer]
         channels = response["channels"]
         strongest = _argmax([channel["mean"] for channel in channels])
-        where = f"dissection.json:feature_maps.{layer}.channels.{strongest}"
         facts[layer] = {
-            "channels": Fact(len(channels), f"dissection.json:feature_maps.{layer}.channels"),
+            "channels": document.count("feature_maps", layer, "channels"),
             "strongest": Fact(strongest, f"rule:argmax(dissection.json:feature_maps.{layer}.channels.*.mean)"),
-            "mean": Fact(channels[strongest]["mean"], f"{where}.mean"),
-            "max": Fact(channels[strongest]["max"], f"{where}.max"),
+            "mean": cite("feature_maps", layer, "channels", strongest, "mean"),
+            "max": cite("feature_maps", layer, "channels", strongest, "max"),
             "region": region(channels[strongest]["peak"], response["size"]),
             "silent": [Fact(i, f"dissection.json:feature_maps.{layer}.channels.{i}.max")
                        for i, channel in enumerate(channels) if channel["max"] == 0],
         }
-    facts["sample"] = Fact(dissection["samples"]["test"]["index"], "dissection.json:samples.test.index")
-    facts["label"] = Fact(dissection["samples"]["test"]["label"], "dissection.json:samples.test.label")
+    facts["sample"], facts["label"] = cite("samples", "test", "index"), cite("samples", "test", "label")
     return facts
 
 
 def shift_peak_facts(dissection: dict) -> dict:
     """How many conv2 channels' strongest response moved with the image by exactly the shift
     (halved by the pooling before conv2), and which did not."""
-    shift = dissection["shift_test"]
+    shift, document = dissection["shift_test"], Document("dissection.json", dissection)
     expected = [shift["dy"] / 2, shift["dx"] / 2]
     moved = [[after - before for before, after in zip(peak["before"], peak["after"])]
              for peak in shift["peaks"]["conv2"]]
@@ -261,9 +275,8 @@ def shift_peak_facts(dissection: dict) -> dict:
             "map_dx": Fact(shift["dx"] // 2, "rule:dissection.json:shift_test.dx/2"),
             "map_dy": Fact(shift["dy"] // 2, "rule:dissection.json:shift_test.dy/2"),
             "followed": Fact(len(followed), "rule:count(dissection.json:shift_test.peaks.conv2 moved by the shift/2)"),
-            "channels": Fact(len(moved), "dissection.json:shift_test.peaks.conv2"),
-            "others": [Fact(i, f"dissection.json:shift_test.peaks.conv2.{i}")
-                       for i in range(len(moved)) if i not in followed]}
+            "channels": document.count("shift_test", "peaks", "conv2"),
+            "others": [document.position("shift_test", "peaks", "conv2", i) for i in range(len(moved)) if i not in followed]}
 
 
 def evolution_facts(dissection: dict, late_share: float = 0.02) -> dict:
@@ -280,7 +293,7 @@ def evolution_facts(dissection: dict, late_share: float = 0.02) -> dict:
     half = next(i for i, value in enumerate(total) if value >= final / 2)
     tenth = len(seen) - 1 - max(1, len(seen) // 10)
     added = (final - total[tenth]) / final
-    return {"half_samples": Fact(seen[half], f"dissection.json:kernel_evolution.samples_seen.{half}"),
+    return {"half_samples": Document("dissection.json", dissection).cite("kernel_evolution", "samples_seen", half),
             "half_share": Fact(seen[half] / seen[-1], f"{source}: samples_seen.{half}/samples_seen.-1"),
             "late_added": Fact(added, f"{source}: (total.-1 - total.{tenth})/total.-1"),
             "still_moving": added > late_share,
@@ -293,21 +306,19 @@ def attribution_facts(dissection: dict) -> dict:
     attribution, size = dissection["attribution"], [IMAGE_SIZE, IMAGE_SIZE]
     probability = dissection["samples"]["test"]["probabilities"][attribution["target"]]
     on_ink, ink = attribution["saliency_on_ink"], attribution["ink_fraction"]
-    window = attribution["occlusion_window"]
     harmful = attribution["occlusion_most_harmful"]
-    return {"on_ink": Fact(on_ink, "dissection.json:attribution.saliency_on_ink"),
-            "ink": Fact(ink, "dissection.json:attribution.ink_fraction"),
+    cite = Document("dissection.json", dissection).cite
+    return {"on_ink": cite("attribution", "saliency_on_ink"), "ink": cite("attribution", "ink_fraction"),
             # Twice the share a uniform spread would give: the saliency follows the stroke.
             "on_stroke": ink > 0 and on_ink >= 2 * ink,
             "saliency_region": region(attribution["saliency_peak"], size),
             # Captum spreads each patch's effect over the pixels it covers: the map, and so its
             # largest value, is per pixel, and needs no shift to a patch centre.
             "occlusion_region": region(harmful, size),
-            "drop": Fact(attribution["occlusion_largest_drop"], "dissection.json:attribution.occlusion_largest_drop"),
+            "drop": cite("attribution", "occlusion_largest_drop"),
             # Covered, the target's log-probability is log p - drop: above log 1/2, no other class can win.
             "still_certain": probability > 0 and math.log(probability) - attribution["occlusion_largest_drop"] > math.log(0.5),
-            "window": Fact(window, "dissection.json:attribution.occlusion_window"),
-            "target": Fact(attribution["target"], "dissection.json:attribution.target")}
+            "window": cite("attribution", "occlusion_window"), "target": cite("attribution", "target")}
 
 
 def _most_common(values: list[int]) -> tuple[list[int], int]:
@@ -345,8 +356,8 @@ def conclusion_facts(metrics: dict, dissection: dict, robustness: dict, kernels:
     shift-invariant at the lab's shift if it loses no more than `tolerance` of accuracy there, and
     as recognising digits well from `good_accuracy` on (what the lab's network reaches in one epoch)."""
     accuracy, images = metrics["test_accuracy"], metrics["test_size"]
-    facts = {"test_accuracy": Fact(accuracy, "metrics.json:test_accuracy"),
-             "test_images": Fact(images, "metrics.json:test_size"),
+    measured = Document("metrics.json", metrics)
+    facts = {"test_accuracy": measured.cite("test_accuracy"), "test_images": measured.cite("test_size"),
              "margin_points": Fact(100 * accuracy_margin(accuracy, images),
                                    "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size)"),
              "level": Fact(0.95, "rule:confidence_level"),

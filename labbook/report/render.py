@@ -251,18 +251,16 @@ def _history_facts_rows(history: list[dict]) -> list[dict]:
     return rows
 
 
-class Facts:
-    """Facts of one file looked up by dotted path when a template asks ("per_class_test_accuracy.3"),
-    so that a large file costs nothing up front."""
-
-    def __init__(self, data, source: str):
-        self.data, self.source = data, source
+class Cited(analysis.Document):
+    """A file's values looked up by dotted path when a template asks (from_metrics["per_class_test_accuracy.3"]),
+    each with its source, so that a large file costs nothing up front."""
 
     def __getitem__(self, path: str) -> analysis.Fact:
-        value = self.data
-        for key in path.split("."):
-            value = value[int(key)] if isinstance(value, list) else value[key]
-        return analysis.Fact(value, f"{self.source}:{path}")
+        parts, value = [], self.content
+        for key in path.split("."):   # a number indexes a list; a dict's keys stay text
+            parts.append(int(key) if isinstance(value, list) else key)
+            value = value[parts[-1]]
+        return self.cite(*parts)
 
 
 def context_of(run: Run, options: ReportOptions) -> dict:
@@ -275,8 +273,8 @@ def context_of(run: Run, options: ReportOptions) -> dict:
     return {
         "run": run.info, "config": config, "config_text": run.config_text, "metrics": metrics,
         "dissection": dissection,
-        "m": Facts(metrics, "metrics.json"), "d": Facts(dissection, "dissection.json"),
-        "r": Facts(run.info, "run.json"), "c": Facts(config, "config.toml"),
+        "from_metrics": Cited("metrics.json", metrics), "from_dissection": Cited("dissection.json", dissection),
+        "from_run": Cited("run.json", run.info), "from_config": Cited("config.toml", config),
         "history_rows": _history_facts_rows(run.history), "history_length": len(run.history),
         "training": analysis.training_facts(run.history, metrics),
         "evaluation": analysis.evaluation_facts(metrics, dissection),
