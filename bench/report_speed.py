@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 
 from labbook.report import pdf
-from labbook.report.render import ReportOptions, context_of, environment, render_html
+from labbook.report.context import ReportOptions, context_of
+from labbook.report.render import environment, render_html
 from labbook.runs.reader import read_run
 from labbook.runs.writer import environment as machine
 

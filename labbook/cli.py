@@ -11,7 +11,7 @@ import click
 from labbook import __version__
 from labbook.config import PRESETS, RuntimeConfig, choices
 from labbook.errors import UserError
-from labbook.report.render import FORMATS, LANGUAGE_SETS
+from labbook.report.context import FORMATS, LANGUAGE_SETS
 
 
 class LabbookGroup(click.Group):

@@ -9,77 +9,31 @@ can hold a section in Chinese and then in English.
 
 from __future__ import annotations
 
-import ast
 import base64
-import hashlib
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-import nh3
-from markdown_it import MarkdownIt
 from markupsafe import Markup
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import PythonLexer
 
-from labbook import __version__
 from labbook.report import analysis
 from labbook.errors import UserError
 from labbook.localization import LANGUAGE, LANGUAGES, N_, Formatter, translations
-from labbook.runs.reader import Run, read_run, read_text
-from labbook.config import MAX_TEXT
-from labbook.runs.schema import FIGURE_NAMES, ORIENTATIONS, clean_text
+from labbook.runs.reader import Run, read_run
+from labbook.runs.schema import ORIENTATIONS
 from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runs.writer import atomic_write_bytes, own_folder, write_manifest
+from labbook.report.context import (FORMATS, LANGUAGE_SETS, REPORT_FOLDER, ReportContext, ReportOptions,
+                                    context_of, cover)
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
-# Each report language and the languages its sections come in, in order; the output formats.
-LANGUAGE_SETS = {**{code: (code,) for code in LANGUAGES}, "-".join(LANGUAGES): LANGUAGES}
-REPORT_FOLDER = "report/"
-FORMATS = ("html", "pdf")
-SECTIONS = ("purpose", "process", "dissection", "robustness", "conclusions", "reflections", "appendix")
-TABLES = ("environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
 TERMS = frozenset(ORIENTATIONS) | frozenset(region for row in analysis.REGIONS for region in row)
 # Pages hold no script of their own and fetch nothing from elsewhere: whatever a run smuggled
 # past escaping and sanitising could not run or call out. (The site adds its one script file.)
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                            "base-uri 'none'; form-action 'none'")
-# CommonMark with tables, raw HTML off (nh3 cleans the result as well): its parser stays fast on
-# input built to be slow, which Python-Markdown's does not (20,000 '[' took it 37 s).
-MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
-NOTES_TAGS = {"p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote", "code", "pre", "h3", "h4",
-              "a", "table", "thead", "tbody", "tr", "th", "td", "hr"}
-
-
-@dataclass
-class ReportOptions:
-    languages: tuple[str, ...] = tuple(LANGUAGE_SETS)
-    formats: tuple[str, ...] = FORMATS
-    templates: Path | None = None
-    notes: Path | None = None
-    # The cover's fields; each one given here wins over the run's config [report] table.
-    course: str | None = None
-    title: str | None = None
-    student: str | None = None
-    student_id: str | None = None
-    class_name: str | None = None
-    instructor: str | None = None
-
-
-COVER_FIELDS = ("course", "title", "student", "student_id", "class_name", "instructor")
-
-
-def cover(run: Run, options: ReportOptions) -> dict[str, str]:
-    """The cover's fields: a `labbook report` option, else the config's [report] table, else (for the
-    student and the ID) what `labbook run --author/--student-id` recorded; "" when none says."""
-    recorded = {"student": run.info.get("author") or "", "student_id": run.info.get("student_id") or ""}
-    configured = run.config.report
-    return {name: clean_text(getattr(options, name) or getattr(configured, name) or recorded.get(name, ""))[:MAX_TEXT]
-            for name in COVER_FIELDS}
 
 
 # ---------------------------------------------------------------- template environment
@@ -197,112 +151,6 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     return env
 
 
-# ---------------------------------------------------------------- what the templates get
-
-def _layer_table(run: Run) -> tuple[list[dict], analysis.Fact]:
-    """Layers with output shapes (traced through the network by the dissection) and parameter
-    counts (from the weight file's header), each count citing the weights it counts."""
-    rows = []
-    for layer in run.dissection["network"]["layers"]:
-        shapes = [shape for name, shape in run.weight_shapes.items() if name.startswith(layer["name"] + ".")]
-        rows.append({"name": layer["name"], "shape": " × ".join(map(str, layer["output_shape"])),
-                     "parameters": analysis.Fact(sum(map(math.prod, shapes)), f"model.safetensors:{layer['name']}.*")})
-    return rows, analysis.Fact(sum(map(math.prod, run.weight_shapes.values())), "model.safetensors:*")
-
-
-def _model_source() -> str:
-    """The source of the ConvNet class, read from model.py as a file: importing it would load torch."""
-    path = Path(__file__).parents[1] / "lab" / "model.py"
-    source = path.read_text(encoding="utf-8")
-    node = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "ConvNet")
-    return ast.get_source_segment(source, node) + "\n"
-
-
-def _notes(run: Run, notes: Path | None) -> dict[str, Markup | None]:
-    """The author's reflections per language (from --notes, else the run's), Markdown rendered and
-    sanitised: they are untrusted input."""
-    if notes is not None:
-        if not Path(notes).is_file():
-            raise UserError(f"{notes}: notes file not found")
-        sources = dict.fromkeys(LANGUAGES, read_text(notes))
-    else:
-        sources = run.notes
-    found: dict[str, Markup | None] = {}
-    for language in LANGUAGES:
-        if language not in sources:
-            found[language] = None
-            continue
-        rendered = MARKDOWN.render(sources[language])
-        clean = nh3.clean(rendered, tags=NOTES_TAGS, attributes={"a": {"href", "title"}, "td": {"align"},
-                                                                 "th": {"align"}},
-                          url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")
-        found[language] = Markup(clean)
-    return found
-
-
-def _history_facts_rows(history: list[dict]) -> list[dict]:
-    indices = list(range(min(3, len(history)))) + list(range(max(3, len(history) - 3), len(history)))
-    rows = []
-    for index in indices:
-        row = history[index]
-        # Epochs and batches counted from 1, as the text counts them (history.csv counts from 0).
-        rows.append({key: analysis.Fact(row[key] + 1, f"history.csv:{index}.{key}+1") if key in ("epoch", "batch")
-                     else analysis.Fact(row[key], f"history.csv:{index}.{key}") for key in row})
-    return rows
-
-
-class Cited(analysis.Document):
-    """A file's values looked up by dotted path when a template asks (from_metrics["per_class_test_accuracy.3"]),
-    each with its source, so that a large file costs nothing up front."""
-
-    def __getitem__(self, path: str) -> analysis.Fact:
-        parts, value = [], self.content
-        for key in path.split("."):   # a number indexes a list; a dict's keys stay text
-            parts.append(int(key) if isinstance(value, list) else key)
-            value = value[parts[-1]]
-        return self.cite(*parts)
-
-
-def context_of(run: Run, options: ReportOptions) -> dict:
-    """Everything the report templates use, from one read, checked, dissected run."""
-    metrics, dissection, config = run.metrics, run.dissection, run.config.to_dict()
-    layers, total_parameters = _layer_table(run)
-    kernels, robustness = analysis.kernel_facts(dissection), analysis.robustness_facts(dissection)
-    # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
-    listed = sorted((name, entry) for name, entry in run.manifest.items() if not name.startswith(REPORT_FOLDER))
-    return {
-        "run": run.info, "config": config, "config_text": run.config_text, "metrics": metrics,
-        "dissection": dissection,
-        "from_metrics": Cited("metrics.json", metrics), "from_dissection": Cited("dissection.json", dissection),
-        "from_run": Cited("run.json", run.info), "from_config": Cited("config.toml", config),
-        "history_rows": _history_facts_rows(run.history), "history_length": len(run.history),
-        "training": analysis.training_facts(run.history, metrics),
-        "evaluation": analysis.evaluation_facts(metrics, dissection),
-        "kernels": kernels, "robustness": robustness,
-        "features": analysis.feature_facts(dissection),
-        "shift_peaks": analysis.shift_peak_facts(dissection),
-        "evolution": analysis.evolution_facts(dissection),
-        "attribution": analysis.attribution_facts(dissection),
-        "mistakes": analysis.mistake_facts(dissection),
-        "conclusions": analysis.conclusion_facts(metrics, dissection, robustness, kernels,
-                                                 augmented=run.config.data.augment_shift > 0),
-        "cover": cover(run, options),
-        "layers": layers, "total_parameters": total_parameters,
-        # One span per line, so that a line too long for the page wraps with a hanging indent.
-        "model_source": Markup(highlight(_model_source(), PythonLexer(),
-                                         HtmlFormatter(cssclass="source", nowrap=False, linespans="line"))),
-        "pygments_css": HtmlFormatter(cssclass="source").get_style_defs(".source"),
-        "notes": _notes(run, options.notes),
-        "manifest": listed,
-        "manifest_fingerprint": hashlib.sha256("".join(f"{entry['sha256']}  {name}\n" for name, entry in listed)
-                                               .encode("utf-8")).hexdigest(),
-        "labbook_version": __version__,
-        "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURE_NAMES)},
-                      "table": {name: i + 1 for i, name in enumerate(TABLES)}},
-        "sections": SECTIONS,
-    }
-
-
 def inline_figures(run: Run, languages: tuple[str, ...]) -> dict[str, str]:
     """Every SVG figure of the run in these languages as a data URI (rewritten by the same
     allow-list as the site's), so that a report page works as the only file sent."""
@@ -317,17 +165,17 @@ def inline_figures(run: Run, languages: tuple[str, ...]) -> dict[str, str]:
     return inline
 
 
-def render_html(context: dict, language_set: str, env: jinja2.Environment, for_pdf: bool = False,
+def render_html(context: ReportContext, language_set: str, env: jinja2.Environment, for_pdf: bool = False,
                 figures: dict[str, str] | None = None) -> str:
     """One report page; `for_pdf` swaps the SVG figures for their print PNGs; `figures` (file name ->
     data URI) puts figures into the page itself instead of linking them."""
     languages = LANGUAGE_SETS[language_set]
     try:
         template = env.get_template("report.html.j2")
-        return template.render(**context, languages=languages, lang=languages[0], state={"lang": languages[0]},
+        return template.render(**context.variables(), languages=languages, lang=languages[0], state={"lang": languages[0]},
                                document_language=language_set,
                                for_pdf=for_pdf, figure_base="../figures/", inline_figures=figures or {},
-                               date=Formatter(languages[0]).date(context["run"]["finished"]))
+                               date=Formatter(languages[0]).date(context.run["finished"]))
     except jinja2.UndefinedError as error:
         raise UserError(f"template error: {error} (every value a template uses must exist)") from None
     except jinja2.TemplateNotFound as error:

@@ -28,7 +28,8 @@ from pygments.formatters import HtmlFormatter
 from labbook.site import livelab
 from labbook.errors import UserError
 from labbook.localization import LANGUAGE, LANGUAGES, Formatter, gettext_for
-from labbook.report.render import BUILTIN_TEMPLATES, ReportOptions, context_of, environment
+from labbook.report.context import ReportOptions, context_of
+from labbook.report.render import BUILTIN_TEMPLATES, environment
 from labbook.runs.reader import RUN_JSON, Run, read_json, read_run, typed
 from labbook.runs.writer import atomic_write_bytes, atomic_write_json, atomic_write_text
 from labbook.runs.schema import clean_text
@@ -186,12 +187,12 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str])
         context = context_of(run, ReportOptions())
         template = _environment().get_template("site/run.html.j2")
         for language in LANGUAGES:
-            page = template.render(**context, languages=(language,), lang=language, state={"lang": language},
+            page = template.render(**context.variables(), languages=(language,), lang=language, state={"lang": language},
                                    for_pdf=False,
                                    figure_base="figures/", inline_figures={}, root="../../", assets=assets,
                                    downloads=downloads, live=live,
                                    here=page_name("index", language), other=page_name("index", _other(language)),
-                                   date=Formatter(language).date(context["run"]["finished"]))
+                                   date=Formatter(language).date(context.run["finished"]))
             (building / page_name("index", language)).write_text(page, encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)

@@ -1,0 +1,211 @@
+"""What a report's templates are given: one typed `ReportContext`, from one read, checked, dissected
+run and the options of `labbook report`; the cover's fields and their precedence; the reflections,
+sanitised (they are untrusted input)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import nh3
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from labbook import __version__
+from labbook.config import MAX_TEXT
+from labbook.errors import UserError
+from labbook.localization import LANGUAGES
+from labbook.report import analysis
+from labbook.runs.reader import Run, read_text
+from labbook.runs.schema import FIGURE_NAMES, clean_text
+
+# Each report language and the languages its sections come in, in order; the output formats.
+LANGUAGE_SETS = {**{code: (code,) for code in LANGUAGES}, "-".join(LANGUAGES): LANGUAGES}
+REPORT_FOLDER = "report/"
+FORMATS = ("html", "pdf")
+SECTIONS = ("purpose", "process", "dissection", "robustness", "conclusions", "reflections", "appendix")
+TABLES = ("environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
+# CommonMark with tables, raw HTML off (nh3 cleans the result as well): its parser stays fast on
+# input built to be slow, which Python-Markdown's does not (20,000 '[' took it 37 s).
+MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+NOTES_TAGS = {"p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote", "code", "pre", "h3", "h4",
+              "a", "table", "thead", "tbody", "tr", "th", "td", "hr"}
+
+
+@dataclass
+class ReportOptions:
+    languages: tuple[str, ...] = tuple(LANGUAGE_SETS)
+    formats: tuple[str, ...] = FORMATS
+    templates: Path | None = None
+    notes: Path | None = None
+    # The cover's fields; each one given here wins over the run's config [report] table.
+    course: str | None = None
+    title: str | None = None
+    student: str | None = None
+    student_id: str | None = None
+    class_name: str | None = None
+    instructor: str | None = None
+
+
+COVER_FIELDS = ("course", "title", "student", "student_id", "class_name", "instructor")
+
+
+def cover(run: Run, options: ReportOptions) -> dict[str, str]:
+    """The cover's fields: a `labbook report` option, else the config's [report] table, else (for the
+    student and the ID) what `labbook run --author/--student-id` recorded; "" when none says."""
+    recorded = {"student": run.info.get("author") or "", "student_id": run.info.get("student_id") or ""}
+    configured = run.config.report
+    return {name: clean_text(getattr(options, name) or getattr(configured, name) or recorded.get(name, ""))[:MAX_TEXT]
+            for name in COVER_FIELDS}
+
+
+def _layer_table(run: Run) -> tuple[list[dict], analysis.Fact]:
+    """Layers with output shapes (traced through the network by the dissection) and parameter
+    counts (from the weight file's header), each count citing the weights it counts."""
+    rows = []
+    for layer in run.dissection["network"]["layers"]:
+        shapes = [shape for name, shape in run.weight_shapes.items() if name.startswith(layer["name"] + ".")]
+        rows.append({"name": layer["name"], "shape": " × ".join(map(str, layer["output_shape"])),
+                     "parameters": analysis.Fact(sum(map(math.prod, shapes)), f"model.safetensors:{layer['name']}.*")})
+    return rows, analysis.Fact(sum(map(math.prod, run.weight_shapes.values())), "model.safetensors:*")
+
+
+def _model_source() -> str:
+    """The source of the ConvNet class, read from model.py as a file: importing it would load torch."""
+    path = Path(__file__).parents[1] / "lab" / "model.py"
+    source = path.read_text(encoding="utf-8")
+    node = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "ConvNet")
+    return ast.get_source_segment(source, node) + "\n"
+
+
+def _notes(run: Run, notes: Path | None) -> dict[str, Markup | None]:
+    """The author's reflections per language (from --notes, else the run's), Markdown rendered and
+    sanitised: they are untrusted input."""
+    if notes is not None:
+        if not Path(notes).is_file():
+            raise UserError(f"{notes}: notes file not found")
+        sources = dict.fromkeys(LANGUAGES, read_text(notes))
+    else:
+        sources = run.notes
+    found: dict[str, Markup | None] = {}
+    for language in LANGUAGES:
+        if language not in sources:
+            found[language] = None
+            continue
+        rendered = MARKDOWN.render(sources[language])
+        clean = nh3.clean(rendered, tags=NOTES_TAGS, attributes={"a": {"href", "title"}, "td": {"align"},
+                                                                 "th": {"align"}},
+                          url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer")
+        found[language] = Markup(clean)
+    return found
+
+
+def _history_facts_rows(history: list[dict]) -> list[dict]:
+    indices = list(range(min(3, len(history)))) + list(range(max(3, len(history) - 3), len(history)))
+    rows = []
+    for index in indices:
+        row = history[index]
+        # Epochs and batches counted from 1, as the text counts them (history.csv counts from 0).
+        rows.append({key: analysis.Fact(row[key] + 1, f"history.csv:{index}.{key}+1") if key in ("epoch", "batch")
+                     else analysis.Fact(row[key], f"history.csv:{index}.{key}") for key in row})
+    return rows
+
+
+class Cited(analysis.Document):
+    """A file's values looked up by dotted path when a template asks (from_metrics["per_class_test_accuracy.3"]),
+    each with its source, so that a large file costs nothing up front."""
+
+    def __getitem__(self, path: str) -> analysis.Fact:
+        parts, value = [], self.content
+        for key in path.split("."):   # a number indexes a list; a dict's keys stay text
+            parts.append(int(key) if isinstance(value, list) else key)
+            value = value[parts[-1]]
+        return self.cite(*parts)
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What the report's templates (and a run's page on the site) are given; nothing else is defined
+    for them (StrictUndefined), and each number in it carries its source."""
+    run: dict                       # run.json, typed by the run reader
+    config: dict                    # the resolved config
+    config_text: str                # config.toml as written, for the appendix
+    metrics: dict                   # metrics.json
+    dissection: dict                # dissection.json
+    from_metrics: Cited             # from_metrics["test_accuracy"]: a value with its source
+    from_dissection: Cited
+    from_run: Cited
+    from_config: Cited
+    history_rows: list[dict]        # the log table: the first and last three rows of history.csv
+    history_length: int
+    training: dict                  # the facts of each analysis paragraph (analysis.py)
+    evaluation: dict
+    kernels: dict
+    robustness: dict
+    features: dict
+    shift_peaks: dict
+    evolution: dict
+    attribution: dict
+    mistakes: dict
+    conclusions: dict
+    cover: dict[str, str]           # course, title, student, student ID, class, instructor ("" when unset)
+    layers: list[dict]              # the layer table
+    total_parameters: analysis.Fact
+    model_source: Markup            # the ConvNet class, highlighted
+    pygments_css: str
+    notes: dict[str, Markup | None]  # the reflections per language, sanitised
+    manifest: list[tuple[str, dict]]  # the appendix's file list (report/ left out)
+    manifest_fingerprint: str
+    labbook_version: str
+    numbering: dict[str, dict[str, int]]   # figure and table numbers, by name
+    sections: tuple[str, ...]
+
+    def variables(self) -> dict:
+        """The template variables (each field; nothing copied)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def context_of(run: Run, options: ReportOptions) -> ReportContext:
+    """Everything the report templates use, from one read, checked, dissected run."""
+    metrics, dissection, config = run.metrics, run.dissection, run.config.to_dict()
+    layers, total_parameters = _layer_table(run)
+    kernels, robustness = analysis.kernel_facts(dissection), analysis.robustness_facts(dissection)
+    # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
+    listed = sorted((name, entry) for name, entry in run.manifest.items() if not name.startswith(REPORT_FOLDER))
+    return ReportContext(**{
+        "run": run.info, "config": config, "config_text": run.config_text, "metrics": metrics,
+        "dissection": dissection,
+        "from_metrics": Cited("metrics.json", metrics), "from_dissection": Cited("dissection.json", dissection),
+        "from_run": Cited("run.json", run.info), "from_config": Cited("config.toml", config),
+        "history_rows": _history_facts_rows(run.history), "history_length": len(run.history),
+        "training": analysis.training_facts(run.history, metrics),
+        "evaluation": analysis.evaluation_facts(metrics, dissection),
+        "kernels": kernels, "robustness": robustness,
+        "features": analysis.feature_facts(dissection),
+        "shift_peaks": analysis.shift_peak_facts(dissection),
+        "evolution": analysis.evolution_facts(dissection),
+        "attribution": analysis.attribution_facts(dissection),
+        "mistakes": analysis.mistake_facts(dissection),
+        "conclusions": analysis.conclusion_facts(metrics, dissection, robustness, kernels,
+                                                 augmented=run.config.data.augment_shift > 0),
+        "cover": cover(run, options),
+        "layers": layers, "total_parameters": total_parameters,
+        # One span per line, so that a line too long for the page wraps with a hanging indent.
+        "model_source": Markup(highlight(_model_source(), PythonLexer(),
+                                         HtmlFormatter(cssclass="source", nowrap=False, linespans="line"))),
+        "pygments_css": HtmlFormatter(cssclass="source").get_style_defs(".source"),
+        "notes": _notes(run, options.notes),
+        "manifest": listed,
+        "manifest_fingerprint": hashlib.sha256("".join(f"{entry['sha256']}  {name}\n" for name, entry in listed)
+                                               .encode("utf-8")).hexdigest(),
+        "labbook_version": __version__,
+        "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURE_NAMES)},
+                      "table": {name: i + 1 for i, name in enumerate(TABLES)}},
+        "sections": SECTIONS,
+    })
