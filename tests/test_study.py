@@ -110,6 +110,17 @@ def test_a_tiny_study_runs_resumes_and_reports_failures(tiny_local):
     assert again["variants"]["baseline"]["runs"] == summary["variants"]["baseline"]["runs"]
 
 
+def test_a_studys_runs_draw_no_figure_until_asked(tiny_local):
+    """A study shows numbers: its runs are measured in full but draw nothing (`labbook study --figures`
+    or `labbook dissect RUN --figures-only` draw them on demand)."""
+    study, out, summary = tiny_local
+    for entry in summary["variants"].values():
+        for relative in entry["runs"].values():
+            folder = out / study.id / relative
+            assert read_json(folder / "dissection.json")["figures"] == {}
+            assert not list(folder.glob("figures/*"))
+
+
 def test_a_run_that_fails_is_tried_again_then_recorded_and_the_study_goes_on(tmp_path):
     study = parse_study(EXPLODES, "explodes.toml")
     summary = run_study(study, tmp_path, parallel=2, progress=False)
