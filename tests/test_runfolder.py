@@ -70,7 +70,7 @@ def test_the_run_reader_types_a_run_and_refuses_what_it_cannot_trust(reported, t
     assert "history.csv: not a regular file" in broken("fifo", lambda f: (
         (f / "history.csv").unlink(), os.mkfifo(f / "history.csv")))
     assert "run status is 'running'" in broken("running", lambda f: (f / "run.json").write_text(
-        json.dumps({**run.info, "status": "running"})))
+        json.dumps({**json.loads((reported / "run.json").read_text()), "status": "running"})))
     assert "dissection.json: missing; the run has not been dissected" in broken("undissected", lambda f: (
         (f / "dissection.json").unlink(), write_manifest(f)))
     assert "config.toml: not covered by manifest.json" in broken("linked-after", lambda f: (   # links are not hashed

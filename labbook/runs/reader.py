@@ -277,7 +277,7 @@ def safetensors_header(content: bytes, path: Path, size: int | None = None) -> d
         if not isinstance(header, dict):
             raise ValueError("header is not an object")
         header.pop("__metadata__", None)
-        tensors = {name: tensor.model_dump() for name, tensor in runschema.TENSORS.validate_python(header).items()}
+        tensors = runschema.TENSORS.validate_python(header)   # name -> a typed runschema.Tensor
         for name, tensor in tensors.items():
             start, end = tensor["data_offsets"]
             if end - start != math.prod(tensor["shape"]) * DTYPE_BYTES[tensor["dtype"]] or end > size - 8 - length:
@@ -295,19 +295,19 @@ class Run:
 
     folder: Path
     files: RunFiles               # verified reads of any other file the manifest covers
-    info: dict                    # run.json, typed (runschema.RunInfo), text cleaned
+    info: runschema.RunInfo       # run.json, typed, text cleaned
     config: Config                # config.toml, typed
     config_text: str              # config.toml as written
     history: list[dict]           # history.csv, one dict per record point
-    metrics: dict                 # metrics.json, typed (runschema.Metrics)
+    metrics: runschema.Metrics    # metrics.json, typed
     weight_shapes: dict[str, list[int]]  # model.safetensors' tensors and their shapes, from its header
-    dissection: dict | None       # dissection.json, typed (runschema.Dissection), when read as dissected
+    dissection: runschema.Dissection | None   # dissection.json, typed, when read as dissected
     notes: dict[str, str] = field(default_factory=dict)   # the author's reflections (Markdown) by language
     warnings: list[str] = field(default_factory=list)     # what was left out, and why
 
     @property
     def id(self) -> str:
-        return self.info["id"]
+        return self.info.id
 
     @property
     def manifest(self) -> dict[str, dict]:
@@ -359,9 +359,8 @@ def read_run(folder: Path, dissected: bool = False, uncovered_notes: bool = Fals
     folder = Path(folder)
     files = require_complete(folder, dissected)
 
-    def document(name: str, model) -> dict:
-        data = parse_json(files.read(name, MAX_BYTES[name]), folder / name)
-        return typed(model, data, folder / name).model_dump()
+    def document(name: str, model):
+        return typed(model, parse_json(files.read(name, MAX_BYTES[name]), folder / name), folder / name)
 
     config_text = strip_hidden(_decode(files.read("config.toml", MAX_BYTES["config.toml"]), folder / "config.toml"))
     model_size = files.manifest.get("model.safetensors", {}).get("size", 0)

@@ -79,7 +79,35 @@ def Items(item, min_length: int = 0, max_length: int = MAX_ITEMS):  # noqa: N802
 
 
 class Strict(BaseModel):
+    """A checked file (or a part of one), typed and frozen, as the run reader hands it on (never turned
+    back into a dict). It reads by attribute (run.info.finished) and, like the JSON it came from, by
+    key (run.metrics["test_accuracy"], .get, in), so that code and templates written for either work."""
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    def __getitem__(self, key: str):
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        return getattr(self, key) if key in type(self).model_fields else default
+
+    def __contains__(self, key) -> bool:
+        return key in type(self).model_fields
+
+    def keys(self):
+        return type(self).model_fields.keys()
+
+    def items(self):
+        return [(key, getattr(self, key)) for key in type(self).model_fields]
+
+    def values(self):
+        return [getattr(self, key) for key in type(self).model_fields]
+
+    def __eq__(self, other) -> bool:
+        return self.model_dump() == other if isinstance(other, dict) else super().__eq__(other)
+
+    __hash__ = BaseModel.__hash__
 
 
 # ---------------------------------------------------------------- run.json
