@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labbook.errors import UserError
 from labbook.grade.scorers import KINDS
@@ -64,6 +65,12 @@ penalty_per_day = 5          # points off per started day late
 '''
 
 
+class _Rubric(BaseModel):
+    """A rubric file: its [[items]], each then checked against its kind's fields."""
+    model_config = ConfigDict(strict=True)
+    items: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=100)]
+
+
 def _item_line(text: str, index: int) -> int:
     lines = [number for number, line in enumerate(text.splitlines(), 1) if line.strip() == "[[items]]"]
     return lines[index] if index < len(lines) else 1
@@ -89,13 +96,15 @@ def parse_rubric(text: str, path: Path) -> dict:
         rubric = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not valid TOML ({error})") from None
-    items = rubric.get("items")
-    if not isinstance(items, list) or not items:
-        raise UserError(f"{path}: no [[items]] in the rubric")
+    try:
+        items = _Rubric.model_validate(rubric).items
+    except ValidationError:
+        raise UserError(f"{path}: no [[items]] in the rubric (a list of tables)") from None
+    rubric["items"] = items
     seen = set()
     for index, item in enumerate(items):
         where = f"{path}:{_item_line(text, index)}"
-        kind = item.get("kind") if isinstance(item, dict) else None
+        kind = item.get("kind")
         if kind not in KINDS:
             raise UserError(f"{where}: unknown item kind {kind!r} (known: {', '.join(sorted(KINDS))})")
         fields = KINDS[kind].fields
