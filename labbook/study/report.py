@@ -47,7 +47,9 @@ def study_figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     drawn["curves"] = figure
-    measures = summary["spec"]["measures"]
+    # Times of runs that trained side by side are not compared: not drawn as differences either.
+    measures = [measure for measure in summary["spec"]["measures"]
+                if not (measure in TIMES and summary.get("shared_cores", True))] or summary["spec"]["measures"]
     baseline = summary["spec"]["baseline"]
     others = [name for name in summary["variants"] if name != baseline]
     # Four measures a row at most: a title of a measure has room for about 22 characters of English
