@@ -134,40 +134,38 @@ def _draw_study_figures(root: Path, summary: dict) -> None:
     from labbook.dissect.dissection import redraw_run
     from labbook.runs.reader import read_run
     folders = [root / relative for entry in summary["variants"].values() for relative in entry["runs"].values()]
-    try:
+    with _on_ctrl_c("drawing interrupted: the runs drawn so far keep their figures; run the same command "
+                    "again to draw the others"):
         for folder in folders:
             if not read_run(folder, dissected=True).dissection["figures"]:
                 redraw_run(folder)
-    except KeyboardInterrupt:
-        click.echo("labbook: drawing interrupted: the runs drawn so far keep their figures; run the same command "
-                   "again to draw the others", err=True)
-        sys.exit(130)
     click.echo(f"figures: drawn for the {len(folders)} runs in {root / 'runs'}")
 
 
 @contextlib.contextmanager
-def _between_steps():
-    """A Ctrl-C between training and dissection (training over and written, dissection not begun) is
-    still an interruption, 130: never a failure (1) that a study would try again."""
+def _on_ctrl_c(message: str):
+    """A Ctrl-C inside says `message` and exits 130: an interruption, whatever was under way, never a
+    failure (1) that a study would try again."""
     try:
         yield
     except KeyboardInterrupt:
-        click.echo("labbook: interrupted between training and dissection: the run folder is trained and "
-                   "complete, not dissected (`labbook dissect RUN` measures it)", err=True)
+        click.echo(f"labbook: {message}", err=True)
         sys.exit(130)
+
+
+# Training over and written, dissection not yet begun.
+BETWEEN_STEPS = ("interrupted between training and dissection: the run folder is trained and complete, not "
+                 "dissected (`labbook dissect RUN` measures it)")
 
 
 def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None, figures: bool = True) -> None:
     from labbook.dissect.dissection import dissect_run
 
-    try:
+    # dissection.json is written last, whole: an interrupted dissection leaves none, and the run's
+    # training, complete, stays as it was.
+    with _on_ctrl_c(f"dissection interrupted: {folder} is trained and complete but not dissected "
+                    f"(`labbook dissect {folder}` measures it)"):
         result = dissect_run(folder, overrides, show_progress=progress, figures=figures)
-    except KeyboardInterrupt:
-        # dissection.json is written last, whole: an interrupted dissection leaves none, and the run's
-        # training, complete, stays as it was.
-        click.echo(f"labbook: dissection interrupted: {folder} is trained and complete but not dissected "
-                   f"(`labbook dissect {folder}` measures it)", err=True)
-        sys.exit(130)
     robustness = result["robustness"]
     drawn = (f"and {len(result['figures'])} figures in {folder / 'figures'}" if figures
              else f"(no figures: `labbook dissect {folder} --figures-only` draws them)")
@@ -199,7 +197,7 @@ FIGURES_OPTION = click.option(
 @FIGURES_OPTION
 def run(dissect, figures, **training):
     """Train the network and write a run folder under RUNS_DIR."""
-    with _between_steps():
+    with _on_ctrl_c(BETWEEN_STEPS):
         folder = _train(**training)
         if dissect:
             _dissect(folder, training["progress"], figures=figures)
@@ -224,12 +222,9 @@ def dissect(run_folder, image_index, shift, radius, figures_only, figures, progr
     """
     if figures_only:
         from labbook.dissect.dissection import redraw_run
-        try:
+        with _on_ctrl_c(f"drawing interrupted: {run_folder} keeps its measures; no figure was recorded "
+                        f"(run the same command again to draw them)"):
             drawn = redraw_run(run_folder)
-        except KeyboardInterrupt:
-            click.echo(f"labbook: drawing interrupted: {run_folder} keeps its measures; no figure was recorded "
-                       f"(run the same command again to draw them)", err=True)
-            sys.exit(130)
         click.echo(f"figures: {len(drawn)} figures in {Path(run_folder) / 'figures'}")
         return
     overrides = {key: value for key, value in
@@ -262,7 +257,7 @@ def report(run_folder, **report):
 def build(run_folder, languages, formats, templates, notes, course, title, class_name, instructor, **training):
     """Train (seed preset by default), dissect and render the report: the whole lab in one command."""
     if run_folder is None:
-        with _between_steps():
+        with _on_ctrl_c(BETWEEN_STEPS):
             run_folder = _train(**training)
             _dissect(run_folder, training["progress"])
     elif not (Path(run_folder) / "dissection.json").is_file():
@@ -338,12 +333,9 @@ def study(study_file, base, assignments, vary, seeds, name, out, parallel, ray, 
         raise UserError("study: give a study file (or an example's name), or --vary KEY=V1,V2")
     from labbook.study.report import render_study_report
 
-    try:
+    with _on_ctrl_c(f"study interrupted; its complete runs in {out / plan.id / 'runs'} are kept: "
+                    f"run the same command again to go on"):
         summary = run_study(plan, out, parallel, progress, ray=ray or bool(ray_address), ray_address=ray_address)
-    except KeyboardInterrupt:
-        click.echo(f"labbook: study interrupted; its complete runs in {out / plan.id / 'runs'} are kept: "
-                   f"run the same command again to go on", err=True)
-        sys.exit(130)
     if figures:
         _draw_study_figures(out / plan.id, summary)
     from labbook.study.report import terminal_summary

@@ -264,8 +264,8 @@ def parse_history(content: bytes, path: Path) -> list[dict]:
     return rows
 
 
-def safetensors_header(content: bytes, path: Path, size: int | None = None) -> dict[str, dict]:
-    """The tensor entries of a .safetensors file ({name: {"dtype", "shape", "data_offsets"}}), read
+def safetensors_header(content: bytes, path: Path, size: int | None = None) -> dict[str, runschema.Tensor]:
+    """The tensor entries of a .safetensors file (name -> its dtype, shape and data_offsets), read
     without torch from its first bytes, each checked against the data that follows (`size`: the
     whole file's size, when `content` holds only its beginning)."""
     size = len(content) if size is None else size

@@ -271,10 +271,15 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
         plt.close(figure)
-    content = buffer.getvalue()
-    name = f"assets/compare.{hashlib.sha256(content).hexdigest()[:10]}.{language}.svg"
+    return _hashed_asset(out, "compare", language, buffer.getvalue())
+
+
+def _hashed_asset(out: Path, stem: str, language: str, svg: bytes) -> str:
+    """assets/<stem>.<hash>.<language>.svg, written once: a figure that changes gets a new name, so no
+    reader sees a stale one from a cache. Its path from the site."""
+    name = f"assets/{stem}.{hashlib.sha256(svg).hexdigest()[:10]}.{language}.svg"
     if not (out / name).is_file():
-        atomic_write_bytes(out / name, content)
+        atomic_write_bytes(out / name, svg)
     return name
 
 
@@ -283,15 +288,10 @@ def _study_figures(study: dict, out: Path, language: str) -> dict[str, str]:
     from labbook.dissect import figures
     from labbook.study.report import study_figures
     figures.configure_matplotlib()
-    paths = {}
     # Variant names are only labels: never read as a formula ("$...$").
     with figures.plt.rc_context({"text.parse_math": False}):
-        drawn = study_figures(study, language)
-    for name, (svg, _png) in drawn.items():
-        paths[name] = f"assets/study-{name}.{hashlib.sha256(svg).hexdigest()[:10]}.{language}.svg"
-        if not (out / paths[name]).is_file():
-            atomic_write_bytes(out / paths[name], svg)
-    return paths
+        drawn = study_figures(study, language, formats=("svg",))
+    return {name: _hashed_asset(out, f"study-{name}", language, svg) for name, (svg,) in drawn.items()}
 
 
 def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from labbook.report import analysis
 from labbook.localization import LANGUAGES, N_, gettext_for
 from labbook.runs.writer import atomic_write_bytes, own_folder
-from labbook.study.statistics import ALPHA, NEAR_CHANCE, TIMES, t_quantile, PROPORTIONS, ROBUSTNESS
+from labbook.study.statistics import ALPHA, NEAR_CHANCE, PROPORTIONS, ROBUSTNESS, TIMES, few_seeds
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
                  "lab_shift_accuracy": N_("test accuracy at the lab's shift"),
@@ -31,8 +31,9 @@ def _wrapped(title: str) -> str:
     return "\n".join(title[start:start + 13] for start in range(0, len(title), 13))
 
 
-def study_figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]]:
-    """(SVG, PNG) of the shift curves overlaid and of the differences with their intervals."""
+def study_figures(summary: dict, language: str, formats: tuple[str, ...] = ("svg", "png")) -> dict[str, tuple[bytes, ...]]:
+    """The shift curves overlaid and the differences with their intervals, in each of `formats` (the
+    report prints the PNG; the site shows the SVG only)."""
     from labbook.dissect import figures
     figures.configure_matplotlib()
     import matplotlib.pyplot as plt
@@ -82,7 +83,7 @@ def study_figures(summary: dict, language: str) -> dict[str, tuple[bytes, bytes]
     result = {}
     for name, figure in drawn.items():
         pair = []
-        for extension in ("svg", "png"):
+        for extension in formats:
             buffer = io.BytesIO()
             figure.savefig(buffer, format=extension, bbox_inches="tight",
                            metadata={"Date": None} if extension == "svg" else {"Software": None})
@@ -146,10 +147,9 @@ def result_rows(summary: dict) -> list[dict]:
 
 def study_facts(summary: dict) -> dict:
     """What the study as a whole allows: how many seeds, whether times compare, how many comparisons."""
-    few = summary.get("few_seeds")
     seeds = len(summary["spec"].get("seeds", []))
-    if few is None and 0 < seeds < 3:   # a study.json from before the warning
-        few = {"seeds": seeds, "t": t_quantile(seeds - 1) if seeds > 1 else None, "t_three": t_quantile(2)}
+    # A study.json from before the warning has none: it is worked out from its seeds.
+    few = summary.get("few_seeds") or (few_seeds(seeds) if seeds else None)
     return {"few_seeds": None if few is None else {
                 "seeds": analysis.Fact(few["seeds"], "study.json:few_seeds.seeds"),
                 "t": None if few["t"] is None else analysis.Fact(few["t"], "study.json:few_seeds.t"),
@@ -162,10 +162,10 @@ def study_facts(summary: dict) -> dict:
             "alpha": analysis.Fact(ALPHA, "rule:family_wise_error_rate")}
 
 
-def _shown(value: float | None, percent: bool, points: bool = False) -> str:
+def _shown(value: float | None, percent: bool) -> str:
     if value is None:
         return "-"
-    return f"{100 * value:.2f}" + ("" if points else "%") if percent else f"{value:.1f}"
+    return f"{100 * value:.2f}%" if percent else f"{value:.1f}"
 
 
 def terminal_summary(summary: dict) -> str:
@@ -188,12 +188,11 @@ def terminal_summary(summary: dict) -> str:
         for claim in row["claims"]:
             if not (claim["interval"] and (claim["excludes_zero"] or claim["borderline"])):
                 continue
-            scale = 100 if claim["percent"] else 1   # the interval of a difference of percentages is in points
-            low, high = claim["low"].value / scale, claim["high"].value / scale
+            # The interval of a difference of percentages is already in points (result_rows scales it).
+            low, high = (f"{claim[end].value:.2f}" if claim["percent"] else f"{claim[end].value:.1f}" for end in ("low", "high"))
             text.append(f"{row['name']}: {MEASURE_NAMES[claim['measure']]} "
                         f"{_shown(claim['before'].value, claim['percent'])} -> {_shown(claim['after'].value, claim['percent'])}"
-                        f", difference {_shown(low, claim['percent'], True)} to {_shown(high, claim['percent'], True)}"
-                        f"{' points' if claim['percent'] else ' s'}: "
+                        f", difference {low} to {high}{' points' if claim['percent'] else ' s'}: "
                         + ("found (survives Holm's correction)" if claim["excludes_zero"]
                            else "exploratory only (does not survive Holm's correction)"))
     return "\n".join(text)

@@ -179,8 +179,14 @@ def summarise(study: Study, folders: dict, root: Path, shared_cores: bool = True
                       for measure, difference in entry["difference"].items()})
     for (name, measure), rejected in corrected.items():
         variants[name]["difference"][measure]["holm_excludes_zero"] = rejected
-    seeds = len(study.seeds)
     return {"id": study.id, "spec": study.spec, "variants": variants, "shared_cores": shared_cores,
             "comparisons": sum(p is not None for p in (d["p"] for e in variants.values() for d in e["difference"].values())),
-            "few_seeds": None if seeds >= 3 else {"seeds": seeds, "t": t_quantile(seeds - 1) if seeds > 1 else None,
-                                                   "t_three": t_quantile(2)}}
+            "few_seeds": few_seeds(len(study.seeds))}
+
+
+def few_seeds(seeds: int) -> dict | None:
+    """Under three seeds: how many, and Student's t that their interval takes against three seeds' (none
+    for one seed, which has no interval); None from three on."""
+    if seeds >= 3:
+        return None
+    return {"seeds": seeds, "t": t_quantile(seeds - 1) if seeds > 1 else None, "t_three": t_quantile(2)}
