@@ -78,6 +78,8 @@ report_options = options(
                  help="Course name on the cover.  [default: config [report] course, else Deep learning laboratory]"),
     click.option("--title", default=None, help="Experiment title on the cover.  [default: config [report] title, "
                                                "else the lab's own]"),
+    click.option("--school", default=None, help="School or faculty (学院) on the cover.  [default: config [report] school]"),
+    click.option("--major", default=None, help="Major (专业) on the cover.  [default: config [report] major]"),
     click.option("--class", "class_name", default=None, help="Class on the cover, e.g. '计算机 2101'.  "
                                                             "[default: config [report] class_name]"),
     click.option("--instructor", default=None, help="Instructor on the cover.  [default: config [report] instructor]"),
@@ -254,7 +256,8 @@ def report(run_folder, **report):
               help="Render this existing run instead of training a new one (dissecting it first if needed).")
 @training_options
 @report_options
-def build(run_folder, languages, formats, templates, notes, course, title, class_name, instructor, **training):
+def build(run_folder, languages, formats, templates, notes, course, title, school, major, class_name, instructor,
+          **training):
     """Train (seed preset by default), dissect and render the report: the whole lab in one command."""
     if run_folder is None:
         with _on_ctrl_c(BETWEEN_STEPS):
@@ -268,7 +271,7 @@ def build(run_folder, languages, formats, templates, notes, course, title, class
         if not read_run(run_folder, dissected=True).dissection["figures"]:   # dissected without them
             redraw_run(run_folder)
     _report(run_folder, languages, formats, templates=templates, notes=notes, course=course, title=title,
-            class_name=class_name, instructor=instructor, student=training["author"] or None,
+            school=school, major=major, class_name=class_name, instructor=instructor, student=training["author"] or None,
             student_id=training["student_id"] or None)
 
 

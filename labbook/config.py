@@ -154,6 +154,10 @@ class ReportConfig(_Section):
     student: Text = ""
     # Student ID (empty: the run's --student-id).
     student_id: Text = ""
+    # School or faculty (学院), e.g. "计算机学院".
+    school: Text = ""
+    # Major (专业), e.g. "计算机科学与技术".
+    major: Text = ""
     # Class, e.g. "计算机 2101".
     class_name: Text = ""
     # Instructor's name.

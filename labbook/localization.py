@@ -10,6 +10,7 @@ so no build step and no binary .mo file is needed. English needs no catalog.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -92,9 +93,27 @@ class Formatter:
 
     def text(self, value, style: str = "decimal", digits: int = 2) -> str:
         if style == "percent":
-            return format_percent(value, format="#,##0." + "0" * digits + "%", locale=self.locale)
+            shown = format_percent(value, format="#,##0." + "0" * digits + "%", locale=self.locale)
+            if value < 1 and round(value * 100, digits) >= 100:   # a near-certainty is never rounded up to 100%
+                return f">{100 - 10 ** -digits:.{digits}f}%"
+            return shown
         if style == "int":
+            if self.language == "zh":   # GB/T 15835: groups of three set apart by a thin space, from five digits on
+                whole = round(value)
+                return f"{whole:,}".replace(",", "\u2009") if abs(whole) >= 10_000 else str(whole)
             return format_decimal(value, format="#,##0", locale=self.locale)
+        if style == "id":   # an identifier (a seed, an image's number): its digits as they are
+            return str(value)
+        if style in ("at_least", "at_most"):   # a bound, rounded so that it stays true: down, or up
+            step = 10 ** -digits
+            bound = (math.floor if style == "at_least" else math.ceil)(round(value / step, 6)) * step
+            return format_decimal(bound, format="#,##0." + "0" * digits, locale=self.locale)
+        if style == "percent_at_least":
+            step = 10 ** -(digits + 2)
+            return self.text(math.floor(round(value / step, 6)) * step, "percent", digits)
+        if style == "plain" and isinstance(value, float) and value and abs(value) < 1e-3:   # 1.6 × 10⁻⁸
+            mantissa, exponent = f"{value:.1e}".split("e")
+            return f"{mantissa} × 10" + str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
         if style == "plain":   # a true minus sign, as in the figures: (0, −2)
             return str(value).replace("-", "\u2212") if isinstance(value, (int, float)) else str(value)
         return format_decimal(value, format="#,##0." + "0" * digits, locale=self.locale)

@@ -10,13 +10,16 @@ import pymupdf
 MM = 72 / 25.4
 # The text area of report.css's @page: A4 less 22 mm at the top, 20 mm at the foot, 18 mm at the sides.
 TOP, BOTTOM, SIDE = 22 * MM, 20 * MM, 18 * MM
-CAPTION = re.compile(r"^(?:图\xa0(\d+)\u2002|Figure[\xa0 ](\d+)\.\s)")   # a caption, not a cross-reference
+CAPTION = re.compile(r"^(?:图[\xa0 ](\d+)\u2002|Figure[\xa0 ](\d+)\.\s)")   # a caption, not a cross-reference
 APPENDIX = re.compile(r"^(?:附录|Appendix)\b")
+SECTION = re.compile(r"^(?:[一二三四五六七八九十]+、|\d+\.\s\S|参考文献|References|附录|Appendix)")
+FINGERPRINT = re.compile(r"[0-9a-f]{40}")
 
 
 def layout_problems(path: Path) -> list[str]:
     """Every way a report PDF breaks the layout rules, as sentences; [] when it keeps them all."""
     problems, image_pages, caption_pages, appendix_from = [], [], {}, None
+    blocks, fullness, sizes = [], [], []
     with pymupdf.open(path) as document:
         pages = len(document)
         for number, page in enumerate(document, start=1):
@@ -31,16 +34,28 @@ def layout_problems(path: Path) -> list[str]:
                     problems.append(f"page {number}: a figure printed at {ppi:.0f} ppi")
                 image_pages.append(number)
                 bottom = max(bottom, box.y1)
+            blocks.append([])
             for x0, y0, x1, y1, text, *_ in page.get_text("blocks"):
                 if y0 >= area.y0 - 1 and y1 <= area.y1 + 1:
                     bottom = max(bottom, y1)
+                    blocks[-1] += [line.strip() for line in text.splitlines() if line.strip()]
                     for line in text.splitlines():
                         if match := CAPTION.match(line.strip()):
                             caption_pages.setdefault(int(match[1] or match[2]), number)
                         if APPENDIX.match(line.strip()) and number > 1:
                             appendix_from = number
-            if number < pages and (bottom - area.y0) / area.height < 1 / 3:
-                problems.append(f"page {number}: less than a third full")
+            fullness.append((bottom - area.y0) / area.height)
+            sizes += [span["size"] for block in page.get_text("dict")["blocks"] for line in block.get("lines", [])
+                      for span in line["spans"] if span["text"].strip()]
+    for number, full in enumerate(fullness[:-1], start=1):
+        # Only a chapter's last page (the next page opens a section) may be more than 40% empty.
+        if full < 0.6 and not (blocks[number] and SECTION.match(blocks[number][0])):
+            problems.append(f"page {number}: {100 * (1 - full):.0f}% empty")
+    if sizes and min(sizes) < 6:
+        problems.append(f"text set at {min(sizes):.1f} pt")
+    fingerprint = [number for number, lines in enumerate(blocks, start=1) if any(FINGERPRINT.search(line) for line in lines)]
+    if fingerprint and len(blocks[fingerprint[0] - 1]) < 8:
+        problems.append(f"page {fingerprint[0]}: the fingerprint alone")
     for figure, page in enumerate(image_pages, start=1):
         if caption_pages.get(figure) != page:
             problems.append(f"figure {figure}: image on page {page}, caption on page {caption_pages.get(figure)}")
@@ -58,7 +73,7 @@ def test_the_bilingual_report_is_not_much_longer_than_the_chinese(reported):
     def pages(language):
         with pymupdf.open(reported / "report" / f"report.{language}.pdf") as document:
             return len(document)
-    assert pages("zh-en") <= 1.3 * pages("zh")
+    assert pages("zh-en") <= 1.35 * pages("zh")   # the formulas, figures and listings come once
 
 
 def test_the_checker_sees_a_figure_that_crosses_the_page_foot(tmp_path):

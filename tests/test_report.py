@@ -15,7 +15,10 @@ from safetensors.torch import load_file
 from labbook.errors import UserError
 from labbook.report.render import ReportOptions, render_report
 
-RULE_CONSTANTS = {"rule:validation_error_threshold": 0.05, "rule:shift_accuracy_threshold": 0.95,
+RULE_CONSTANTS = {"rule:edge_orientation_strength_margin": 0.05, "rule:image_size": 28, "rule:image_size/2": 14,
+                  "rule:image_size/4": 7, "rule:adam_betas.0": 0.9, "rule:adam_betas.1": 0.999,
+                  "rule:onecycle_warmup": 0.3, "rule:onecycle_momentum.0": 0.85, "rule:onecycle_momentum.1": 0.95,
+                  "rule:validation_error_threshold": 0.05, "rule:shift_accuracy_threshold": 0.95,
                   "rule:rotation_accuracy_threshold": 0.9, "rule:edge_orientation_strength_threshold": 0.5,
                   "rule:confidence_level": 0.95, "rule:kernels_still_moving_share": 0.02}
 
@@ -74,6 +77,8 @@ def resolve(folder: Path, source: str):
         rows = list(csv.DictReader((folder / "history.csv").open()))
         index, _, key = path.partition(".")
         row = rows[int(index)]
+        if key == "abs(train_accuracy-validation_accuracy)*100":
+            return abs(100 * (float(row["train_accuracy"]) - float(row["validation_accuracy"])))
         if key.endswith("+1"):
             return int(row[key[:-2]]) + 1
         if key == "train_accuracy-validation_accuracy*100":
@@ -92,6 +97,40 @@ def resolve(folder: Path, source: str):
     if kind == "rule":
         dissection = json.loads((folder / "dissection.json").read_text())
         metrics = json.loads((folder / "metrics.json").read_text())
+        config = tomllib.loads((folder / "config.toml").read_text())
+        if path.startswith("original_lab."):     # the lab's recipe: labbook's defaults
+            from labbook.config import Config
+            return _lookup(Config().to_dict(), path[len("original_lab."):])
+        if path == "(image_size/4)^2*config.toml:model.depth.1":
+            return 49 * config["model"]["depth"][1]
+        if match := re.fullmatch(r"dissection.json:samples.test.index\+(1|5000)", path):
+            return dissection["samples"]["test"]["index"] + int(match[1])
+        if path.startswith("exp(log(dissection.json:samples.test.probabilities.target)"):
+            import math
+            attribution = dissection["attribution"]
+            probability = dissection["samples"]["test"]["probabilities"][attribution["target"]]
+            return math.exp(math.log(probability) - attribution["occlusion_largest_drop"])
+        if path == "ceil((metrics.json:samples_seen-history.csv:-1.samples_seen)/config.toml:train.batch_size)":
+            import math
+            last = list(csv.DictReader((folder / "history.csv").open()))[-1]
+            return math.ceil((metrics["samples_seen"] - int(last["samples_seen"])) / config["train"]["batch_size"])
+        if match := re.fullmatch(r"config.toml:train.learning_rate/25(/1e4)?", path):
+            return config["train"]["learning_rate"] / 25 / (1e4 if match[1] else 1)
+        strengths = [kernel["orientation_strength"] for kernel in dissection["kernels"]["conv1"]]
+        if path == "count(dissection.json:kernels.conv1.*.orientation_strength>=threshold+margin)":
+            return sum(strength >= 0.55 and not kernel["centre_surround"]
+                       for strength, kernel in zip(strengths, dissection["kernels"]["conv1"]))
+        if path == "count(dissection.json:kernels.conv1.*.orientation_strength within margin)":
+            return sum(0.45 <= strength < 0.55 and not kernel["centre_surround"]
+                       for strength, kernel in zip(strengths, dissection["kernels"]["conv1"]))
+        whole = dissection["robustness"].get("whole_position_shifts") or []
+        if match := re.fullmatch(r"(min|max)\(dissection.json:robustness.whole_position_shifts.\*.(\w+)\)", path):
+            return (min if match[1] == "min" else max)(entry[match[2]] for entry in whole)
+        if path.startswith("mean(dissection.json:robustness.shift_grid.accuracy, 3<=|shift|<=5"):
+            grid, radius = dissection["robustness"]["shift_grid"]["accuracy"], dissection["robustness"]["shift_grid"]["radius"]
+            values = [grid[dy + radius][dx + radius] for dy in range(-radius, radius + 1)
+                      for dx in range(-radius, radius + 1) if 9 <= dx * dx + dy * dy <= 25 and (dx % 4 or dy % 4)]
+            return sum(values) / len(values)
         if path.startswith("argmin(metrics.json:per_class_test_accuracy)"):
             values = metrics["per_class_test_accuracy"]
             return [digit for digit, value in enumerate(values) if value == min(values)][int(path.rsplit(".", 1)[1])]
@@ -171,13 +210,13 @@ def test_report_shows_the_runs_headline_numbers(reported):
     assert f"{100 * metrics['test_accuracy']:.2f}%" in html
     assert "Figure&nbsp;2" in html and 'id="figure-error_curve"' in html
     zh = (reported / "report" / "report.zh.html").read_text()
-    assert "实验过程和结果" in zh and "图&nbsp;2" in zh and "作者尚未撰写本节" in zh
+    assert "训练与测试结果" in zh and "图&nbsp;2" in zh and "待填写" in zh
     assert "Figure" not in zh and "。 " not in zh     # no English label, no space after a Chinese full stop
 
 
 def test_the_bilingual_report_shows_each_figure_once_with_both_languages(reported):
     both = (reported / "report" / "report.zh-en.html").read_text()
-    assert both.count("<figure") == 13 and both.count('id="section-process"') == 1
+    assert both.count("<figure") == 14 and both.count('id="section-process"') == 1
     assert both.count("<table") == len(re.findall(r"<table", (reported / "report" / "report.zh.html").read_text()))
     # Each paragraph in Chinese, then in English, the English set apart as secondary.
     chinese = both.index("本实验用 PyTorch")
@@ -193,7 +232,8 @@ def test_pdf_text_and_fonts(reported):
     metrics = json.loads((reported / "metrics.json").read_text())
     text = subprocess.run(["pdftotext", reported / "report" / "report.zh.pdf", "-"], capture_output=True,
                           text=True, check=True).stdout
-    for title in ("实验目的和环境", "实验过程和结果", "网络剖析", "鲁棒性", "实验结论", "实验心得"):
+    for title in ("实验目的", "实验原理", "实验环境", "实验步骤", "训练与测试结果", "卷积核与特征图分析", "鲁棒性分析",
+                  "实验结论", "局限性", "实验心得", "参考文献", "附录"):
         assert title in text
     assert f"{100 * metrics['test_accuracy']:.2f}%" in text
     fonts = subprocess.run(["pdffonts", reported / "report" / "report.zh.pdf"], capture_output=True, text=True,
@@ -233,13 +273,14 @@ class CrossReferences(HTMLParser):
 
 
 def test_cross_references_name_the_figure_they_point_to(reported):
-    for language, labels, gap in (("zh", ("图", "表"), "\u2002"), ("en", ("Figure", "Table"), ". ")):
+    for language, labels, gap in (("zh", {"figure": "图", "table": "表", "listing": "代码"}, "\u2002"),
+                                  ("en", {"figure": "Figure", "table": "Table", "listing": "Listing"}, ". ")):
         parser = CrossReferences()
         parser.feed((reported / "report" / f"report.{language}.html").read_text())
         assert len(parser.references) >= 15
         for target, text in parser.references:
             caption = parser.captions[target]  # the id exists in the same document
-            assert text.startswith(labels[target.startswith("table")]) and caption.strip().startswith(text + gap), target
+            assert text.startswith(labels[target.split("-")[0]]) and caption.strip().startswith(text + gap), target
 
 
 def fresh(reported: Path, tmp_path: Path) -> Path:
@@ -346,7 +387,8 @@ def test_the_appendix_pins_every_file_with_one_fingerprint(reported):
 def test_the_cover_takes_options_then_the_config_then_the_run(reported, tmp_path):
     copy = fresh(reported, tmp_path)
     config = (copy / "config.toml").read_text(encoding="utf-8")    # a course's config, handed out
-    for key, value in (("course", "深度学习"), ("instructor", "李老师"), ("class_name", "计算机 2101")):
+    for key, value in (("course", "深度学习"), ("instructor", "李老师"), ("class_name", "计算机 2101"),
+                       ("school", "计算机学院"), ("major", "软件工程")):
         config = config.replace(f'{key} = ""', f'{key} = "{value}"')
     (copy / "config.toml").write_text(config, encoding="utf-8")
     from labbook.runs.writer import write_manifest
@@ -356,6 +398,7 @@ def test_the_cover_takes_options_then_the_config_then_the_run(reported, tmp_path
     html = (copy / "report" / "report.zh.html").read_text()
     cover = html[html.index('class="title-block"'):html.index("</header>")]
     assert "深度学习" in cover and "计算机 2101" in cover and "王老师" in cover and "李老师" not in cover
+    assert "计算机学院" in cover and "软件工程" in cover
     assert "张三 Zhang" in cover and "2024001" in cover and 'class="blank"' not in cover
     assert "no author" not in result.output and "no reflections" in result.output
 
@@ -367,7 +410,7 @@ def test_an_unfilled_cover_field_is_a_blank_line_and_a_one_line_notice(small_run
     assert result.exit_code == 0
     html = (copy / "report" / "report.en.html").read_text()
     cover = html[html.index('class="title-block"'):html.index("</header>")]
-    assert cover.count('class="blank"') == 4          # student, student ID, class, instructor
+    assert cover.count('class="blank"') == 6          # school, major, class, student, student ID, instructor
     notices = [line for line in result.output.splitlines() if line.startswith("labbook: no ")]
     assert [line.split(":")[1].strip() for line in notices] == ["no author", "no student ID", "no reflections"]
     assert "--author NAME" in notices[0] and "--student-id ID" in notices[1] and "notes.zh.md" in notices[2]

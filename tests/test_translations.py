@@ -52,7 +52,7 @@ def _copy_sources(target: Path) -> Path:
 
 def test_a_changed_english_message_goes_fuzzy_until_translated(tmp_path):
     root = _copy_sources(tmp_path / "src")
-    template = root / "labbook" / "templates" / "sections" / "process.html.j2"
+    template = root / "labbook" / "templates" / "sections" / "steps.html.j2"
     template.write_text(template.read_text().replace('_("Data split")', '_("Data splits")'))
     assert catalog_problems(root, tmp_path / "one") == ["fuzzy: Data splits"]
     # The documented update, then a translator's edit of the .po: the catalog is whole again.

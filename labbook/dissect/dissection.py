@@ -211,6 +211,7 @@ def _robustness(subject: Subject) -> dict:
         "consistency": rb.consistency(model, test.images, radius),
         "flip_probability_one_pixel": rb.flip_probability(model, test.images),
         "rotation": rb.rotation_curve(model, test, subject.settings.rotation_degrees),
+        "whole_position_shifts": rb.whole_position_shifts(model, test),
     }
 
 

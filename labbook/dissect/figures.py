@@ -251,7 +251,7 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     """snapshots: (records, out, 5, 5) conv1 weights; points: record indices to draw."""
     _ = gettext_for(language)
     out = snapshots.shape[1]
-    figure = plt.figure(figsize=(A4_WIDTH_INCHES, 1.1 * out + 2.2))
+    figure = plt.figure(figsize=(A4_WIDTH_INCHES, 0.95 * out + 1.9))
     grid = figure.add_gridspec(out + 2, len(points))
     norm = _signed_norm(snapshots[points])
     for column, record in enumerate(points):
@@ -280,10 +280,12 @@ def shift_grid(grid: list[list[float]], radius: int, by_distance: list[dict], la
     values = 100 * np.array(grid)
     shown = axes[0].imshow(values, cmap="cividis", origin="upper", extent=(-radius - .5, radius + .5, radius + .5,
                                                                            -radius - .5))
-    for row in range(values.shape[0]):
+    # Each cell's value is printed while it can be at 6 pt or more (a grid up to 9 x 9); a larger grid
+    # is read from its colours and the right-hand plot.
+    for row in range(values.shape[0] if values.shape[0] <= 9 else 0):
         for col in range(values.shape[1]):
             axes[0].text(col - radius, row - radius, f"{values[row, col]:.0f}", ha="center", va="center",
-                         fontsize=6 if values.shape[0] <= 9 else 4,
+                         fontsize=6,
                          color="white" if values[row, col] < values.mean() else "black")
     axes[0].set_xlabel(_("Horizontal shift dx (pixels)"))
     axes[0].set_ylabel(_("Vertical shift dy (pixels)"))
@@ -324,7 +326,7 @@ def confusion(matrix: list[list[int]], per_class: list[float], language: str):
     for true in range(NUM_CLASSES):
         for predicted in range(NUM_CLASSES):
             if values[true, predicted]:
-                axes[0].text(predicted, true, str(values[true, predicted]), ha="center", va="center", fontsize=5,
+                axes[0].text(predicted, true, str(values[true, predicted]), ha="center", va="center", fontsize=6.5,
                              color="black" if true == predicted else "white")
     axes[0].set_xticks(range(NUM_CLASSES))
     axes[0].set_yticks(range(NUM_CLASSES))
@@ -363,7 +365,8 @@ def mistakes(images: np.ndarray, entries: list[dict], language: str):
 
 def attribution(image: np.ndarray, saliency: np.ndarray, occlusion: np.ndarray, language: str):
     _ = gettext_for(language)
-    figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.6))
+    # Constrained layout keeps each title clear of its neighbour's colour bar, in either language.
+    figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.6), layout="constrained")
     _image_axis(axes[0], image, _("Input"))
     # Relative to its largest value: raw gradients are tiny numbers that would need a "1e-5" on the scale.
     top = float(saliency.max()) or 1.0

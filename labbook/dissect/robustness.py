@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from labbook.config import IMAGE_SIZE
 from labbook.lab.data import Split, random_shift
 from labbook.lab.model import ConvNet
 from labbook.lab.evaluate import predictions
@@ -175,3 +176,45 @@ def shift_test(model: ConvNet, image: torch.Tensor, label: int, dx: int, dy: int
         "peaks": peaks,
         "conv2_shift_exact": dx % 2 == 0 and dy % 2 == 0,
     }
+
+
+# ---------------------------------------------------------------- why shifts hurt: what fc1 receives
+
+# Two 2 x 2 poolings: a shift by this many pixels moves the last pooled map by exactly one position.
+POOLED_STEP = 4
+
+
+def _fc1_inputs(model: ConvNet, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What fc1 receives (the last pooled maps, channels x 7 x 7), and the predicted classes."""
+    received = []
+    hook = model.fc1.register_forward_pre_hook(lambda _module, inputs: received.append(inputs[0]))
+    try:
+        with torch.inference_mode():
+            classes = torch.cat([model(batch).argmax(1) for batch in images.split(1000)])
+    finally:
+        hook.remove()
+    maps = torch.cat(received).view(len(images), model.depth[1], IMAGE_SIZE // POOLED_STEP, IMAGE_SIZE // POOLED_STEP)
+    return maps, classes
+
+
+def _mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The cosine similarity of each image's pair of maps, averaged over the images."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    return float(torch.where(norms > 0, (a * b).sum(1) / norms.clamp_min(1e-300), 1.0).clamp(-1.0, 1.0).mean())
+
+
+def whole_position_shifts(model: ConvNet, split: Split) -> list[dict]:
+    """For shifts of POOLED_STEP pixels right and down, which reach fc1 as the same features moved by
+    exactly one position: how similar fc1's input stays position by position (`in_place`) and once
+    the move is undone (`moved_back`, on the positions both cover), and the accuracy. Features that
+    are the same but moved, with the accuracy lost, show that fc1's weights are tied to positions."""
+    before, _ = _fc1_inputs(model, split.images)
+    results = []
+    for dx, dy in ((POOLED_STEP, 0), (0, POOLED_STEP)):
+        after, classes = _fc1_inputs(model, shift_images(split.images, dx, dy))
+        (rows_a, rows_b), (cols_a, cols_b) = _spans(dy // POOLED_STEP, before.shape[-2]), _spans(dx // POOLED_STEP, before.shape[-1])
+        results.append({"dx": dx, "dy": dy, "in_place": _mean_cosine(before, after),
+                        "moved_back": _mean_cosine(before[..., rows_a, cols_a], after[..., rows_b, cols_b]),
+                        "accuracy": (classes == split.labels).float().mean().item()})
+    return results

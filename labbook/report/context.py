@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from labbook import __version__
 from labbook.config import MAX_TEXT
 from labbook.errors import UserError
 from labbook.localization import LANGUAGES
-from labbook.report import analysis
+from labbook.report import analysis, recipe
+from labbook.report.formulas import formulas
 from labbook.runs.reader import Run, read_text
 from labbook.runs.schema import FIGURE_NAMES, clean_text
 
@@ -29,8 +31,14 @@ from labbook.runs.schema import FIGURE_NAMES, clean_text
 LANGUAGE_SETS = {**{code: (code,) for code in LANGUAGES}, "-".join(LANGUAGES): LANGUAGES}
 REPORT_FOLDER = "report/"
 FORMATS = ("html", "pdf")
-SECTIONS = ("purpose", "process", "dissection", "robustness", "conclusions", "reflections", "appendix")
-TABLES = ("environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
+# The sections of a Chinese lab report, in order; the last two are not numbered. The student writes
+# the reflections; labbook writes every other section from the run's files, and labels it so.
+SECTIONS = ("purpose", "principles", "environment", "steps", "process", "dissection", "robustness", "conclusions",
+            "limitations", "reflections", "references", "appendix")
+UNNUMBERED = ("references", "appendix")
+STUDENTS_SECTIONS = ("reflections",)
+# Tables in the order they appear; "differences" only when the run's recipe is not the lab's.
+TABLES = ("differences", "environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
 # CommonMark with tables, raw HTML off (nh3 cleans the result as well): its parser stays fast on
 # input built to be slow, which Python-Markdown's does not (20,000 '[' took it 37 s).
 MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
@@ -49,11 +57,13 @@ class ReportOptions:
     title: str | None = None
     student: str | None = None
     student_id: str | None = None
+    school: str | None = None
+    major: str | None = None
     class_name: str | None = None
     instructor: str | None = None
 
 
-COVER_FIELDS = ("course", "title", "student", "student_id", "class_name", "instructor")
+COVER_FIELDS = ("course", "title", "student", "student_id", "school", "major", "class_name", "instructor")
 
 
 def cover(run: Run, options: ReportOptions) -> dict[str, str]:
@@ -82,6 +92,19 @@ def _model_source() -> str:
     source = path.read_text(encoding="utf-8")
     node = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "ConvNet")
     return ast.get_source_segment(source, node) + "\n"
+
+
+def _listing(source: str) -> Markup:
+    """Source code highlighted, one span per line, each with a hanging indent as deep as the line's own
+    indentation plus four columns (and the line number's gutter), so that a wrapped line continues
+    under its own code, never at the margin."""
+    html = highlight(source, PythonLexer(), HtmlFormatter(cssclass="source", nowrap=False, linespans="line"))
+    indents = [len(line) - len(line.lstrip(" ")) for line in source.splitlines()]
+
+    def indented(match: re.Match) -> str:
+        hang = indents[int(match[1]) - 1] + 4 + 4.5     # the gutter: 3ch of number and 1.5ch of space
+        return f'<span id="line-{match[1]}" style="padding-left: {hang}ch; text-indent: -{hang}ch">'
+    return Markup(re.sub(r'<span id="line-(\d+)">', indented, html))
 
 
 def _notes(run: Run, notes: Path | None) -> dict[str, Markup | None]:
@@ -163,8 +186,13 @@ class ReportContext:
     manifest: list[tuple[str, dict]]  # the appendix's file list (report/ left out)
     manifest_fingerprint: str
     labbook_version: str
-    numbering: dict[str, dict[str, int]]   # figure and table numbers, by name
+    recipe: dict                    # the recipe as the run's config has it, and how it differs from the lab's
+    formulas: dict[str, str]        # the principles' formulas in LaTeX, written for this run's recipe
+    reproduce: list[str]            # the commands that train, dissect and report this run again
+    numbering: dict[str, dict[str, int]]   # figure, table and listing numbers, by name
     sections: tuple[str, ...]
+    section_numbers: dict[str, int]  # the numbered sections' numbers, by name
+    students_sections: tuple[str, ...]  # the sections the student writes (the rest say labbook wrote them)
 
     def variables(self) -> dict:
         """The template variables (each field; nothing copied)."""
@@ -184,7 +212,7 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
         "from_metrics": Cited("metrics.json", metrics), "from_dissection": Cited("dissection.json", dissection),
         "from_run": Cited("run.json", run.info), "from_config": Cited("config.toml", config),
         "history_rows": _history_facts_rows(run.history), "history_length": len(run.history),
-        "training": analysis.training_facts(run.history, metrics),
+        "training": analysis.training_facts(run.history, metrics, run.config.train.batch_size),
         "evaluation": analysis.evaluation_facts(metrics, dissection),
         "kernels": kernels, "robustness": robustness,
         "features": analysis.feature_facts(dissection),
@@ -194,11 +222,14 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
         "mistakes": analysis.mistake_facts(dissection),
         "conclusions": analysis.conclusion_facts(metrics, dissection, robustness, kernels,
                                                  augmented=run.config.data.augment_shift > 0),
+        "recipe": recipe.recipe_facts(run.config, run.info["data"]),
+        "formulas": formulas(run.config),
+        "reproduce": [f"labbook run --config runs/{run.info['id']}/config.toml --threads {run.info['environment']['threads']}",
+                      "labbook report RUN"],
         "cover": cover(run, options),
         "layers": layers, "total_parameters": total_parameters,
         # One span per line, so that a line too long for the page wraps with a hanging indent.
-        "model_source": Markup(highlight(_model_source(), PythonLexer(),
-                                         HtmlFormatter(cssclass="source", nowrap=False, linespans="line"))),
+        "model_source": _listing(_model_source()),
         "pygments_css": HtmlFormatter(cssclass="source").get_style_defs(".source"),
         "notes": _notes(run, options.notes),
         "manifest": listed,
@@ -206,6 +237,10 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
                                                .encode("utf-8")).hexdigest(),
         "labbook_version": __version__,
         "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURE_NAMES)},
-                      "table": {name: i + 1 for i, name in enumerate(TABLES)}},
+                      "table": {name: i + 1 for i, name in enumerate(
+                          name for name in TABLES if name != "differences" or recipe.differences(run.config))},
+                      "listing": {"model": 1}},
         "sections": SECTIONS,
+        "students_sections": STUDENTS_SECTIONS,
+        "section_numbers": {name: i + 1 for i, name in enumerate(s for s in SECTIONS if s not in UNNUMBERED)},
     })

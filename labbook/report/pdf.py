@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from labbook.errors import UserError
+from labbook.report.formulas import DRAWN, FORMULA_FOLDER
 
 # The faces a report uses: a serif (宋体-style) body and sans (黑体-style) headings, as Chinese papers
 # set them. Each: the file names to look for, the face inside a .ttc collection with Simplified
@@ -128,7 +129,7 @@ def _check_png(content: bytes, name: str) -> None:
 
 def _fetcher_for(read_run_file):
     """A fetcher that serves the run's own files (through `read_run_file`, which reads only files
-    its manifest covers) and labbook's font cache, nothing else."""
+    its manifest covers), the formulas labbook drew and labbook's font cache, nothing else."""
     import mimetypes
     from urllib.parse import unquote
 
@@ -139,6 +140,9 @@ def _fetcher_for(read_run_file):
         def fetch(self, url, headers=None):
             if url.startswith(VIRTUAL_BASE):
                 relative = unquote(url[len(VIRTUAL_BASE):].split("?")[0].split("#")[0])
+                drawn = relative.removeprefix("report/" + FORMULA_FOLDER)
+                if relative.startswith("report/" + FORMULA_FOLDER) and drawn in DRAWN:   # a formula labbook drew
+                    return URLFetcherResponse(url, body=DRAWN[drawn], headers={"Content-Type": "image/svg+xml"})
                 kind = mimetypes.guess_type(relative)[0] or "application/octet-stream"
                 body = read_run_file(relative)
                 if kind == "image/png":

@@ -24,6 +24,8 @@ from labbook.runs.reader import Run, read_run
 from labbook.runs.schema import ORIENTATIONS
 from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runs.writer import atomic_write_bytes, own_folder, write_manifest
+from labbook.report.formulas import formula
+from labbook.report.references import REFERENCES
 from labbook.report.context import (FORMATS, LANGUAGE_SETS, REPORT_FOLDER, ReportContext, ReportOptions,
                                     context_of, cover)
 
@@ -87,11 +89,12 @@ def _listing(context, items: list) -> Markup:
 
 
 CHINESE_NUMERALS = "一二三四五六七八九十"
-LABELS = {"figure": N_("Figure"), "table": N_("Table")}
+LABELS = {"figure": N_("Figure"), "table": N_("Table"), "listing": N_("Listing")}
 # Setting values as a reader names them (config.toml keeps labbook's own spelling).
 VALUE_NAMES = {"sgd": N_("SGD with momentum"), "adam": N_("Adam"), "adamw": N_("AdamW"),
                "constant": N_("constant learning rate"), "onecycle": N_("one-cycle schedule"), "cpu": N_("CPU"),
-               "cuda": N_("GPU (CUDA)")}
+               "cuda": N_("GPU (CUDA)"), "max": N_("2 × 2 max pooling"), "avg": N_("2 × 2 average pooling"),
+               "blur": N_("anti-aliased (blur) pooling"), "all": N_("all"), "off": N_("off")}
 
 
 @jinja2.pass_context
@@ -106,8 +109,41 @@ def _value_name(context, value: str) -> Markup:
 
 
 @jinja2.pass_context
-def _heading(context, section: int, subsection: int | None = None) -> str:
-    """A heading's number as each language writes it: 二、 and （一） / 2. and 2.1"""
+def _cite(context, key: str) -> Markup:
+    """A citation, [n]: works are numbered in the order the text first cites them (GB/T 7714's
+    order of citation); the references section lists the ones cited, in that order."""
+    if key not in REFERENCES:
+        raise UserError(f"template cites unknown work {key!r}")
+    cited = context["state"].setdefault("cited", [])
+    if key not in cited:
+        cited.append(key)
+    return Markup('<a class="cite" href="#reference-{}">[{}]</a>').format(key, cited.index(key) + 1)
+
+
+@jinja2.pass_context
+def _setting(context, key: str, fact) -> Markup:
+    """A recipe setting's value as the differences table shows it: names for names, "all" for a data
+    limit of 0, "off" for no augmentation, each number traced to where it comes from."""
+    value = fact.value
+    if isinstance(value, str):
+        return _value_name(context, value)
+    if isinstance(value, list):
+        return Markup(" / ").join(_number(context, analysis.Fact(item, f"{fact.source}.{i}"), "plain")
+                                  for i, item in enumerate(value))
+    if value == 0 and (key.endswith("_limit") or key == "data.augment_shift"):
+        return _value_name(context, "all" if key.endswith("_limit") else "off")
+    if key == "data.augment_shift":
+        return Markup("±{}&nbsp;px").format(_number(context, fact, "plain"))
+    return _number(context, fact, "plain")
+
+
+@jinja2.pass_context
+def _heading(context, name: str, subsection: int | None = None) -> str:
+    """The number of section `name` (by its place in the report) as each language writes it: 二、 and
+    （一） / 2. and 2.1; nothing for an unnumbered section."""
+    if name not in context["section_numbers"]:
+        return ""
+    section = context["section_numbers"][name]
     if LANGUAGE[_lang(context)].numbered_headings == "chinese":
         return f"（{CHINESE_NUMERALS[subsection - 1]}）" if subsection else f"{CHINESE_NUMERALS[section - 1]}、"
     return f"{section}.{subsection} " if subsection else f"{section}. "
@@ -132,6 +168,12 @@ def _flow(context, text: str) -> Markup:
     return Markup(re.sub(r"\s*\n\s*", LANGUAGE[_lang(context)].sentence_gap, str(text)).strip())
 
 
+@jinja2.pass_context
+def _formula(context, name: str) -> Markup:
+    """One of the run's formulas (formulas.py), as SVG in a PDF and as MathML on a page."""
+    return formula(context["formulas"][name], context["for_pdf"])
+
+
 def _html_lang(language: str) -> str:
     return LANGUAGE[language].html
 
@@ -147,7 +189,8 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     env.filters["flow"] = _flow
     env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap, term=_term, listing=_listing,
                        heading=_heading, value_name=_value_name, caption_gap=_caption_gap, labels=LABELS, html_lang=_html_lang,
-                       N_=N_, csp=CONTENT_SECURITY_POLICY)
+                       N_=N_, csp=CONTENT_SECURITY_POLICY, formula=_formula, setting=_setting, cite=_cite,
+                       references=REFERENCES)
     return env
 
 

@@ -308,6 +308,14 @@ class RotationAccuracy(Strict):
     accuracy: Fraction
 
 
+class WholePositionShift(Strict):
+    dx: Annotated[int, Field(ge=0, le=27)]
+    dy: Annotated[int, Field(ge=0, le=27)]
+    in_place: Annotated[float, Field(ge=-1.0, le=1.0)]     # cosine similarity of fc1's input, position by position
+    moved_back: Annotated[float, Field(ge=-1.0, le=1.0)]   # ... once the move by one position is undone
+    accuracy: Fraction
+
+
 class Robustness(Strict):
     shift_grid: ShiftGrid
     accuracy_by_distance: Items(DistanceAccuracy, 1, 400)
@@ -315,6 +323,9 @@ class Robustness(Strict):
     consistency: Fraction
     flip_probability_one_pixel: Flips
     rotation: Items(RotationAccuracy, 1, 73)
+    # What fc1 receives after a shift of 4 pixels; a run dissected before labbook measured it has none,
+    # and its report then names no cause for what shifts cost.
+    whole_position_shifts: Items(WholePositionShift, 2, 2) | None = None
 
 
 class Pair(Strict):
