@@ -437,6 +437,7 @@ def mechanism_facts(dissection: dict, unshifted: float, tolerance: float = 0.01,
                                          "rule:min(dissection.json:robustness.whole_position_shifts.*.moved_back)"),
              "largest_in_place": Fact(max(entry["in_place"] for entry in measured),
                                       "rule:max(dissection.json:robustness.whole_position_shifts.*.in_place)")}
+    facts["no_better_than_shorter"] = False     # said only when the grid has shifts of 3 to 5 pixels to compare
     if shorter:
         facts["shorter_mean"] = Fact(sum(shorter) / len(shorter),
                                      "rule:mean(dissection.json:robustness.shift_grid.accuracy, 3<=|shift|<=5, not whole positions)")
