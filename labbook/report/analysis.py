@@ -159,6 +159,13 @@ def kernel_facts(dissection: dict) -> dict:
     conv2 = [kernel for out_channel in dissection["kernels"]["conv2"] for kernel in out_channel]
     document = Document("dissection.json", dissection)
     cite = document.cite
+
+    def oriented(i: int) -> dict:
+        """A conv1 kernel as the edge sentences name it: its number, orientation(s), angle and strength."""
+        return {"index": document.position("kernels", "conv1", i),
+                "orientations": _orientations(conv1[i]["edge_orientation_degrees"]),
+                "degrees": cite("kernels", "conv1", i, "edge_orientation_degrees"),
+                "strength": cite("kernels", "conv1", i, "orientation_strength")}
     return {
         "conv1_count": document.count("kernels", "conv1"),
         "edge_threshold": Fact(EDGE_COHERENCE, "rule:edge_orientation_strength_threshold"),
@@ -169,16 +176,8 @@ def kernel_facts(dissection: dict) -> dict:
         "conv2_centre": Fact(sum(k["kind"] == "centre-surround" for k in conv2),
                              "rule:count(dissection.json:kernels.conv2.*.*.kind=centre-surround)"),
         "edge_margin": Fact(EDGE_MARGIN, "rule:edge_orientation_strength_margin"),
-        "edge_kernels": [{"index": document.position("kernels", "conv1", i),
-                          "orientations": _orientations(conv1[i]["edge_orientation_degrees"]),
-                          "degrees": cite("kernels", "conv1", i, "edge_orientation_degrees"),
-                          "strength": cite("kernels", "conv1", i, "orientation_strength")}
-                         for i in edges],
-        "borderline_kernels": [{"index": document.position("kernels", "conv1", i),
-                                "orientations": _orientations(conv1[i]["edge_orientation_degrees"]),
-                                "degrees": cite("kernels", "conv1", i, "edge_orientation_degrees"),
-                                "strength": cite("kernels", "conv1", i, "orientation_strength")}
-                               for i in borderline],
+        "edge_kernels": [oriented(i) for i in edges],
+        "borderline_kernels": [oriented(i) for i in borderline],
         "centre_surround": [document.position("kernels", "conv1", i) for i, k in enumerate(conv1)
                             if k["centre_surround"]],
         # Nearly all weights of one sign: the kernel sums ink (or background) wherever it lies.

@@ -204,6 +204,7 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
     metrics, dissection, config = run.metrics, run.dissection, run.config.to_dict()
     layers, total_parameters = _layer_table(run)
     kernels, robustness = analysis.kernel_facts(dissection), analysis.robustness_facts(dissection)
+    the_recipe = recipe.recipe_facts(run.config, run.info["data"])
     # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
     listed = sorted((name, entry) for name, entry in run.manifest.items() if not name.startswith(REPORT_FOLDER))
     return ReportContext(**{
@@ -222,7 +223,7 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
         "mistakes": analysis.mistake_facts(dissection),
         "conclusions": analysis.conclusion_facts(metrics, dissection, robustness, kernels,
                                                  augmented=run.config.data.augment_shift > 0),
-        "recipe": recipe.recipe_facts(run.config, run.info["data"]),
+        "recipe": the_recipe,
         "formulas": formulas(run.config),
         "reproduce": [f"labbook run --config runs/{run.info['id']}/config.toml --threads {run.info['environment']['threads']}",
                       "labbook report RUN"],
@@ -238,7 +239,7 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
         "labbook_version": __version__,
         "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURE_NAMES)},
                       "table": {name: i + 1 for i, name in enumerate(
-                          name for name in TABLES if name != "differences" or recipe.differences(run.config))},
+                          name for name in TABLES if name != "differences" or the_recipe["differences"])},
                       "listing": {"model": 1}},
         "sections": SECTIONS,
         "students_sections": STUDENTS_SECTIONS,

@@ -37,11 +37,11 @@ def formulas(config: Config) -> dict[str, str]:
                          r" \end{pmatrix}"}[config.model.pooling],
         "softmax": rf"p_k = \frac{{e^{{z_k}}}}{{\sum_{{j=0}}^{{{NUM_CLASSES - 1}}} e^{{z_j}}}}, \qquad "
                    r"L = -\frac{1}{N} \sum_{n=1}^{N} \log p_{y_n}",
-        "update": {"sgd": gradient + r", \qquad v \leftarrow \mu v + g, \qquad \theta \leftarrow \theta - \eta v",
-                   "adam": gradient + r", \qquad m \leftarrow \beta_1 m + (1 - \beta_1)\, g, \qquad "
-                           r"v \leftarrow \beta_2 v + (1 - \beta_2)\, g^2",
-                   "adamw": gradient + r", \qquad m \leftarrow \beta_1 m + (1 - \beta_1)\, g, \qquad "
-                            r"v \leftarrow \beta_2 v + (1 - \beta_2)\, g^2"}[train.optimizer],
+        # Adam and AdamW keep the same running averages; they differ in where the decay goes (adam_step).
+        "update": gradient + (r", \qquad v \leftarrow \mu v + g, \qquad \theta \leftarrow \theta - \eta v"
+                              if train.optimizer == "sgd" else
+                              r", \qquad m \leftarrow \beta_1 m + (1 - \beta_1)\, g, \qquad "
+                              r"v \leftarrow \beta_2 v + (1 - \beta_2)\, g^2"),
         "dropout": r"\tilde{h}_i = \frac{r_i\, h_i}{1 - p}, \qquad r_i \sim \mathrm{Bernoulli}(1 - p)",
         "saliency": r"S_{i,j} = \left| \frac{\partial \log p_c(x)}{\partial x_{i,j}} \right|, \qquad "
                     r"\Delta = \log p_c(x) - \log p_c(x \odot M)",

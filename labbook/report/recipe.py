@@ -57,10 +57,10 @@ def recipe_facts(config: Config, data: dict) -> dict:
     """What the process and principles sections say about the recipe, each number with its source.
     `data`: run.json's image counts (what the run actually used, limits applied)."""
     train, model = config.train, config.model
-    pooled = IMAGE_SIZE // 4
+    pooled, differing = IMAGE_SIZE // 4, differences(config)
     facts = {
-        "differences": differences(config),
-        "same_as_lab": not differences(config),
+        "differences": differing,
+        "same_as_lab": not differing,
         "pooling": model.pooling,
         "optimizer": train.optimizer,
         "onecycle": train.schedule == "onecycle",
