@@ -83,6 +83,9 @@ report_options = options(
     click.option("--class", "class_name", default=None, help="Class on the cover, e.g. '计算机 2101'.  "
                                                             "[default: config [report] class_name]"),
     click.option("--instructor", default=None, help="Instructor on the cover.  [default: config [report] instructor]"),
+    click.option("--study", type=click.Path(path_type=Path), default=None,
+                 help="A study folder (from `labbook study`) with a variant trained with this run's recipe: adds "
+                      "a comparison section (对比实验), measured again from the study's runs."),
 )
 
 
@@ -183,7 +186,7 @@ def _report(folder: Path, languages, formats, **cover) -> None:
     rendered = render_report(folder, report)
     for path in rendered.files:
         click.echo(f"report: {path}")
-    for notice in rendered.unfilled:
+    for notice in rendered.left_out + rendered.unfilled:
         click.echo(f"labbook: {notice}", err=True)
 
 
@@ -257,7 +260,7 @@ def report(run_folder, **report):
 @training_options
 @report_options
 def build(run_folder, languages, formats, templates, notes, course, title, school, major, class_name, instructor,
-          **training):
+          study, **training):
     """Train (seed preset by default), dissect and render the report: the whole lab in one command."""
     if run_folder is None:
         with _on_ctrl_c(BETWEEN_STEPS):
@@ -272,7 +275,7 @@ def build(run_folder, languages, formats, templates, notes, course, title, schoo
             redraw_run(run_folder)
     _report(run_folder, languages, formats, templates=templates, notes=notes, course=course, title=title,
             school=school, major=major, class_name=class_name, instructor=instructor, student=training["author"] or None,
-            student_id=training["student_id"] or None)
+            student_id=training["student_id"] or None, study=study)
 
 
 @main.command()

@@ -29,13 +29,13 @@ GENTLE = [(d, 0.99) for d in (-30, -15, 0, 15, 30)]
 def test_a_rotation_claim_holds_for_every_angle_on_its_side():
     # The case: only -30, -25 and +30 fall below 90%; +25 is at 93.1%.
     rotation = [(-30, 0.85), (-25, 0.88), (-20, 0.92), (0, 0.99), (20, 0.95), (25, 0.931), (30, 0.87)]
-    facts = analysis.robustness_facts(robustness_dissection(FLAT, rotation))
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, rotation), 5000)
     assert facts["clockwise"].value == 25 and facts["counter_clockwise"].value == 30
     # A dip that recovers further out is not "from here on".
     rotation = [(-30, 0.95), (-20, 0.85), (0, 0.99), (10, 0.8), (20, 0.95), (30, 0.85)]
-    facts = analysis.robustness_facts(robustness_dissection(FLAT, rotation))
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, rotation), 5000)
     assert facts["clockwise"] is None and facts["counter_clockwise"].value == 30
-    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE))
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE), 5000)
     assert facts["clockwise"] is None and facts["counter_clockwise"] is None
 
 
@@ -47,14 +47,14 @@ def test_a_shift_claim_holds_for_every_shift_within_its_distance():
     at = {entry["distance"]: entry for entry in by_distance}
     assert at[2.2361]["accuracy"] > 0.95 and at[2.2361]["worst"] == 0.94 and at[2.2361]["worst_shift"] == [1, 2]
     assert largest_safe_shift(by_distance) == 2.0
-    facts = analysis.robustness_facts(robustness_dissection(grid, GENTLE))
+    facts = analysis.robustness_facts(robustness_dissection(grid, GENTLE), 5000)
     assert facts["safe_shift"].value == 2.0
     failing = facts["first_failing"]
     assert (failing["dx"].value, failing["dy"].value, failing["accuracy"].value) == (1, 2, 0.94)
     assert facts["lab_shift"]["accuracy"].value == 0.99 and facts["unshifted"].value == 0.99
-    nothing_fails = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE))
+    nothing_fails = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE), 5000)
     assert "first_failing" not in nothing_fails and nothing_fails["safe_shift"].value == 2.8284
-    beyond = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, shift=(3, 0)))
+    beyond = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, shift=(3, 0)), 5000)
     assert "lab_shift" not in beyond          # the lab's shift lies outside the measured grid
 
 
@@ -184,13 +184,19 @@ def test_confident_mistakes_state_ties_and_the_confidence_range():
 
 
 def test_the_axis_that_shifts_hurt_more_is_named_only_when_it_clearly_does():
-    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.014, 0.014, 0.009, 0.008)))
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.014, 0.014, 0.009, 0.008)), 5000)
     assert facts["flip_axis"] == "vertical"
-    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.01, 0.011, 0.01, 0.011)))
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.01, 0.011, 0.01, 0.011)), 5000)
     assert facts["flip_axis"] == "both"
-    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.001, 0.001, 0.01, 0.01)))
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.001, 0.001, 0.01, 0.01)), 5000)
     assert facts["flip_axis"] == "horizontal"
-    rotation = analysis.robustness_facts(robustness_dissection(FLAT, [(-30, 0.7), (0, 0.99), (30, 0.86)]))
+    # The fast run: about 10 images against 7 of 5,000 is well within chance, though a 1.4x ratio.
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.0026, 0.0014, 0.0016, 0.0012)), 5000)
+    assert facts["flip_axis"] == "both" and 0.16 < facts["flip_margin"].value < 0.17
+    # The same rates measured on 200,000 images would be told apart.
+    facts = analysis.robustness_facts(robustness_dissection(FLAT, GENTLE, flips=(0.0026, 0.0014, 0.0016, 0.0012)), 200_000)
+    assert facts["flip_axis"] == "vertical"
+    rotation = analysis.robustness_facts(robustness_dissection(FLAT, [(-30, 0.7), (0, 0.99), (30, 0.86)]), 5000)
     assert (rotation["most_clockwise"]["degrees"].value, rotation["most_clockwise"]["accuracy"].value) == (30, 0.7)
     assert rotation["most_counter_clockwise"]["accuracy"].value == 0.86
 
@@ -204,6 +210,10 @@ def test_a_test_accuracy_above_validation_is_weighed_against_chance():
     assert facts["test_above_validation"] and facts["gap_beyond_chance"]
     close = analysis.training_facts(history, {**metrics, "test_accuracy": 0.9820}, 64)
     assert close["test_above_validation"] and not close["gap_beyond_chance"]
+    # 0.36 points is beyond each figure's own interval (±0.25, ±0.30) but not the difference's (±0.39).
+    each = analysis.training_facts(history, {**metrics, "validation_accuracy": 0.9882, "test_accuracy": 0.9918}, 64)
+    assert 100 * analysis.accuracy_margin(0.9882, 5000) < each["test_gap_points"].value
+    assert not each["gap_beyond_chance"] and 0.38 < each["difference_margin"].value < 0.40
 
 
 def _conclusions(lab_accuracy, unshifted=0.99, test_accuracy=0.99, whole=None, kernels=None):
@@ -214,7 +224,7 @@ def _conclusions(lab_accuracy, unshifted=0.99, test_accuracy=0.99, whole=None, k
     dissection["shift_test"] = {"prediction": 4, "shifted_prediction": 4, "label": 4, "dx": 2, "dy": 2}
     if whole is not None:
         dissection["robustness"]["whole_position_shifts"] = whole
-    robustness = analysis.robustness_facts(dissection)
+    robustness = analysis.robustness_facts(dissection, 5000)
     kernels = kernels or {"edge_kernels": [{"index": analysis.Fact(0, "")}], "borderline_kernels": []}
     return analysis.conclusion_facts({"test_accuracy": test_accuracy, "test_size": 5000}, dissection, robustness,
                                      kernels)

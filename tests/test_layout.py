@@ -48,9 +48,8 @@ def layout_problems(path: Path) -> list[str]:
             sizes += [span["size"] for block in page.get_text("dict")["blocks"] for line in block.get("lines", [])
                       for span in line["spans"] if span["text"].strip()]
     for number, full in enumerate(fullness[:-1], start=1):
-        # Only a chapter's last page (the next page opens a section) may be much emptier. The issue asks for
-        # 40%; a figure too tall for what is left of a page still leaves up to 45% (issue 22's note).
-        if full < 0.55 and not (blocks[number] and SECTION.match(blocks[number][0])):
+        # Only a chapter's last page (the next page opens a section) may be more than 40% empty.
+        if full < 0.60 and not (blocks[number] and SECTION.match(blocks[number][0])):
             problems.append(f"page {number}: {100 * (1 - full):.0f}% empty")
     if sizes and min(sizes) < 6:
         problems.append(f"text set at {min(sizes):.1f} pt")

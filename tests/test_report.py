@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from labbook.errors import UserError
 from labbook.report.render import ReportOptions, render_report
+from labbook.runs.reader import verify_manifest
 
 RULE_CONSTANTS = {"rule:edge_orientation_strength_margin": 0.05, "rule:image_size": 28, "rule:image_size/2": 14,
                   "rule:image_size/4": 7, "rule:adam_betas.0": 0.9, "rule:adam_betas.1": 0.999,
@@ -170,6 +171,18 @@ def resolve(folder: Path, source: str):
             values = [m[match[2]] for m in mistakes]
             top = max(map(values.count, values))
             return top if match[1] else None   # the digit itself: checked below, as one of the modes
+        if path.startswith("100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size+validation"):
+            return 100 * 1.96 * sum(metrics[f"{half}_accuracy"] * (1 - metrics[f"{half}_accuracy"]) / metrics[f"{half}_size"]
+                                    for half in ("test", "validation")) ** 0.5
+        if path.startswith("count(dissection.json:kernels.conv2.*.*.orientation_strength"):
+            slices = [k for kernel in dissection["kernels"]["conv2"] for k in kernel if not k["centre_surround"]]
+            if path.endswith(">=threshold+margin)"):
+                return sum(k["orientation_strength"] >= 0.55 for k in slices)
+            return sum(0.45 <= k["orientation_strength"] < 0.55 for k in slices)
+        if path.startswith("100*1.96*sqrt(flip_vertical"):
+            flips = dissection["robustness"]["flip_probability_one_pixel"]["by_direction"]
+            axes = ((flips["up"] + flips["down"]) / 2, (flips["left"] + flips["right"]) / 2)
+            return 100 * 1.96 * sum(rate * (1 - rate) / metrics["test_size"] for rate in axes) ** 0.5
         if match := re.fullmatch(r"100\*1.96\*sqrt\(metrics.json:(test|validation)_accuracy.*", path):
             p, n = metrics[f"{match[1]}_accuracy"], metrics[f"{match[1]}_size"]
             return 100 * 1.96 * (p * (1 - p) / n) ** 0.5
@@ -414,3 +427,16 @@ def test_an_unfilled_cover_field_is_a_blank_line_and_a_one_line_notice(small_run
     notices = [line for line in result.output.splitlines() if line.startswith("labbook: no ")]
     assert [line.split(":")[1].strip() for line in notices] == ["no author", "no student ID", "no reflections"]
     assert "--author NAME" in notices[0] and "--student-id ID" in notices[1] and "notes.zh.md" in notices[2]
+
+
+def test_the_author_edits_their_notes_after_a_report_and_reports_again(reported, tmp_path):
+    """The notes are the student's to rewrite: the second report shows the new text, where the
+    manifest of the first one would otherwise call the edited file altered."""
+    reported = fresh(reported, tmp_path)
+    (reported / "notes.en.md").write_text("First thoughts.\n", encoding="utf-8")
+    render_report(reported, ReportOptions(languages=("en",), formats=("html",)))
+    (reported / "notes.en.md").write_text("Second, longer thoughts after reading the report again.\n", encoding="utf-8")
+    render_report(reported, ReportOptions(languages=("en",), formats=("html",)))
+    html = (reported / "report" / "report.en.html").read_text()
+    assert "Second, longer thoughts" in html and "First thoughts" not in html
+    assert verify_manifest(reported) == []

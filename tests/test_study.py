@@ -396,3 +396,34 @@ def test_a_study_file_error_is_one_line_naming_the_file_the_key_and_the_value(tm
     path.write_text(f'[study]\nname = "bad"\n{line}\n[[variants]]\nname = "a"\n')
     result = invoke("study", path)
     assert result.exit_code == 2 and f"{path}: {message}" in result.output and len(result.output.splitlines()) == 1
+
+
+def test_a_report_compares_its_run_with_a_study_measured_again_from_the_studys_runs(tiny_local, measured_run,
+                                                                                    tmp_path):
+    """`labbook report RUN --study STUDY`: a 对比实验 section whose numbers come from the study's runs,
+    each through the run gate, never from study.json (which any folder can write)."""
+    import shutil
+    study, out, summary = tiny_local
+    root = shutil.copytree(out / study.id, tmp_path / study.id)
+    run = root / summary["variants"]["blurpool"]["runs"]["0"]
+    truth = summary["variants"]["blurpool"]["measures"]["test_accuracy"]["mean"]
+    # A study.json that claims more than its runs measured, and one of its runs altered after the fact.
+    forged = json.loads((root / "study.json").read_text())
+    forged["variants"]["blurpool"]["measures"]["test_accuracy"]["mean"] = 0.9991
+    (root / "study.json").write_text(json.dumps(forged))
+    altered = root / summary["variants"]["baseline"]["runs"]["1"] / "metrics.json"
+    altered.write_text(altered.read_text().replace('"test_accuracy": ', '"test_accuracy": 1e-9 + '))
+    result = invoke("report", run, "--study", root, "--lang", "zh", "--format", "html")
+    assert result.exit_code == 0, result.output
+    page = (run / "report" / "report.zh.html").read_text()
+    section = re.sub(r"<[^>]+>", "", page[page.index('id="section-comparison"'):page.index('id="section-conclusions"')])
+    assert "对比实验" in section and "本次训练方案" in section and "blurpool" in section
+    assert "99.91%" not in section and f"{100 * truth:.2f}%" in section
+    assert "1 次运行未通过校验" in section and "baseline 种子 1" in section
+    assert "left out baseline seed 1" in result.output and "metrics.json" in result.output
+    # A run of another recipe, and a folder that is not a study: one line each, exit 2.
+    other_run = shutil.copytree(measured_run[0], tmp_path / "other-run")
+    other = invoke("report", other_run, "--study", root, "--lang", "zh", "--format", "html")
+    assert other.exit_code == 2 and "no variant of study" in other.output
+    assert "Traceback" not in other.output and len(other.output.strip().splitlines()) == 1
+    assert invoke("report", run, "--study", tmp_path, "--format", "html").exit_code == 2

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from labbook import __version__
 from labbook.dissect import figures
 from labbook.dissect import robustness as rb
-from labbook.config import NUM_CLASSES, DissectConfig, apply_overrides
+from labbook.config import NUM_CLASSES, TEST_INDICES, DissectConfig, apply_overrides
 from labbook.lab.data import Mnist, load_mnist
 from labbook.errors import UserError
 from labbook.lab.evaluate import confusion_matrix, log_probabilities, per_class_accuracy
@@ -290,6 +290,8 @@ def _figure_jobs(run: Run, dissection: dict) -> list[tuple]:
     model, data, settings = load_model(run), run_data(run), dissection["settings"]
     sample, shift = dissection["samples"]["test"], dissection["shift_test"]
     image = data.test.images[sample["index"]]
+    # Figures name the image by its number in MNIST's test set, the one a reader can look up.
+    mnist_test = TEST_INDICES.start + sample["index"]
     train_image = data.train.images[settings["train_image_index"]]
     shifted = rb.shift_images(image, shift["dx"], shift["dy"])
     with torch.inference_mode():
@@ -305,11 +307,11 @@ def _figure_jobs(run: Run, dissection: dict) -> list[tuple]:
         ("error_curve", figures.error_curve, (run.history,)),
         ("samples", figures.samples, (train_image[0].numpy(), dissection["samples"]["train"]["label"],
                                       settings["train_image_index"], image[0].numpy(), sample["label"],
-                                      sample["index"], np.array(sample["probabilities"]))),
+                                      mnist_test, np.array(sample["probabilities"]))),
         ("conv1_kernels", figures.conv1_kernels, (model.conv1.weight.detach()[:, 0].numpy(),)),
-        ("conv1_features", figures.feature_maps, (maps1, "conv1", sample["index"])),
+        ("conv1_features", figures.feature_maps, (maps1, "conv1", mnist_test)),
         ("conv2_kernels", figures.conv2_kernels, (model.conv2.weight.detach().numpy(),)),
-        ("conv2_features", figures.feature_maps, (maps2, "conv2", sample["index"])),
+        ("conv2_features", figures.feature_maps, (maps2, "conv2", mnist_test)),
         ("shift_test", figures.shift_test, (image[0].numpy(), shifted[0].numpy(), maps1, shifted_maps1, shift)),
         ("kernel_evolution", figures.kernel_evolution, (snapshots, evolution["samples_seen"],
                                                         evolution["drawn_records"],

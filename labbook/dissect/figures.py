@@ -24,7 +24,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 from labbook.config import NUM_CLASSES  # noqa: E402
 from labbook.errors import UserError  # noqa: E402
-from labbook.localization import LANGUAGES, N_, gettext_for  # noqa: E402
+from labbook.localization import LANGUAGES, N_, Formatter, gettext_for  # noqa: E402
 from labbook.runs.writer import atomic_write_bytes  # noqa: E402
 
 # The text width of an A4 page with the report's margins (174 mm): a figure drawn this wide prints at
@@ -108,9 +108,11 @@ def draw_all(jobs: list[tuple], folder: Path, parallel: bool = True) -> dict[str
     return {name: {language: results[language][name] for language in LANGUAGES} for name, _, _ in jobs}
 
 
-def _whole_numbers(axis) -> None:
-    """Tick labels such as 600,000 instead of 0.6 with a "1e6" in the corner."""
-    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, position: f"{value:,.0f}"))
+def _whole_numbers(axis, language: str) -> None:
+    """Tick labels such as 600,000 (600 000 in Chinese, as the text writes them) instead of 0.6 with
+    a "1e6" in the corner."""
+    formatter = Formatter(language)
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, position: formatter.text(value, "int")))
 
 
 def _image_axis(axis, image, title=None, cmap="gray", **kwargs):
@@ -133,7 +135,7 @@ def error_curve(history: list[dict], language: str):
     axis.plot(samples, [100 * (1 - row["validation_accuracy"]) for row in history], linestyle="--",
               label=_("Validation error"), color="#D55E00")
     axis.set_xlabel(_("Training images seen"))
-    _whole_numbers(axis.xaxis)
+    _whole_numbers(axis.xaxis, language)
     axis.set_ylabel(_("Error rate (%)"))
     axis.set_ylim(bottom=0)
     axis.set_title(_("Error rate during training"))
@@ -148,9 +150,9 @@ def samples(train_image, train_label, train_index, test_image, test_label, test_
     figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.4), gridspec_kw={"width_ratios": [1, 1, 2],
                                                                                    "wspace": 0.45})
     _image_axis(axes[0], train_image,
-                _("Training image %(index)s, label %(label)s") % {"index": train_index, "label": train_label})
+                _("MNIST training image %(index)s, label %(label)s") % {"index": train_index, "label": train_label})
     prediction = int(np.argmax(probabilities))
-    _image_axis(axes[1], test_image, _("Test image %(index)s\nlabel %(label)s, predicted %(prediction)s")
+    _image_axis(axes[1], test_image, _("MNIST test image %(index)s\nlabel %(label)s, predicted %(prediction)s")
                 % {"index": test_index, "label": test_label, "prediction": prediction})
     axes[2].bar(range(NUM_CLASSES), probabilities, color=["#D55E00" if d == prediction else "#0072B2" for d in range(NUM_CLASSES)])
     axes[2].set_xticks(range(NUM_CLASSES))
@@ -204,8 +206,8 @@ def conv2_kernels(kernels: np.ndarray, language: str):
     return figure
 
 
-FEATURE_TITLES = {"conv1": N_("conv1 feature maps (test image %(index)s)"),
-                  "conv2": N_("conv2 feature maps (test image %(index)s)")}
+FEATURE_TITLES = {"conv1": N_("conv1 feature maps (MNIST test image %(index)s)"),
+                  "conv2": N_("conv2 feature maps (MNIST test image %(index)s)")}
 
 
 def feature_maps(maps: np.ndarray, layer: str, image_index: int, language: str):
@@ -257,7 +259,7 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     for column, record in enumerate(points):
         for kernel in range(out):
             axis = figure.add_subplot(grid[kernel, column])
-            title = _("%(samples)s images") % {"samples": f"{samples_seen[record]:,}"} if kernel == 0 else None
+            title = _("%(samples)s images") % {"samples": Formatter(language).text(samples_seen[record], "int")} if kernel == 0 else None
             _image_axis(axis, snapshots[record, kernel], title, cmap="RdBu_r", norm=norm)
             if column == 0:
                 axis.set_ylabel(_("Kernel %(index)s") % {"index": kernel}, fontsize=7)
@@ -265,7 +267,7 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     for kernel, series in enumerate(distances):
         axis.plot(samples_seen, series, label=_("Kernel %(index)s") % {"index": kernel})
     axis.set_xlabel(_("Training images seen"))
-    _whole_numbers(axis.xaxis)
+    _whole_numbers(axis.xaxis, language)
     axis.set_ylabel(_("Distance from first snapshot (L2)"))
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     axis.grid(alpha=0.3)

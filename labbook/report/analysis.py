@@ -95,13 +95,13 @@ def training_facts(history: list[dict], metrics: dict, batch_size: int, threshol
     facts["test_above_validation"] = test > validation
     facts["test_gap_points"] = Fact(100 * (test - validation),
                                     "rule:100*(metrics.json:test_accuracy-metrics.json:validation_accuracy)")
-    facts["test_margin"] = Fact(100 * accuracy_margin(test, metrics["test_size"]),
-                                "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size)")
-    facts["validation_margin"] = Fact(100 * accuracy_margin(validation, metrics["validation_size"]),
-                                      "rule:100*1.96*sqrt(metrics.json:validation_accuracy*(1-validation_accuracy)"
-                                      "/validation_size)")
-    facts["gap_beyond_chance"] = 100 * (test - validation) > max(facts["test_margin"].value,
-                                                                  facts["validation_margin"].value)
+    # Validation and test are disjoint halves, so the difference's 95% interval combines both
+    # figures' uncertainties (it is wider than either): the gap is called real only beyond it.
+    facts["difference_margin"] = Fact(100 * difference_margin(test, metrics["test_size"], validation,
+                                                              metrics["validation_size"]),
+                                      "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size"
+                                      "+validation_accuracy*(1-validation_accuracy)/validation_size)")
+    facts["gap_beyond_chance"] = 100 * abs(test - validation) > facts["difference_margin"].value
     facts["validation_seconds"] = cited.cite("validation_seconds_during_training")
     stepping = metrics["train_seconds"] - metrics["validation_seconds_during_training"]
     facts["training_rate"] = Fact(metrics["samples_seen"] / stepping if stepping > 0 else 0.0,
@@ -149,14 +149,17 @@ def _orientations(degrees: float) -> list[str]:
 
 def kernel_facts(dissection: dict) -> dict:
     conv1 = dissection["kernels"]["conv1"]
-    levels = [band(kernel["orientation_strength"], EDGE_COHERENCE, EDGE_MARGIN) if not kernel["centre_surround"]
-              else "below" for kernel in conv1]
+    def levels_of(kernels: list[dict]) -> list[str]:
+        return [band(kernel["orientation_strength"], EDGE_COHERENCE, EDGE_MARGIN) if not kernel["centre_surround"]
+                else "below" for kernel in kernels]
+    levels = levels_of(conv1)
     edges = [index for index, level in enumerate(levels) if level == "above"]
     borderline = [index for index, level in enumerate(levels) if level == "borderline"]
     distances = dissection["kernel_evolution"]["distance_from_first"]
     moved = max(range(len(distances)), key=lambda k: (distances[k][-1], -k))
     shift = dissection["shift_test"]
     conv2 = [kernel for out_channel in dissection["kernels"]["conv2"] for kernel in out_channel]
+    conv2_levels = levels_of(conv2)
     document = Document("dissection.json", dissection)
     cite = document.cite
 
@@ -172,7 +175,11 @@ def kernel_facts(dissection: dict) -> dict:
         "conv2_count": Fact(len(conv2), "rule:count(dissection.json:kernels.conv2.*.*)"),
         "conv2_kernels": document.count("kernels", "conv2"),
         "conv2_inputs": document.count("kernels", "conv2", 0),
-        "conv2_edges": Fact(sum(k["kind"] == "edge" for k in conv2), "rule:count(dissection.json:kernels.conv2.*.*.kind=edge)"),
+        # conv2's slices are counted with conv1's threshold and its borderline band.
+        "conv2_edges": Fact(conv2_levels.count("above"), "rule:count(dissection.json:kernels.conv2.*.*."
+                                                         "orientation_strength>=threshold+margin)"),
+        "conv2_borderline": Fact(conv2_levels.count("borderline"), "rule:count(dissection.json:kernels.conv2.*.*."
+                                                                   "orientation_strength within margin)"),
         "conv2_centre": Fact(sum(k["kind"] == "centre-surround" for k in conv2),
                              "rule:count(dissection.json:kernels.conv2.*.*.kind=centre-surround)"),
         "edge_margin": Fact(EDGE_MARGIN, "rule:edge_orientation_strength_margin"),
@@ -221,7 +228,9 @@ def _rotation_side(rotation: list[dict], sign: int, threshold: float) -> Fact | 
     return Fact(abs(rotation[start]["degrees"]), f"rule:abs(dissection.json:robustness.rotation.{start}.degrees)")
 
 
-def robustness_facts(dissection: dict, shift_threshold: float = 0.95, rotation_threshold: float = 0.9) -> dict:
+def robustness_facts(dissection: dict, images: int, shift_threshold: float = 0.95,
+                     rotation_threshold: float = 0.9) -> dict:
+    """`images`: how many test images each robustness figure was measured on (metrics.json's test_size)."""
     robustness, settings = dissection["robustness"], dissection["settings"]
     radius = robustness["shift_grid"]["radius"]
     cite = Document("dissection.json", dissection).cite
@@ -243,9 +252,13 @@ def robustness_facts(dissection: dict, shift_threshold: float = 0.95, rotation_t
     where = "dissection.json:robustness.flip_probability_one_pixel.by_direction"
     facts["flip_vertical"] = Fact(vertical, f"rule:mean({where}.up,{where}.down)")
     facts["flip_horizontal"] = Fact(horizontal, f"rule:mean({where}.left,{where}.right)")
-    # Which axis matters more, when one flips the answer at least 1.2 times as often as the other.
-    facts["flip_axis"] = ("vertical" if vertical >= 1.2 * horizontal else
-                          "horizontal" if horizontal >= 1.2 * vertical else "both")
+    # One axis is named as the one that hurts more only when the difference of the two rates lies
+    # beyond its 95% interval, each rate counted over the test images once (not once per direction).
+    margin = difference_margin(vertical, images, horizontal, images) if images else 0.0
+    facts["flip_margin"] = Fact(100 * margin, "rule:100*1.96*sqrt(flip_vertical*(1-flip_vertical)/test_size"
+                                              "+flip_horizontal*(1-flip_horizontal)/test_size)")
+    facts["flip_axis"] = ("vertical" if vertical - horizontal > margin else
+                          "horizontal" if horizontal - vertical > margin else "both")
     rotation = robustness["rotation"]
     for key, index in (("most_clockwise", min(range(len(rotation)), key=lambda i: rotation[i]["degrees"])),
                        ("most_counter_clockwise", max(range(len(rotation)), key=lambda i: rotation[i]["degrees"]))):
@@ -407,6 +420,13 @@ def accuracy_margin(accuracy: float, images: int) -> float:
     """Half-width of the 95% interval of an accuracy measured on `images` images (normal
     approximation to the binomial): how far the figure could move on another test set of that size."""
     return 1.96 * (accuracy * (1 - accuracy) / images) ** 0.5 if images else 0.0
+
+
+def difference_margin(first: float, first_images: int, second: float, second_images: int) -> float:
+    """Half-width of the 95% interval of the difference between two accuracies (or rates) measured on
+    independent images; for two rates measured on the same images it is the conservative choice, as
+    long as the same images tend to fail together (a fragile digit flips whichever way it moves)."""
+    return (accuracy_margin(first, first_images) ** 2 + accuracy_margin(second, second_images) ** 2) ** 0.5
 
 
 def mechanism_facts(dissection: dict, unshifted: float, tolerance: float = 0.01, same: float = 0.99) -> dict:

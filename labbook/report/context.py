@@ -23,6 +23,7 @@ from labbook.config import MAX_TEXT
 from labbook.errors import UserError
 from labbook.localization import LANGUAGES
 from labbook.report import analysis, recipe
+from labbook.report.comparison import comparison_of
 from labbook.report.formulas import formulas
 from labbook.runs.reader import Run, read_text
 from labbook.runs.schema import FIGURE_NAMES, clean_text
@@ -31,14 +32,16 @@ from labbook.runs.schema import FIGURE_NAMES, clean_text
 LANGUAGE_SETS = {**{code: (code,) for code in LANGUAGES}, "-".join(LANGUAGES): LANGUAGES}
 REPORT_FOLDER = "report/"
 FORMATS = ("html", "pdf")
-# The sections of a Chinese lab report, in order; the last two are not numbered. The student writes
-# the reflections; labbook writes every other section from the run's files, and labels it so.
-SECTIONS = ("purpose", "principles", "environment", "steps", "process", "dissection", "robustness", "conclusions",
-            "limitations", "reflections", "references", "appendix")
+# The sections of a Chinese lab report, in order; the last two are not numbered; "comparison" only with
+# --study. The student writes the reflections; labbook writes every other section from the run's
+# files, and labels it so.
+SECTIONS = ("purpose", "principles", "environment", "steps", "process", "dissection", "robustness", "comparison",
+            "conclusions", "limitations", "reflections", "references", "appendix")
 UNNUMBERED = ("references", "appendix")
 STUDENTS_SECTIONS = ("reflections",)
 # Tables in the order they appear; "differences" only when the run's recipe is not the lab's.
-TABLES = ("differences", "environment", "split", "layers", "hyperparameters", "log", "robustness", "manifest")
+TABLES = ("differences", "environment", "split", "layers", "hyperparameters", "log", "robustness", "comparison",
+          "manifest")
 # CommonMark with tables, raw HTML off (nh3 cleans the result as well): its parser stays fast on
 # input built to be slow, which Python-Markdown's does not (20,000 '[' took it 37 s).
 MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
@@ -61,6 +64,8 @@ class ReportOptions:
     major: str | None = None
     class_name: str | None = None
     instructor: str | None = None
+    # A study folder whose variants include this run's recipe: adds the comparison section.
+    study: Path | None = None
 
 
 COVER_FIELDS = ("course", "title", "student", "student_id", "school", "major", "class_name", "instructor")
@@ -193,6 +198,7 @@ class ReportContext:
     sections: tuple[str, ...]
     section_numbers: dict[str, int]  # the numbered sections' numbers, by name
     students_sections: tuple[str, ...]  # the sections the student writes (the rest say labbook wrote them)
+    comparison: dict | None         # the comparison with a study (comparison.py), when --study names one
 
     def variables(self) -> dict:
         """The template variables (each field; nothing copied)."""
@@ -203,8 +209,11 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
     """Everything the report templates use, from one read, checked, dissected run."""
     metrics, dissection, config = run.metrics, run.dissection, run.config.to_dict()
     layers, total_parameters = _layer_table(run)
-    kernels, robustness = analysis.kernel_facts(dissection), analysis.robustness_facts(dissection)
+    kernels, robustness = analysis.kernel_facts(dissection), analysis.robustness_facts(dissection, metrics["test_size"])
     the_recipe = recipe.recipe_facts(run.config, run.info["data"])
+    compared = comparison_of(run, options.study) if options.study is not None else None
+    present = {"differences": bool(the_recipe["differences"]), "comparison": compared is not None}
+    sections = tuple(name for name in SECTIONS if present.get(name, True))
     # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.
     listed = sorted((name, entry) for name, entry in run.manifest.items() if not name.startswith(REPORT_FOLDER))
     return ReportContext(**{
@@ -238,10 +247,10 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
                                                .encode("utf-8")).hexdigest(),
         "labbook_version": __version__,
         "numbering": {"figure": {name: i + 1 for i, name in enumerate(FIGURE_NAMES)},
-                      "table": {name: i + 1 for i, name in enumerate(
-                          name for name in TABLES if name != "differences" or the_recipe["differences"])},
+                      "table": {name: i + 1 for i, name in enumerate(name for name in TABLES if present.get(name, True))},
                       "listing": {"model": 1}},
-        "sections": SECTIONS,
+        "sections": sections,
         "students_sections": STUDENTS_SECTIONS,
-        "section_numbers": {name: i + 1 for i, name in enumerate(s for s in SECTIONS if s not in UNNUMBERED)},
+        "section_numbers": {name: i + 1 for i, name in enumerate(s for s in sections if s not in UNNUMBERED)},
+        "comparison": compared,
     })

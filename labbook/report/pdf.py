@@ -8,6 +8,7 @@ hash of that character set, and only the small subset is given to WeasyPrint.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import os
@@ -183,8 +184,9 @@ SHRINK = 0.7
 
 def _figure_fixes(document) -> list:
     """Page floats, the way LaTeX places figures. Where a figure that did not fit at the foot of a
-    page left a hole, the text blocks after it move up in front of it, as many as fit the hole; if
-    none can, the figure shrinks into the hole when it needs to lose no more than 30% of its height.
+    page left a hole, the text blocks after it move up in front of it, as many as fit the hole, and
+    a paragraph that does not fit whole fills the rest and runs on over the page break; if none can,
+    the figure shrinks into the hole when it needs to lose no more than 30% of its height.
     Returns what to do to the document tree: functions of its root element."""
     fixes = []
     for page, following in zip(document.pages, document.pages[1:]):
@@ -195,9 +197,17 @@ def _figure_fixes(document) -> list:
         if hole < HOLE * (bottom - top) or not next_blocks or next_blocks[0].element_tag != "figure":
             continue
         figure_box, after, filled = next_blocks[0], None, 0.0
-        for block in next_blocks[1:-1]:   # the page's last block may go on over the page break: never moved
+        for index, block in enumerate(next_blocks[1:], start=1):
             filled += block.margin_height()
-            if block.element_tag not in MOVABLE or filled > hole:
+            # The page's last block may go on over the page break (its height here is only a part): moved
+            # only if it is running text, which may as well run on from the hole.
+            if block.element_tag not in MOVABLE or index == len(next_blocks) - 1 and not _flows(block):
+                break
+            if filled > hole:
+                # Running text taller than the hole fills it and goes on over the page break, the figure
+                # after it; a table or a listing would only leave the same hole.
+                if _flows(block) and filled - block.margin_height() < hole - 40:   # room for three lines
+                    after = block.element
                 break
             if block.element_tag != "h3":
                 after = block.element
@@ -210,6 +220,28 @@ def _figure_fixes(document) -> list:
             if height >= SHRINK * image.height:
                 fixes.append(functools.partial(_shrink, image=image.element, height=height))
     return fixes
+
+
+def _holes(document) -> tuple[int, float]:
+    """How badly a layout leaves pages empty: how many pages, not counting a section's last, are more
+    than 40% empty, then the summed emptiness beyond a quarter of every such page."""
+    count, total = 0, 0.0
+    for page, following in zip(document.pages, document.pages[1:]):
+        next_blocks = _blocks(following)
+        if next_blocks and next_blocks[0].element_tag == "h2":
+            continue
+        top, bottom = _page_area(page)
+        used = max((block.position_y + block.margin_height() for block in _blocks(page)), default=top)
+        empty = (bottom - used) / (bottom - top)
+        count += empty > 0.4
+        total += max(0.0, empty - HOLE)
+    return count, round(total, 6)
+
+
+def _flows(block) -> bool:
+    """Whether a block is running text that may break across pages (a paragraph, a list)."""
+    classes = (block.element.get("class") or "").split()
+    return block.element_tag in ("p", "ul", "ol") or block.element_tag == "div" and "para" in classes
 
 
 def _move(root, figure, after) -> None:
@@ -226,7 +258,8 @@ def _shrink(root, image, height: float) -> None:
 def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
     """PDF bytes of one report page of a run (the page sits in its report/ folder); images come
     through `read_run_file(relative path)`. Figures that would leave a hole move below the
-    text after them, or shrink a little, as floats would (two rounds at most)."""
+    text after them, or shrink a little, as floats would (three rounds at most, each kept only if
+    it leaves the pages fuller)."""
     import logging
 
     import cssselect2
@@ -241,14 +274,21 @@ def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
         page = HTML(string=html, base_url=VIRTUAL_BASE + "report/", url_fetcher=fetcher)
         stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
         document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
-        for _ in range(2):
+        for _ in range(3):
             fixes = _figure_fixes(document)
             if not fixes:
                 break
+            before = copy.deepcopy(page.etree_element)
             for fix in fixes:
                 fix(page.etree_element)
             page.wrapper_element = cssselect2.ElementWrapper.from_html_root(page.etree_element)
-            document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
+            moved = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
+            # A move can open a hole further on (the next figure no longer fits under the one moved):
+            # the new layout is kept only if it leaves fewer and smaller holes.
+            if _holes(moved) >= _holes(document):
+                page.etree_element = before
+                break
+            document = moved
         return document.write_pdf()
     except FatalURLFetchingError as error:   # a file of the run refused by the reader: say why, in one line
         if isinstance(error.__cause__, UserError):

@@ -6,6 +6,8 @@ from __future__ import annotations
 REFERENCES = {
     "lecun1998": "LeCun Y, Bottou L, Bengio Y, et al. Gradient-based learning applied to document recognition[J]. "
                  "Proceedings of the IEEE, 1998, 86(11): 2278-2324.",
+    "lecun_mnist": "LeCun Y, Cortes C, Burges C J C. The MNIST database of handwritten digits[DB/OL]. "
+                   "http://yann.lecun.com/exdb/mnist/.",
     "zhang2019": "Zhang R. Making convolutional networks shift-invariant again[C]//Proceedings of the 36th "
                  "International Conference on Machine Learning. Long Beach: PMLR, 2019: 7324-7334.",
     "azulay2019": "Azulay A, Weiss Y. Why do deep convolutional networks generalize so poorly to small image "

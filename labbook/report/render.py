@@ -20,12 +20,13 @@ from markupsafe import Markup
 from labbook.report import analysis
 from labbook.errors import UserError
 from labbook.localization import LANGUAGE, LANGUAGES, N_, Formatter, translations
-from labbook.runs.reader import Run, read_run
+from labbook.runs.reader import NOTES, Run, read_run
 from labbook.runs.schema import ORIENTATIONS
 from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runs.writer import atomic_write_bytes, own_folder, write_manifest
 from labbook.report.formulas import formula
 from labbook.report.references import REFERENCES
+from labbook.study.report import MEASURE_NAMES
 from labbook.report.context import (FORMATS, LANGUAGE_SETS, REPORT_FOLDER, ReportContext, ReportOptions,
                                     context_of, cover)
 
@@ -88,7 +89,15 @@ def _listing(context, items: list) -> Markup:
     return Markup(language.list_separator).join(items[:-1]) + Markup(language.list_last) + items[-1]
 
 
-CHINESE_NUMERALS = "一二三四五六七八九十"
+CHINESE_DIGITS = "一二三四五六七八九"
+
+
+def chinese_numeral(number: int) -> str:
+    """1 to 99 as Chinese writes them: 一 … 十, 十一, 二十, 二十三."""
+    tens, units = divmod(number, 10)
+    if not tens:
+        return CHINESE_DIGITS[units - 1]
+    return ("" if tens == 1 else CHINESE_DIGITS[tens - 1]) + "十" + (CHINESE_DIGITS[units - 1] if units else "")
 LABELS = {"figure": N_("Figure"), "table": N_("Table"), "listing": N_("Listing")}
 # Setting values as a reader names them (config.toml keeps labbook's own spelling).
 VALUE_NAMES = {"sgd": N_("SGD with momentum"), "adam": N_("Adam"), "adamw": N_("AdamW"),
@@ -145,7 +154,7 @@ def _heading(context, name: str, subsection: int | None = None) -> str:
         return ""
     section = context["section_numbers"][name]
     if LANGUAGE[_lang(context)].numbered_headings == "chinese":
-        return f"（{CHINESE_NUMERALS[subsection - 1]}）" if subsection else f"{CHINESE_NUMERALS[section - 1]}、"
+        return f"（{chinese_numeral(subsection)}）" if subsection else f"{chinese_numeral(section)}、"
     return f"{section}.{subsection} " if subsection else f"{section}. "
 
 
@@ -190,7 +199,7 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap, term=_term, listing=_listing,
                        heading=_heading, value_name=_value_name, caption_gap=_caption_gap, labels=LABELS, html_lang=_html_lang,
                        N_=N_, csp=CONTENT_SECURITY_POLICY, formula=_formula, setting=_setting, cite=_cite,
-                       references=REFERENCES)
+                       references=REFERENCES, measure_name=MEASURE_NAMES.__getitem__)
     return env
 
 
@@ -245,6 +254,7 @@ def unfilled(run: Run, options: ReportOptions) -> list[str]:
 class RenderedReport:
     files: list[Path]             # what was written into RUN/report/
     unfilled: list[str]           # what the author has yet to fill in, each with what fills it
+    left_out: list[str]           # the study's runs that a comparison left out, each with its reason
 
 
 def render_report(folder: Path, options: ReportOptions | None = None) -> RenderedReport:
@@ -262,7 +272,8 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> Rendere
         raise UserError(f"--templates {options.templates}: not a directory")
     # The author rendering their own run: notes written since the last manifest are theirs to show.
     run = read_run(folder, dissected=True, uncovered_notes=True)
-    run.files.verify_all(except_prefix=REPORT_FOLDER)   # the appendix lists them all; report/ is rewritten
+    # The appendix lists them all; report/ is rewritten, and the notes are the author's to edit.
+    run.files.verify_all(except_prefix=REPORT_FOLDER, skip=tuple(NOTES.values()))
     context = context_of(run, options)
     env = environment(options.templates)
     report_folder = own_folder(folder / "report")
@@ -281,4 +292,6 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> Rendere
     for name, content in outputs.items():
         atomic_write_bytes(report_folder / name, content)
     write_manifest(folder)
-    return RenderedReport([report_folder / name for name in outputs], unfilled(run, options))
+    left_out = [f"--study: left out {entry['variant']} seed {entry['seed'].value}: {entry['reason']}"
+                for entry in (context.comparison or {}).get("left_out", [])]
+    return RenderedReport([report_folder / name for name in outputs], unfilled(run, options), left_out)

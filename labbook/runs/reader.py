@@ -238,10 +238,11 @@ class RunFiles:
             raise self._changed(relative)
         return head
 
-    def verify_all(self, except_prefix: str = "") -> None:
-        """Check every file the manifest lists (but those under `except_prefix`); the first that differs stops."""
+    def verify_all(self, except_prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+        """Check every file the manifest lists (but those under `except_prefix` and those in `skip`);
+        the first that differs stops."""
         for relative in self.manifest:
-            if not (except_prefix and relative.startswith(except_prefix)):
+            if not (except_prefix and relative.startswith(except_prefix)) and relative not in skip:
                 self.stream(relative)
 
 
@@ -354,8 +355,9 @@ def require_complete(folder: Path, dissected: bool = False) -> RunFiles:
 
 def read_run(folder: Path, dissected: bool = False, uncovered_notes: bool = False) -> Run:
     """Read a complete run folder; anything missing, unfinished, altered or malformed is a UserError
-    that names the file. Notes written after the last manifest are read only if `uncovered_notes`
-    (a student rendering their own run); otherwise they are left out with a warning."""
+    that names the file. With `uncovered_notes` (a student rendering their own run) the notes are read as
+    they are now, edited since the last manifest or not; otherwise only as the manifest has them, and
+    notes written after it are left out with a warning."""
     folder = Path(folder)
     files = require_complete(folder, dissected)
 
@@ -373,7 +375,10 @@ def read_run(folder: Path, dissected: bool = False, uncovered_notes: bool = Fals
                              safetensors_header(model_head, folder / "model.safetensors", model_size).items()},
               dissection=document(DISSECTION, runschema.Dissection) if dissected else None)
     for language, name in NOTES.items():
-        if files.covers(name):
+        if uncovered_notes:   # the author's own notes, as they are now (edited since the last report or not)
+            if os.path.lexists(folder / name):
+                run.notes[language] = strip_hidden(read_text(folder / name, MAX_BYTES["notes"]))
+        elif files.covers(name):
             run.notes[language] = strip_hidden(_decode(files.read(name, MAX_BYTES["notes"]), folder / name))
         elif os.path.lexists(folder / name) and uncovered_notes:
             run.notes[language] = strip_hidden(read_text(folder / name, MAX_BYTES["notes"]))

@@ -30,10 +30,11 @@ from labbook.errors import UserError
 from labbook.localization import LANGUAGE, LANGUAGES, Formatter, gettext_for
 from labbook.report.context import ReportOptions, context_of
 from labbook.report.render import BUILTIN_TEMPLATES, environment
-from labbook.runs.reader import RUN_JSON, Run, read_json, read_run, typed
+from labbook.runs.reader import RUN_JSON, Run, read_json, read_run
 from labbook.runs.writer import atomic_write_bytes, atomic_write_json, atomic_write_text
 from labbook.runs.schema import clean_text
 from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
+from labbook.study.schema import read_summary, study_runs
 
 STATE_FILE = ".labbook-site.json"
 MAX_DOWNLOAD_BYTES = 64 * 2**20   # a larger file of a run is not offered for download
@@ -297,7 +298,7 @@ def _study_figures(study: dict, out: Path, language: str) -> dict[str, str]:
 def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> set[str]:
     """studies/<slot>.html and .en.html for each study, with its figures and links to its runs' pages;
     pages of studies no longer among the sources go. Returns the figure files used."""
-    from labbook.study.report import MEASURE_NAMES, result_rows, study_facts
+    from labbook.study.report import result_rows, study_facts
     folder, used = out / "studies", set()
     if not studies and not folder.is_dir():
         return used
@@ -310,9 +311,8 @@ def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) 
             used.update(drawn.values())
             page = env.get_template("site/study.html.j2").render(
                 summary=study, rows=result_rows(study), study=study_facts(study), runs=study["published_runs"],
-                figures={key: f"../{path}" for key, path in drawn.items()}, lang=language, languages=(language,),
-                state={"lang": language}, root="../", assets=assets, here=name, other=other,
-                measure_name=lambda m: MEASURE_NAMES[m])
+                study_figures={key: f"../{path}" for key, path in drawn.items()}, lang=language, languages=(language,),
+                state={"lang": language}, root="../", assets=assets, here=name, other=other)
             atomic_write_text(folder / name, page)
             pages.add(name)
     for stale in folder.glob("*.html"):   # labbook's own study pages only: their names are made here
@@ -326,32 +326,6 @@ def _labbook_slots(state: dict) -> set[str]:
     return {slot for slot in state.get("runs", {}) if isinstance(slot, str) and SLOT.fullmatch(slot)}
 
 
-def _checked_study(data) -> dict:
-    """A study.json as the site may show it (study/schema.py); ValueError otherwise. At most 50 variants are shown."""
-    from labbook.study.schema import StudySummary
-    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
-        raise ValueError("not a labbook study")
-    data = {**data, "variants": dict(list(data["variants"].items())[:50])}
-    return typed(StudySummary, data, Path("study.json")).model_dump()
-
-
-def _study_runs(folder: Path) -> list[tuple[str, int, Path]]:
-    """(variant, seed, run folder) of each run where `labbook study` puts it, runs/<variant>/seed-<n>/<run>/;
-    no link is followed. Each run is then read through the run gate like any other."""
-    found = []
-    if not (folder / "runs").is_dir() or (folder / "runs").is_symlink():
-        return found
-    for variant in sorted((folder / "runs").iterdir()):
-        if variant.is_symlink() or not variant.is_dir():
-            continue
-        for seed in sorted(variant.iterdir()):
-            if seed.is_symlink() or not seed.is_dir() or not re.fullmatch(r"seed-[0-9]{1,10}", seed.name):
-                continue
-            found += [(clean_text(variant.name)[:100], int(seed.name[5:]), run) for run in sorted(seed.iterdir())
-                      if not run.is_symlink() and run.is_dir() and os.path.lexists(run / RUN_JSON)]
-    return found[:MAX_STUDY_RUNS]
-
-
 def find_studies(sources: list[Path], result: SiteResult) -> list[dict]:
     """Every study (a folder holding study.json) among the sources and their children, with its runs."""
     found = []
@@ -361,12 +335,12 @@ def find_studies(sources: list[Path], result: SiteResult) -> list[dict]:
         for folder in candidates:
             if (folder / "study.json").is_file():
                 try:
-                    summary = _checked_study(read_json(folder / "study.json", 4 * 2**20))
+                    summary = read_summary(folder)
                 except (UserError, ValueError, KeyError, TypeError, AttributeError) as error:
                     _note(result.skipped, folder, str(error)[:160])
                     continue
                 summary["slot"] = re.sub(r"[^A-Za-z0-9._-]", "-", summary["id"])[:60] or "study"
-                summary["run_folders"] = _study_runs(folder)
+                summary["run_folders"] = study_runs(folder)[:MAX_STUDY_RUNS]
                 found.append(summary)
     return found
 
@@ -388,8 +362,8 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
     env = _environment()
     accepted, digests, jobs = [], {}, []
     studies = find_studies(sources, result)   # their runs are published too, each through the run gate
-    study_runs = {str(folder) for study in studies for _, _, folder in study["run_folders"]}
-    for summary in find_runs([*sources, *(Path(folder) for folder in sorted(study_runs))], result):
+    study_folders = {str(folder) for study in studies for _, _, folder in study["run_folders"]}
+    for summary in find_runs([*sources, *(Path(folder) for folder in sorted(study_folders))], result):
         slot, digest, folder = summary["slot"], summary["digest"], summary["folder"]
         target = out / "runs" / slot
         if slot in digests:
@@ -427,7 +401,7 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
         study["published_runs"] = [{"variant": variant, "seed": seed, "slot": published[str(folder)]["slot"],
                                     "id": published[str(folder)]["id"]}
                                    for variant, seed, folder in study["run_folders"] if str(folder) in published]
-    class_runs = [summary for summary in summaries if str(summary["folder"]) not in study_runs]
+    class_runs = [summary for summary in summaries if str(summary["folder"]) not in study_folders]
     differing, compare_rows = compare_table(class_runs)
     used = set(assets.values()) | _write_studies(out, studies, env, assets)
     for language in LANGUAGES:

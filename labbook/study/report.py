@@ -203,7 +203,6 @@ def render_study_report(root: Path, summary: dict) -> list[Path]:
     from labbook.report import pdf
     from labbook.report.render import environment
     env = environment()
-    env.globals["measure_name"] = lambda measure: MEASURE_NAMES[measure]
     template = env.get_template("study/report.html.j2")
     out, written, pages = own_folder(Path(root) / "report"), [], {}
     figure_files = {}
@@ -218,7 +217,7 @@ def render_study_report(root: Path, summary: dict) -> list[Path]:
             printed[name] = f"{name}.{language}.png"
         context = {"summary": summary, "rows": result_rows(summary), "study": study_facts(summary), "lang": language, "languages": (language,),
                    "state": {"lang": language}, "document_language": language}
-        pages[language] = (template.render(**context, figures=inline), template.render(**context, figures=printed))
+        pages[language] = (template.render(**context, study_figures=inline), template.render(**context, study_figures=printed))
     font_css = pdf.font_stylesheet("".join(html for html, _ in pages.values()))
     rendered = pdf.render_pdfs([printed for _, printed in pages.values()],
                                lambda relative, limit=None: figure_files[relative], font_css)

@@ -1,14 +1,19 @@
-"""study.json as labbook reads it back: the site publishes studies from folders it did not make, so
-every name is a short clean text and every number finite, or the study is refused (pydantic, the same
-types as the run folder's schema)."""
+"""study.json and a study's folder as labbook reads them back: the site publishes studies, and a report
+compares with one, from folders labbook did not make, so every name is a short clean text and every
+number finite, or the study is refused (pydantic, the same types as the run folder's schema); its
+runs are found without following a link, and each is then read through the run gate like any other."""
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from labbook.runs.schema import Count, Finite, Items, Strict, Text
+from labbook.runs.reader import RUN_JSON, read_json, typed
+from labbook.runs.schema import Count, Finite, Items, Strict, Text, clean_text
 from labbook.study.plan import MEASURES
 
 Measure = Literal[MEASURES]
@@ -66,3 +71,34 @@ class StudySummary(Strict):
         if any(set(self.spec.measures) - set(entry.measures) for entry in self.variants.values()):
             raise ValueError("a variant lacks one of the study's measures")
         return self
+
+
+MAX_STUDY_BYTES = 4 * 2**20
+MAX_VARIANTS = 50        # a study's variants shown; the rest of a larger study.json is left out
+
+
+def read_summary(folder: Path) -> dict:
+    """FOLDER/study.json as a site page or a report may show it; UserError (naming the file) or
+    ValueError otherwise."""
+    data = read_json(Path(folder) / "study.json", MAX_STUDY_BYTES)
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
+        raise ValueError("not a labbook study")
+    data = {**data, "variants": dict(list(data["variants"].items())[:MAX_VARIANTS])}
+    return typed(StudySummary, data, Path("study.json")).model_dump()
+
+
+def study_runs(folder: Path) -> list[tuple[str, int, Path]]:
+    """(variant, seed, run folder) of each run where `labbook study` puts it, runs/<variant>/seed-<n>/<run>/;
+    no link is followed. Each run is then read through the run gate like any other."""
+    found = []
+    if not (folder / "runs").is_dir() or (folder / "runs").is_symlink():
+        return found
+    for variant in sorted((folder / "runs").iterdir()):
+        if variant.is_symlink() or not variant.is_dir():
+            continue
+        for seed in sorted(variant.iterdir()):
+            if seed.is_symlink() or not seed.is_dir() or not re.fullmatch(r"seed-[0-9]{1,10}", seed.name):
+                continue
+            found += [(clean_text(variant.name)[:100], int(seed.name[5:]), run) for run in sorted(seed.iterdir())
+                      if not run.is_symlink() and run.is_dir() and os.path.lexists(run / RUN_JSON)]
+    return found

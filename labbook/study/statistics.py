@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from labbook.config import NUM_CLASSES
-from labbook.runs.reader import read_run
+from labbook.runs.reader import Run, read_run
 from labbook.study.plan import MEASURES, Study
 
 # The measures that are proportions (shares of test images), shown as percentages.
@@ -124,7 +124,11 @@ def _expit(value: float) -> float:
 
 def measures_of(folder: Path) -> dict[str, float]:
     """A run's measures, from its metrics.json and dissection.json, read through the run reader."""
-    run = read_run(folder, dissected=True)
+    return run_measures(read_run(folder, dissected=True))
+
+
+def run_measures(run: Run) -> dict[str, float]:
+    """The measures of a run already read through the run reader."""
     metrics, dissection = run.metrics, run.dissection
     robustness, (dx, dy) = dissection["robustness"], dissection["settings"]["shift"]
     radius = robustness["shift_grid"]["radius"]
@@ -138,10 +142,12 @@ def measures_of(folder: Path) -> dict[str, float]:
             "by_distance": [[entry["distance"], entry["accuracy"]] for entry in robustness["accuracy_by_distance"]]}
 
 
-def summarise(study: Study, folders: dict, root: Path, shared_cores: bool = True) -> dict:
+def summarise(study: Study, folders: dict, root: Path, shared_cores: bool = True, measured: dict | None = None) -> dict:
     """study.json's content. `shared_cores`: whether runs trained side by side (their times are then not
-    compared). Each difference's p-value is corrected by Holm over all the comparisons of the study."""
-    measured = {key: measures_of(folder) for key, folder in folders.items() if folder is not None}
+    compared). Each difference's p-value is corrected by Holm over all the comparisons of the study.
+    `measured`: each (variant, seed)'s measures when the caller has read the runs already."""
+    if measured is None:
+        measured = {key: measures_of(folder) for key, folder in folders.items() if folder is not None}
     variants = {}
     for variant in study.variants:
         seeds = [seed for seed in study.seeds if (variant.name, seed) in measured]
