@@ -142,7 +142,7 @@ def _draw_study_figures(root: Path, summary: dict) -> None:
     with _on_ctrl_c("drawing interrupted: the runs drawn so far keep their figures; run the same command "
                     "again to draw the others"):
         for folder in folders:
-            if not read_run(folder, dissected=True).dissection["figures"]:
+            if not read_run(folder, dissected=True, uncovered_notes=True).dissection["figures"]:
                 redraw_run(folder)
     click.echo(f"figures: drawn for the {len(folders)} runs in {root / 'runs'}")
 
@@ -271,7 +271,7 @@ def build(run_folder, languages, formats, templates, notes, course, title, schoo
     else:
         from labbook.dissect.dissection import redraw_run
         from labbook.runs.reader import read_run
-        if not read_run(run_folder, dissected=True).dissection["figures"]:   # dissected without them
+        if not read_run(run_folder, dissected=True, uncovered_notes=True).dissection["figures"]:   # dissected without them
             redraw_run(run_folder)
     _report(run_folder, languages, formats, templates=templates, notes=notes, course=course, title=title,
             school=school, major=major, class_name=class_name, instructor=instructor, student=training["author"] or None,

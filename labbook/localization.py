@@ -92,6 +92,10 @@ class Formatter:
         self.locale = Locale.parse(LANGUAGE_LOCALES[language])
 
     def text(self, value, style: str = "decimal", digits: int = 2) -> str:
+        if style == "probability":   # a softmax output: below 1 in exact arithmetic even when float32 says 1.0
+            if round(value * 100, digits) >= 100:
+                return f">{100 - 10 ** -digits:.{digits}f}%"
+            style = "percent"
         if style == "percent":
             shown = format_percent(value, format="#,##0." + "0" * digits + "%", locale=self.locale)
             if value < 1 and round(value * 100, digits) >= 100:   # a near-certainty is never rounded up to 100%

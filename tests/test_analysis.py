@@ -290,7 +290,9 @@ def test_numbers_are_never_rounded_up_to_certainty_and_identifiers_keep_their_di
     from labbook.localization import Formatter
     zh, en = Formatter("zh"), Formatter("en")
     assert en.text(0.99999988, "percent", 3) == ">99.999%" and en.text(0.99999, "percent", 3) == "99.999%"
-    assert en.text(1.0, "percent", 3) == "100.000%"
+    assert en.text(1.0, "percent", 3) == "100.000%"            # an accuracy can be exactly 100%
+    assert en.text(1.0, "probability", 3) == ">99.999%"        # a softmax output never is
+    assert en.text(0.98904, "probability", 3) == "98.904%"
     assert zh.text(130818400, "id") == "130818400" and zh.text(237664, "int") == "237\u2009664"
     assert zh.text(4096, "int") == "4096" and en.text(237664, "int") == "237,664"
 

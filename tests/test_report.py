@@ -174,6 +174,17 @@ def resolve(folder: Path, source: str):
         if path.startswith("100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size+validation"):
             return 100 * 1.96 * sum(metrics[f"{half}_accuracy"] * (1 - metrics[f"{half}_accuracy"]) / metrics[f"{half}_size"]
                                     for half in ("test", "validation")) ** 0.5
+        if path.startswith("100*(test_accuracy-validation_accuracy)") or path.startswith("100*abs(flip_vertical"):
+            if path.startswith("100*(test"):
+                centre = 100 * (metrics["test_accuracy"] - metrics["validation_accuracy"])
+                margin = resolve(folder, "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size"
+                                         "+validation_accuracy*(1-validation_accuracy)/validation_size)")
+            else:
+                flips = dissection["robustness"]["flip_probability_one_pixel"]["by_direction"]
+                centre = 100 * abs((flips["up"] + flips["down"]) / 2 - (flips["left"] + flips["right"]) / 2)
+                margin = resolve(folder, "rule:100*1.96*sqrt(flip_vertical")
+            return centre - margin if path.endswith("-difference_margin") or path.endswith("-flip_margin") \
+                else centre + margin
         if path.startswith("count(dissection.json:kernels.conv2.*.*.orientation_strength"):
             slices = [k for kernel in dissection["kernels"]["conv2"] for k in kernel if not k["centre_surround"]]
             if path.endswith(">=threshold+margin)"):

@@ -85,3 +85,22 @@ def test_editing_a_chinese_string_changes_the_next_report(reported, tmp_path, mo
         localization.translations.cache_clear()
     html = (run / "report" / "report.zh.html").read_text(encoding="utf-8")
     assert "数据集的划分" in html and "数据划分" not in html
+
+
+def test_every_chinese_string_formats_with_its_english_placeholders():
+    """A stray % in a Chinese string (10% where 10%% is meant) stops the report that uses it."""
+    import re
+    with open(ROOT / PO, "rb") as stream:
+        catalog = read_po(stream, locale="zh_CN")
+    broken = []
+    for message in catalog:
+        if not message.id or not isinstance(message.id, str):
+            continue
+        names = set(re.findall(r"%\((\w+)\)s", message.id))
+        if not names and "%%" not in message.id:
+            continue   # a string shown as it is, never %-formatted
+        try:
+            message.string % {name: "x" for name in names}
+        except (ValueError, KeyError, TypeError) as error:
+            broken.append(f"{message.string[:40]}: {error}")
+    assert broken == []

@@ -350,7 +350,7 @@ def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool
     `overrides` ({"image_index": 7, "shift": [3, 0], ...}) change this dissection's
     settings only; the settings used are recorded in dissection.json."""
     started = time.perf_counter()
-    run = read_run(folder)
+    run = read_run(folder, uncovered_notes=True)   # the author's own: notes edited since the manifest are theirs
     settings = apply_overrides(run.config, {"dissect": overrides}).dissect if overrides else run.config.dissect
     with _progress(show_progress, len(MEASUREMENTS) + figures) as progress:
         dissection = measure(run, settings, progress)
@@ -369,7 +369,7 @@ def dissect_run(folder: Path, overrides: dict | None = None, show_progress: bool
 def redraw_run(folder: Path, parallel: bool = True) -> dict:
     """Draw the figures of a dissected run (again) from its dissection.json, nothing measured, and
     record them there."""
-    run = read_run(folder, dissected=True)
+    run = read_run(folder, dissected=True, uncovered_notes=True)
     drawn = draw(run, run.dissection, parallel)
     written = json.loads(run.files.read(DISSECTION))   # as written: every key kept, not only the typed ones
     written["figures"] = drawn

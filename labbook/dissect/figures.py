@@ -115,6 +115,11 @@ def _whole_numbers(axis, language: str) -> None:
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, position: formatter.text(value, "int")))
 
 
+def _whole_percent(value: float) -> str:
+    """A percentage to whole points in a small cell, never rounded up to 100 (99.6% is shown as 99)."""
+    return "100" if value >= 100 else str(min(99, round(value)))
+
+
 def _image_axis(axis, image, title=None, cmap="gray", **kwargs):
     shown = axis.imshow(image, cmap=cmap, **kwargs)
     axis.set_xticks([])
@@ -150,7 +155,7 @@ def samples(train_image, train_label, train_index, test_image, test_label, test_
     figure, axes = plt.subplots(1, 3, figsize=(A4_WIDTH_INCHES, 2.4), gridspec_kw={"width_ratios": [1, 1, 2],
                                                                                    "wspace": 0.45})
     _image_axis(axes[0], train_image,
-                _("MNIST training image %(index)s, label %(label)s") % {"index": train_index, "label": train_label})
+                _("MNIST training image %(index)s\nlabel %(label)s") % {"index": train_index, "label": train_label})
     prediction = int(np.argmax(probabilities))
     _image_axis(axes[1], test_image, _("MNIST test image %(index)s\nlabel %(label)s, predicted %(prediction)s")
                 % {"index": test_index, "label": test_label, "prediction": prediction})
@@ -286,7 +291,7 @@ def shift_grid(grid: list[list[float]], radius: int, by_distance: list[dict], la
     # is read from its colours and the right-hand plot.
     for row in range(values.shape[0] if values.shape[0] <= 9 else 0):
         for col in range(values.shape[1]):
-            axes[0].text(col - radius, row - radius, f"{values[row, col]:.0f}", ha="center", va="center",
+            axes[0].text(col - radius, row - radius, _whole_percent(values[row, col]), ha="center", va="center",
                          fontsize=6,
                          color="white" if values[row, col] < values.mean() else "black")
     axes[0].set_xlabel(_("Horizontal shift dx (pixels)"))

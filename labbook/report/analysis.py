@@ -102,6 +102,9 @@ def training_facts(history: list[dict], metrics: dict, batch_size: int, threshol
                                       "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size"
                                       "+validation_accuracy*(1-validation_accuracy)/validation_size)")
     facts["gap_beyond_chance"] = 100 * abs(test - validation) > facts["difference_margin"].value
+    gap, margin = 100 * (test - validation), facts["difference_margin"].value
+    facts["gap_low"] = Fact(gap - margin, "rule:100*(test_accuracy-validation_accuracy)-difference_margin")
+    facts["gap_high"] = Fact(gap + margin, "rule:100*(test_accuracy-validation_accuracy)+difference_margin")
     facts["validation_seconds"] = cited.cite("validation_seconds_during_training")
     stepping = metrics["train_seconds"] - metrics["validation_seconds_during_training"]
     facts["training_rate"] = Fact(metrics["samples_seen"] / stepping if stepping > 0 else 0.0,
@@ -259,6 +262,10 @@ def robustness_facts(dissection: dict, images: int, shift_threshold: float = 0.9
                                               "+flip_horizontal*(1-flip_horizontal)/test_size)")
     facts["flip_axis"] = ("vertical" if vertical - horizontal > margin else
                           "horizontal" if horizontal - vertical > margin else "both")
+    # The interval of the named axis's excess over the other, in percentage points.
+    excess = 100 * abs(vertical - horizontal)
+    facts["flip_low"] = Fact(excess - 100 * margin, "rule:100*abs(flip_vertical-flip_horizontal)-flip_margin")
+    facts["flip_high"] = Fact(excess + 100 * margin, "rule:100*abs(flip_vertical-flip_horizontal)+flip_margin")
     rotation = robustness["rotation"]
     for key, index in (("most_clockwise", min(range(len(rotation)), key=lambda i: rotation[i]["degrees"])),
                        ("most_counter_clockwise", max(range(len(rotation)), key=lambda i: rotation[i]["degrees"]))):

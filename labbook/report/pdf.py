@@ -258,7 +258,7 @@ def _shrink(root, image, height: float) -> None:
 def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
     """PDF bytes of one report page of a run (the page sits in its report/ folder); images come
     through `read_run_file(relative path)`. Figures that would leave a hole move below the
-    text after them, or shrink a little, as floats would (three rounds at most, each kept only if
+    text after them, or shrink a little, as floats would (two rounds at most, each kept only if
     it leaves the pages fuller)."""
     import logging
 
@@ -274,7 +274,7 @@ def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
         page = HTML(string=html, base_url=VIRTUAL_BASE + "report/", url_fetcher=fetcher)
         stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
         document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
-        for _ in range(3):
+        for _ in range(2):
             fixes = _figure_fixes(document)
             if not fixes:
                 break
