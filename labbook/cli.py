@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from pathlib import Path
 
@@ -179,10 +180,14 @@ def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None,
                f"one-pixel flip probability: {100 * robustness['flip_probability_one_pixel']['mean']:.2f}%")
 
 
-def _report(folder: Path, languages, formats, **cover) -> None:
+def _report(folder: Path, languages, formats, study=None, **cover) -> None:
     from labbook.report.render import ReportOptions, render_report
 
-    report = ReportOptions(languages=tuple(languages), formats=tuple(formats), **cover)
+    comparison = None
+    if study is not None:   # the study stage works the comparison out from the run the report reads
+        from labbook.study.comparison import comparison_of
+        comparison = functools.partial(comparison_of, folder=study)
+    report = ReportOptions(languages=tuple(languages), formats=tuple(formats), comparison=comparison, **cover)
     rendered = render_report(folder, report)
     for path in rendered.files:
         click.echo(f"report: {path}")

@@ -8,6 +8,7 @@ import ast
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from labbook.config import MAX_TEXT
 from labbook.errors import UserError
 from labbook.localization import LANGUAGES
 from labbook.report import analysis, recipe
-from labbook.report.comparison import comparison_of
 from labbook.report.formulas import formulas
 from labbook.runs.reader import Run, read_text
 from labbook.runs.schema import FIGURE_NAMES, clean_text
@@ -64,8 +64,9 @@ class ReportOptions:
     major: str | None = None
     class_name: str | None = None
     instructor: str | None = None
-    # A study folder whose variants include this run's recipe: adds the comparison section.
-    study: Path | None = None
+    # The comparison section (对比实验), worked out from the run by the study stage (study/comparison.py,
+    # which comes after the report's): `labbook report --study` sets it.
+    comparison: Callable[[Run], dict] | None = None
 
 
 COVER_FIELDS = ("course", "title", "student", "student_id", "school", "major", "class_name", "instructor")
@@ -211,7 +212,7 @@ def context_of(run: Run, options: ReportOptions) -> ReportContext:
     layers, total_parameters = _layer_table(run)
     kernels, robustness = analysis.kernel_facts(dissection), analysis.robustness_facts(dissection, metrics["test_size"])
     the_recipe = recipe.recipe_facts(run.config, run.info["data"])
-    compared = comparison_of(run, options.study) if options.study is not None else None
+    compared = options.comparison(run) if options.comparison is not None else None
     present = {"differences": bool(the_recipe["differences"]), "comparison": compared is not None}
     sections = tuple(name for name in SECTIONS if present.get(name, True))
     # The report cannot list its own hashes; leaving report/ out also keeps a re-render identical.

@@ -26,7 +26,6 @@ from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
 from labbook.runs.writer import atomic_write_bytes, own_folder, write_manifest
 from labbook.report.formulas import formula
 from labbook.report.references import REFERENCES
-from labbook.study.report import MEASURE_NAMES
 from labbook.report.context import (FORMATS, LANGUAGE_SETS, REPORT_FOLDER, ReportContext, ReportOptions,
                                     context_of, cover)
 
@@ -199,7 +198,7 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     env.globals.update(num=_number, ref=_reference, fact=analysis.Fact, gap=_sentence_gap, term=_term, listing=_listing,
                        heading=_heading, value_name=_value_name, caption_gap=_caption_gap, labels=LABELS, html_lang=_html_lang,
                        N_=N_, csp=CONTENT_SECURITY_POLICY, formula=_formula, setting=_setting, cite=_cite,
-                       references=REFERENCES, measure_name=MEASURE_NAMES.__getitem__)
+                       references=REFERENCES)
     return env
 
 

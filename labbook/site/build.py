@@ -298,7 +298,7 @@ def _study_figures(study: dict, out: Path, language: str) -> dict[str, str]:
 def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> set[str]:
     """studies/<slot>.html and .en.html for each study, with its figures and links to its runs' pages;
     pages of studies no longer among the sources go. Returns the figure files used."""
-    from labbook.study.report import result_rows, study_facts
+    from labbook.study.report import MEASURE_NAMES, result_rows, study_facts
     folder, used = out / "studies", set()
     if not studies and not folder.is_dir():
         return used
@@ -312,7 +312,8 @@ def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) 
             page = env.get_template("site/study.html.j2").render(
                 summary=study, rows=result_rows(study), study=study_facts(study), runs=study["published_runs"],
                 study_figures={key: f"../{path}" for key, path in drawn.items()}, lang=language, languages=(language,),
-                state={"lang": language}, root="../", assets=assets, here=name, other=other)
+                state={"lang": language}, root="../", assets=assets, here=name, other=other,
+                measure_name=MEASURE_NAMES.__getitem__)
             atomic_write_text(folder / name, page)
             pages.add(name)
     for stale in folder.glob("*.html"):   # labbook's own study pages only: their names are made here

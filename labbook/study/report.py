@@ -203,6 +203,7 @@ def render_study_report(root: Path, summary: dict) -> list[Path]:
     from labbook.report import pdf
     from labbook.report.render import environment
     env = environment()
+    env.globals["measure_name"] = MEASURE_NAMES.__getitem__
     template = env.get_template("study/report.html.j2")
     out, written, pages = own_folder(Path(root) / "report"), [], {}
     figure_files = {}

@@ -16,7 +16,7 @@ from labbook.errors import UserError
 from labbook.report import analysis
 from labbook.runs.reader import Run, read_run
 from labbook.study.plan import Study, Variant
-from labbook.study.report import result_rows, study_facts
+from labbook.study.report import MEASURE_NAMES, result_rows, study_facts
 from labbook.study.schema import read_summary, study_runs
 from labbook.study.statistics import TIMES, run_measures, summarise
 
@@ -35,7 +35,8 @@ def recipe_of(config: Config) -> dict:
 def comparison_of(run: Run, folder: Path) -> dict:
     """What the comparison section shows: the study's table and claims recomputed from its runs, the
     variant that has this run's recipe, and the runs left out. UserError when the folder is not a
-    study or none of its variants was trained with this run's recipe."""
+    study or none of its variants was trained with this run's recipe. The report calls it through
+    ReportOptions.comparison (the study stage comes after the report's)."""
     folder = Path(folder)
     if not (folder / "study.json").is_file():
         raise UserError(f"--study {folder}: not a study folder (no study.json; `labbook study` writes one)")
@@ -86,4 +87,5 @@ def comparison_of(run: Run, folder: Path) -> dict:
             "seeds": [analysis.Fact(seed, "study.json:spec.seeds") for seed in seeds],
             "own_seed": analysis.Fact(member_of[0], "rule:this run's seed folder") if member_of else None,
             "runs": analysis.Fact(len(measured), "rule:count(study runs read and verified)"),
-            "left_out": left_out, "summary": summary, "rows": rows, "facts": study_facts(summary)}
+            "left_out": left_out, "summary": summary, "rows": rows, "facts": study_facts(summary),
+            "measure_name": MEASURE_NAMES.__getitem__}
