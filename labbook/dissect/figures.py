@@ -258,13 +258,13 @@ def kernel_evolution(snapshots: np.ndarray, samples_seen: list[int], points: lis
     """snapshots: (records, out, 5, 5) conv1 weights; points: record indices to draw."""
     _ = gettext_for(language)
     out = snapshots.shape[1]
-    figure = plt.figure(figsize=(A4_WIDTH_INCHES, 0.95 * out + 1.9))
+    figure, numbers = plt.figure(figsize=(A4_WIDTH_INCHES, 0.95 * out + 1.9)), Formatter(language)
     grid = figure.add_gridspec(out + 2, len(points))
     norm = _signed_norm(snapshots[points])
     for column, record in enumerate(points):
         for kernel in range(out):
             axis = figure.add_subplot(grid[kernel, column])
-            title = _("%(samples)s images") % {"samples": Formatter(language).text(samples_seen[record], "int")} if kernel == 0 else None
+            title = _("%(samples)s images") % {"samples": numbers.text(samples_seen[record], "int")} if kernel == 0 else None
             _image_axis(axis, snapshots[record, kernel], title, cmap="RdBu_r", norm=norm)
             if column == 0:
                 axis.set_ylabel(_("Kernel %(index)s") % {"index": kernel}, fontsize=7)

@@ -101,8 +101,8 @@ def training_facts(history: list[dict], metrics: dict, batch_size: int, threshol
                                                               metrics["validation_size"]),
                                       "rule:100*1.96*sqrt(metrics.json:test_accuracy*(1-test_accuracy)/test_size"
                                       "+validation_accuracy*(1-validation_accuracy)/validation_size)")
-    facts["gap_beyond_chance"] = 100 * abs(test - validation) > facts["difference_margin"].value
     gap, margin = 100 * (test - validation), facts["difference_margin"].value
+    facts["gap_beyond_chance"] = abs(gap) > margin
     facts["gap_low"] = Fact(gap - margin, "rule:100*(test_accuracy-validation_accuracy)-difference_margin")
     facts["gap_high"] = Fact(gap + margin, "rule:100*(test_accuracy-validation_accuracy)+difference_margin")
     facts["validation_seconds"] = cited.cite("validation_seconds_during_training")

@@ -8,7 +8,6 @@ hash of that character set, and only the small subset is given to WeasyPrint.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import os
@@ -190,11 +189,9 @@ def _figure_fixes(document) -> list:
     Returns what to do to the document tree: functions of its root element."""
     fixes = []
     for page, following in zip(document.pages, document.pages[1:]):
-        top, bottom = _page_area(page)
-        blocks, next_blocks = _blocks(page), _blocks(following)
-        used = max((block.position_y + block.margin_height() for block in blocks), default=top)
-        hole = bottom - used
-        if hole < HOLE * (bottom - top) or not next_blocks or next_blocks[0].element_tag != "figure":
+        hole, height = _hole(page)
+        next_blocks = _blocks(following)
+        if hole < HOLE * height or not next_blocks or next_blocks[0].element_tag != "figure":
             continue
         figure_box, after, filled = next_blocks[0], None, 0.0
         for index, block in enumerate(next_blocks[1:], start=1):
@@ -222,6 +219,13 @@ def _figure_fixes(document) -> list:
     return fixes
 
 
+def _hole(page) -> tuple[float, float]:
+    """The empty space at the foot of a page's text area, and the area's height."""
+    top, bottom = _page_area(page)
+    used = max((block.position_y + block.margin_height() for block in _blocks(page)), default=top)
+    return bottom - used, bottom - top
+
+
 def _holes(document) -> tuple[int, float]:
     """How badly a layout leaves pages empty: how many pages, not counting a section's last, are more
     than 40% empty, then the summed emptiness beyond a quarter of every such page."""
@@ -230,9 +234,8 @@ def _holes(document) -> tuple[int, float]:
         next_blocks = _blocks(following)
         if next_blocks and next_blocks[0].element_tag == "h2":
             continue
-        top, bottom = _page_area(page)
-        used = max((block.position_y + block.margin_height() for block in _blocks(page)), default=top)
-        empty = (bottom - used) / (bottom - top)
+        hole, height = _hole(page)
+        empty = hole / height
         count += empty > 0.4
         total += max(0.0, empty - HOLE)
     return count, round(total, 6)
@@ -274,21 +277,20 @@ def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
         page = HTML(string=html, base_url=VIRTUAL_BASE + "report/", url_fetcher=fetcher)
         stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
         document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
+        holes = _holes(document)
         for _ in range(2):
             fixes = _figure_fixes(document)
             if not fixes:
                 break
-            before = copy.deepcopy(page.etree_element)
             for fix in fixes:
                 fix(page.etree_element)
             page.wrapper_element = cssselect2.ElementWrapper.from_html_root(page.etree_element)
             moved = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
             # A move can open a hole further on (the next figure no longer fits under the one moved):
-            # the new layout is kept only if it leaves fewer and smaller holes.
-            if _holes(moved) >= _holes(document):
-                page.etree_element = before
+            # the new layout is kept only if it leaves fewer and smaller holes, else the last one is written.
+            if (moved_holes := _holes(moved)) >= holes:
                 break
-            document = moved
+            document, holes = moved, moved_holes
         return document.write_pdf()
     except FatalURLFetchingError as error:   # a file of the run refused by the reader: say why, in one line
         if isinstance(error.__cause__, UserError):

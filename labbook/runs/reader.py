@@ -380,8 +380,6 @@ def read_run(folder: Path, dissected: bool = False, uncovered_notes: bool = Fals
                 run.notes[language] = strip_hidden(read_text(folder / name, MAX_BYTES["notes"]))
         elif files.covers(name):
             run.notes[language] = strip_hidden(_decode(files.read(name, MAX_BYTES["notes"]), folder / name))
-        elif os.path.lexists(folder / name) and uncovered_notes:
-            run.notes[language] = strip_hidden(read_text(folder / name, MAX_BYTES["notes"]))
         elif os.path.lexists(folder / name):
             run.warnings.append(f"{name}: written after manifest.json, so not shown")
     return run
