@@ -4,8 +4,8 @@ Naive: the report's HTML as is, one PDF after the other, fonts found by fontconf
 so WeasyPrint embeds (and subsets) the system's 20 MB Noto CJK collections.
 labbook: the same HTML with a stylesheet that points every element at small
 subsets of those fonts, made once per character set and cached; figures that
-leave holes moved or shrunk and the page laid out again; one process per core
-(labbook/report/pdf.py, `render_pdfs`).
+leave holes moved or shrunk and the page laid out again (a second time only for a page
+still more than 40% empty); one process per PDF (labbook/report/pdf.py, `render_pdfs`).
 
 WeasyPrint subsets fonts with HarfBuzz when libharfbuzz-subset is installed
 (`make` installs it as root) and with fontTools otherwise; the script says which
@@ -14,10 +14,11 @@ path it measured. Both are rendered from this one process, from the same run.
 Beside it, what a student waits for: `labbook report RUN` as a whole process
 (start-up included) writing all six files, on a copy of the run.
 
-Measured (README, "Performance"), on a 2-core AMD EPYC VM with HarfBuzz, a
-seed-preset run (`python bench/report_speed.py RUN --repeats 3`): naive 5.57 s,
-labbook 5.53 s for the three PDFs (1.01x, with two or three layouts per PDF
-against one); `labbook report RUN` as a whole process 6.85 s.
+Measured (docs/performance.md), on a 2-core AMD EPYC VM with HarfBuzz, a
+seed-preset run with the report of issue 22 (20, 21 and 25 pages, 11 formulas;
+`python bench/report_speed.py RUN --repeats 3`): naive 19.56 s, labbook 16.78 s
+for the three PDFs (1.17x, with two layouts per PDF against one);
+`labbook report RUN` as a whole process 21.1 to 25.3 s.
 
     python bench/report_speed.py RUN_FOLDER [--repeats 3]
 """
@@ -80,7 +81,7 @@ def main() -> None:
     print(f"font subsetting inside WeasyPrint: {'HarfBuzz' if harfbuzz else 'fontTools'}")
     print(f"three PDFs (zh, en, zh-en), median of {args.repeats}")
     print(f"naive WeasyPrint with the system CJK font: {naive:.2f} s")
-    print(f"labbook (cached font subsets, figure floats, one process per core): {ours:.2f} s  "
+    print(f"labbook (cached font subsets, figure floats, one process per PDF): {ours:.2f} s  "
           f"(subsets made in {subset_seconds:.2f} s, once)")
     print(f"speed-up: {naive / ours:.2f}x")
     with tempfile.TemporaryDirectory() as scratch:

@@ -261,8 +261,8 @@ def _shrink(root, image, height: float) -> None:
 def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
     """PDF bytes of one report page of a run (the page sits in its report/ folder); images come
     through `read_run_file(relative path)`. Figures that would leave a hole move below the
-    text after them, or shrink a little, as floats would (two rounds at most, each kept only if
-    it leaves the pages fuller)."""
+    text after them, or shrink a little, as floats would (two rounds at most, the second only for a
+    page still more than 40% empty, each kept only if it leaves the pages fuller)."""
     import logging
 
     import cssselect2
@@ -278,9 +278,11 @@ def render_pdf(html: str, read_run_file, font_css: str) -> bytes:
         stylesheet = CSS(string=font_css, font_config=fonts, url_fetcher=fetcher)
         document = page.render(stylesheets=[stylesheet], font_config=fonts, cache=images)
         holes = _holes(document)
-        for _ in range(2):
+        for attempt in range(2):
             fixes = _figure_fixes(document)
-            if not fixes:
+            # Each round lays the whole document out again: a second is spent only on a page still more
+            # than 40% empty, the layout rule; holes smaller than that are filled in the first round only.
+            if not fixes or attempt > 0 and holes[0] == 0:
                 break
             for fix in fixes:
                 fix(page.etree_element)
@@ -307,21 +309,21 @@ def _render_pending(index: int) -> bytes:
 
 
 def render_pdfs(pages: list[str], read_run_file, font_css: str) -> list[bytes]:
-    """Several PDFs at once, one process per CPU core: each is laid out on its own, so the bytes are
-    the same as one after the other. The workers are forked (the report stage holds no threads
-    and no PyTorch) so that they start with WeasyPrint loaded and the run already read."""
+    """Several PDFs at once, one process per PDF (on a machine of more than one core): each is laid
+    out on its own, so the bytes are the same as one after the other. Three PDFs on two cores are
+    left to the operating system to share: the PDFs need different times (the bilingual one is the
+    longest, and one laid out thrice may be next), and a core freed by the shortest takes on what is
+    left of the others, where two workers would leave one core idle while the other does two PDFs.
+    The workers are forked (the report stage holds no threads and no PyTorch) so that they start with
+    WeasyPrint loaded and the run already read."""
     import multiprocessing
     global _PENDING
-    workers = min(len(pages), os.cpu_count() or 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if len(pages) < 2 or (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [render_pdf(page, read_run_file, font_css) for page in pages]
     import weasyprint  # noqa: F401  (loaded once, before the fork)
     _PENDING = (pages, read_run_file, font_css)
-    # The longest page first (the bilingual one), so that the others share the second core meanwhile.
-    order = sorted(range(len(pages)), key=lambda index: -len(pages[index]))
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            rendered = dict(zip(order, pool.map(_render_pending, order, chunksize=1)))
+        with multiprocessing.get_context("fork").Pool(len(pages)) as pool:
+            return pool.map(_render_pending, range(len(pages)), chunksize=1)
     finally:
         _PENDING = ()
-    return [rendered[index] for index in range(len(pages))]

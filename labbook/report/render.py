@@ -283,9 +283,9 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> Rendere
     if "html" in options.formats:
         outputs.update({f"report.{language_set}.html": page.encode("utf-8") for language_set, page in pages.items()})
     if "pdf" in options.formats:
-        font_css = pdf.font_stylesheet("".join(pages.values()))
         printed = {language_set: render_html(context, language_set, env, for_pdf=True)
                    for language_set in options.languages}
+        font_css = pdf.font_stylesheet("".join(printed.values()))
         rendered = pdf.render_pdfs(list(printed.values()), run.files.read, font_css)
         outputs.update({f"report.{language_set}.pdf": content for language_set, content in zip(printed, rendered)})
     for name, content in outputs.items():

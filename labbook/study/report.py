@@ -219,7 +219,7 @@ def render_study_report(root: Path, summary: dict) -> list[Path]:
         context = {"summary": summary, "rows": result_rows(summary), "study": study_facts(summary), "lang": language, "languages": (language,),
                    "state": {"lang": language}, "document_language": language}
         pages[language] = (template.render(**context, study_figures=inline), template.render(**context, study_figures=printed))
-    font_css = pdf.font_stylesheet("".join(html for html, _ in pages.values()))
+    font_css = pdf.font_stylesheet("".join(printed for _, printed in pages.values()))
     rendered = pdf.render_pdfs([printed for _, printed in pages.values()],
                                lambda relative, limit=None: figure_files[relative], font_css)
     for (language, (html, _)), document in zip(pages.items(), rendered):
