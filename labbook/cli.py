@@ -286,17 +286,21 @@ def build(run_folder, languages, formats, templates, notes, course, title, schoo
 @main.command()
 @click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("site"), help="Folder that receives the site.")
-def site(sources, out):
+@click.option("--studies", "study_places", multiple=True, type=click.Path(path_type=Path),
+              help="A study folder (from `labbook study`) or a folder of them, to publish with its runs (repeatable). "
+                   "Studies are published only from here, never found among the runs.")
+def site(sources, out, study_places):
     """Build a static, bilingual website of every run in SOURCES (folders of runs, or run folders).
 
-    SOURCES defaults to ./runs. Runs are untrusted: only complete, dissected runs whose
-    files match their manifest are published; the others are listed with the reason,
-    and the exit code is then 3 (0 when every run was published). A rebuild renders
-    again only the runs whose manifest changed.
+    SOURCES defaults to ./runs (to none when --studies is given). Runs and studies are
+    untrusted: only complete, dissected runs whose files match their manifest are
+    published, and a study's numbers are measured again from its runs; the others are
+    listed with the reason, and the exit code is then 3 (0 when everything was
+    published). A rebuild renders again only the runs whose manifest changed.
     """
     from labbook.site.build import build_site
 
-    result = build_site(list(sources) or [Path("runs")], out)
+    result = build_site(list(sources) or ([] if study_places else [Path("runs")]), out, studies=list(study_places))
     for reason in result.skipped:
         click.echo(f"skipped {reason}", err=True)
     for warning in result.warnings:

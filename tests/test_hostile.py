@@ -29,6 +29,16 @@ EVIL_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3
 SECRET = "labbook-secret-9f2c"        # in a file outside the runs that hostile links point at
 
 
+# dissection.json edits whose every field keeps its type but which no dissection writes.
+DISAGREEING = {
+    "no-directions": lambda d: d["robustness"]["flip_probability_one_pixel"].update(by_direction={}),
+    "small-grid": lambda d: d["robustness"]["shift_grid"].update(radius=13, dx=[0], dy=[0], accuracy=[[0.5]]),
+    "short-evolution": lambda d: d["kernel_evolution"]["distance_from_first"][0].pop(),
+    "far-image": lambda d: d["settings"].update(image_index=123456),
+    "lost-kernel": lambda d: d["kernels"]["conv1"].pop(),
+}
+
+
 def edit_json(folder: Path, name: str, change) -> None:
     data = json.loads((folder / name).read_text(encoding="utf-8"))
     change(data)
@@ -84,6 +94,10 @@ def hostile_runs(source: Path, runs: Path, outside: Path) -> dict[str, str]:
     folder = make("broken-dissection", "skipped")
     (folder / "dissection.json").write_text('{"kernels": ', encoding="utf-8")
     finish(folder)
+    for name, change in DISAGREEING.items():     # each part passes its type; together they disagree
+        folder = make(name, "skipped")
+        edit_json(folder, "dissection.json", change)
+        finish(folder)
     folder = make("script-orientation", "skipped")
     edit_json(folder, "dissection.json", lambda d: d["kernels"]["conv1"][0].update(
         orientation="<script>alert(6)</script>", kind="edge"))
@@ -289,6 +303,14 @@ def test_report_on_hostile_runs_writes_no_link_target_and_no_script(hostile_site
     assert not list((tmp_path / "elsewhere").iterdir())            # nothing written through report/
     assert set(refused) == {"links", "script-orientation", "stale", "hard-link", "bomb", "linked-report", "fifo-figure",
                             "dir-report"}
+
+
+def test_report_on_a_dissection_whose_parts_disagree_says_which_in_one_line(hostile_site):
+    for name in DISAGREEING:
+        result = run_cli("report", hostile_site["runs"] / name, "--format", "html", "--lang", "en")
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (name, result.stderr)
+        line, = result.stderr.strip().splitlines()
+        assert "dissection.json" in line and name in line, line
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make installs it as root)")

@@ -182,42 +182,75 @@ def test_a_ray_worker_killed_mid_run_is_replaced_and_the_study_completes(ray_ins
     assert verify_manifest(tmp_path / study.id / outcome["variants"]["baseline"]["runs"]["0"]) == []
 
 
-def test_the_site_has_a_page_per_study_and_refuses_a_malformed_one(tiny_local, tmp_path):
+def _retitled(source, target, change):
+    """A copy of a study folder (its runs too) whose study.json is changed by `change(data)`."""
     import shutil
-
-    from labbook.site.build import build_site
-    study, out, _ = tiny_local
-    broken = tmp_path / "sources" / "broken"
-    shutil.copytree(out / study.id, tmp_path / "sources" / study.id, ignore=shutil.ignore_patterns("runs"))
-    broken.mkdir()
-    data = json.loads((out / study.id / "study.json").read_text())
-    data["variants"]["baseline"]["measures"]["test_accuracy"]["mean"] = "<script>"
-    (broken / "study.json").write_text(json.dumps(data))
-    result = build_site([tmp_path / "sources"], tmp_path / "site")
-    page = (tmp_path / "site" / "studies" / f"{study.id}.en.html").read_text()
-    assert "blurpool" in page and "95% interval" in page and "<script>" not in page
-    assert f"studies/{study.id}.html" in (tmp_path / "site" / "index.html").read_text()
-    assert any("broken" in reason and "study.json" in reason for reason in result.skipped)
+    shutil.copytree(source, target)
+    data = json.loads((target / "study.json").read_text())
+    change(data)
+    (target / "study.json").write_text(json.dumps(data) if isinstance(data, dict) else data)
+    return target
 
 
-def test_a_site_built_with_a_study_publishes_its_runs_and_figures_and_links_each_run(tiny_local, tmp_path):
-    """`labbook site STUDIES` publishes each study's runs (read through the run gate like any run) and
-    its figures; the study's page links every run's page; the class's index does not list them."""
+def test_a_site_publishes_the_studies_given_measured_again_and_skips_hostile_ones(tiny_local, small_run, tmp_path):
+    """`labbook site RUNS --studies STUDIES`: a study's page shows what labbook measured from its runs
+    (a forged mean or verdict in study.json is never shown); a study.json among the runs is never
+    published; a hostile study.json, or a study whose run was altered, is skipped with a one-line
+    reason and the class's site is still built; two ids that slug alike get two pages."""
     import re as regex
+    from conftest import copy_run
+    study, out, summary = tiny_local
+    studies, runs = tmp_path / "studies", tmp_path / "class"
+    truth = summary["variants"]["blurpool"]["measures"]["test_accuracy"]["mean"]
 
-    from labbook.site.build import build_site
-    study, out, _ = tiny_local
-    result = build_site([out], tmp_path / "site")
-    assert len(result.runs) == 4   # 2 variants x 2 seeds
+    def forge(data):
+        data["variants"]["blurpool"]["measures"]["test_accuracy"]["mean"] = 0.9991
+        data["variants"]["blurpool"]["difference"]["test_accuracy"].update(excludes_zero=True, holm_excludes_zero=True,
+                                                                           low=-0.02, high=0.03)
+    _retitled(out / study.id, studies / study.id, forge)
+    _retitled(out / study.id, studies / "slash", lambda data: data.update(id="shift/study"))
+    _retitled(out / study.id, studies / "colon", lambda data: data.update(id="shift:study"))
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    cases = {
+        "infinite-seed": lambda data: data["variants"]["blurpool"].update(failed=[float("inf")]),
+        "huge-mean": lambda data: data["spec"].update(seeds=[int("9" * 401)]),
+        "many-variants": lambda data: data.update(variants={**{f"v{i}": {} for i in range(60)}, **data["variants"]}),
+        "many-measures": lambda data: data["spec"].update(measures=["test_accuracy"] * 5000),
+        "no-baseline": lambda data: data["spec"].update(baseline="nobody"),
+    }
+    for name, change in cases.items():
+        _retitled(out / study.id, hostile / name, change)
+    (hostile / "not-json").mkdir()
+    (hostile / "not-json" / "study.json").write_text('{"id": ' + "[" * 100_000)
+    altered = _retitled(out / study.id, hostile / "altered", lambda data: None)
+    metrics = altered / summary["variants"]["baseline"]["runs"]["1"] / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"test_accuracy": ', '"test_accuracy": 1e-9 + '))
+    # A student's run folder with a study.json of its own: an "official ranking" on the class's index.
+    student = copy_run(small_run[0], runs / "student", id="student-run")
+    (student / "study.json").write_text(json.dumps({**summary, "id": "ranking",
+                                                    "spec": {**summary["spec"], "name": "Official class ranking"}}))
+
+    result = invoke("site", runs, "--studies", studies, "--studies", hostile, "--out", tmp_path / "site")
+    assert result.exit_code == 3, result.output      # written, with what was skipped named
+    assert "Traceback" not in result.output
+    skipped = [line for line in result.output.splitlines() if line.startswith("skipped ")]
+    assert {line.split(":")[0].removeprefix("skipped ") for line in skipped} >= {*cases, "not-json", "altered"}
+    assert any(line.startswith("skipped altered: study not published") and "metrics.json" in line for line in skipped)
+    assert any("many-variants" in line and "50" in line for line in skipped), skipped
     site = tmp_path / "site"
-    page = (site / "studies" / f"{study.id}.en.html").read_text()
+    pages = sorted(path.name for path in (site / "studies").glob("*.en.html"))
+    assert len(pages) == 3 and len({page.split("-")[0] for page in pages}) == 2, pages  # shift/study, shift:study
+    page = next((site / "studies").glob(f"{study.id}-*.en.html")).read_text()
+    text = regex.sub(r"<[^>]+>", " ", page)
+    assert "99.91%" not in text and f"{100 * truth:.2f}%" in text and "blurpool" in text
+    assert "raises the test accuracy" not in text
     links = regex.findall(r'href="\.\./(runs/[^"]+/index\.en\.html)"', page)
     assert len(links) == 4 and all((site / link).is_file() for link in links)
-    for figure in regex.findall(r'src="\.\./(assets/study-[a-z]+\.[0-9a-f]{10}\.en\.svg)"', page) or ["none"]:
-        assert (site / figure).read_bytes().startswith(b"<?xml")
     assert len(regex.findall(r'src="\.\./assets/study-', page)) == 2   # the shift curves and the differences
     index = (site / "index.en.html").read_text()
-    assert f"studies/{study.id}.en.html" in index and not any(link.split("/")[1] in index for link in links)
+    assert "Official class ranking" not in index and "ranking" not in index and "student-run" in index
+    assert not any(link.split("/")[1] in index for link in links)    # a study's runs are on its page
 
 
 def test_vary_reads_each_value_as_toml_lists_included():

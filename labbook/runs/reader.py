@@ -143,6 +143,8 @@ def typed(model, data, path: Path | str):
         value = first.get("input")
         if isinstance(value, (str, int, float, bool)) and first["type"] != "value_error":   # a value_error names it
             message += f", got {runschema.clean_text(repr(value))[:60]}"
+        if not first["loc"] and first["type"] == "value_error":   # a check across fields names them itself
+            raise UserError(f"{path}: {message}") from None
         raise UserError(f"{path}: {where}: {message}") from None
 
 

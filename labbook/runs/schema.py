@@ -15,9 +15,9 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from labbook.config import NUM_CLASSES
+from labbook.config import IMAGE_SIZE, NUM_CLASSES, TEST_SIZE, TRAIN_IMAGES
 from labbook.localization import LANGUAGES, N_
 
 # Unicode categories that never belong in a name: controls, formats (bidirectional
@@ -389,3 +389,55 @@ class Dissection(Strict):
     evaluation: Evaluation
     attribution: Attribution
     figures: dict[Literal[FIGURE_NAMES], dict[Literal[LANGUAGES], Items(FigurePath, 1, len(LANGUAGES))]]
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        """Parts that each pass their type but disagree with each other (what dissection writes always
+        agrees): the first disagreement, as `field: what`, so that the reader names it in one line."""
+        problem = next((what for what in _disagreements(self)), None)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def _disagreements(dissection: Dissection):
+    settings, robustness, grid = dissection.settings, dissection.robustness, dissection.robustness.shift_grid
+    if settings.image_index >= TEST_SIZE or dissection.samples.test.index != settings.image_index:
+        yield f"samples.test.index: test image {dissection.samples.test.index} is not settings.image_index " \
+              f"{settings.image_index} of the {TEST_SIZE:,} test images"
+    if settings.train_image_index >= TRAIN_IMAGES or dissection.samples.train.index != settings.train_image_index:
+        yield f"samples.train.index: not settings.train_image_index of the {TRAIN_IMAGES:,} training images"
+    steps = list(range(-grid.radius, grid.radius + 1))
+    if grid.radius != settings.shift_radius or grid.dx != steps or grid.dy != steps \
+            or len(grid.accuracy) != len(steps) or any(len(row) != len(steps) for row in grid.accuracy):
+        yield f"robustness.shift_grid: not the {len(steps)} x {len(steps)} grid of settings.shift_radius {grid.radius}"
+    if set(robustness.flip_probability_one_pixel.by_direction) != {"right", "left", "down", "up"}:
+        yield "robustness.flip_probability_one_pixel.by_direction: not the four directions right, left, down, up"
+    if any(entry.shifts < 1 for entry in robustness.accuracy_by_distance):
+        yield "robustness.accuracy_by_distance: a distance measured over no shift"
+    channels = {"conv1": len(dissection.feature_maps.conv1.channels), "conv2": len(dissection.feature_maps.conv2.channels)}
+    kernels = dissection.kernels
+    counts = {"kernels.conv1": len(kernels.conv1), "kernels.conv2": len(kernels.conv2),
+              "shift_test.feature_similarity.conv1": len(dissection.shift_test.feature_similarity.conv1),
+              "shift_test.feature_similarity.conv2": len(dissection.shift_test.feature_similarity.conv2),
+              "shift_test.peaks.conv1": len(dissection.shift_test.peaks.conv1),
+              "shift_test.peaks.conv2": len(dissection.shift_test.peaks.conv2),
+              "kernel_evolution.distance_from_first": len(dissection.kernel_evolution.distance_from_first)}
+    for field, count in counts.items():
+        if count != channels["conv2" if field.endswith("conv2") else "conv1"]:
+            yield f"{field}: {count} channels where feature_maps has {channels['conv2' if field.endswith('conv2') else 'conv1']}"
+    if any(len(slices) != channels["conv1"] for slices in kernels.conv2):
+        yield f"kernels.conv2: a kernel without one slice per conv1 channel ({channels['conv1']})"
+    for layer in ("conv1", "conv2"):
+        response = getattr(dissection.feature_maps, layer)
+        if any(not (0 <= row < response.size[0] and 0 <= column < response.size[1])
+               for row, column in (channel.peak for channel in response.channels)):
+            yield f"feature_maps.{layer}: a peak outside its {response.size[0]} x {response.size[1]} map"
+    evolution = dissection.kernel_evolution
+    if any(len(series) != len(evolution.samples_seen) for series in evolution.distance_from_first) \
+            or any(record >= len(evolution.samples_seen) for record in evolution.drawn_records):
+        yield f"kernel_evolution: series that are not one value per record ({len(evolution.samples_seen)})"
+    attribution = dissection.attribution
+    if any(not 0 <= value < IMAGE_SIZE for value in (*attribution.saliency_peak, *attribution.occlusion_most_harmful)) \
+            or not 1 <= attribution.occlusion_window <= IMAGE_SIZE or not 1 <= attribution.occlusion_stride <= IMAGE_SIZE:
+        yield f"attribution: a position or window outside the {IMAGE_SIZE} x {IMAGE_SIZE} image"

@@ -34,13 +34,11 @@ from labbook.runs.reader import RUN_JSON, Run, read_json, read_run
 from labbook.runs.writer import atomic_write_bytes, atomic_write_json, atomic_write_text
 from labbook.runs.schema import clean_text
 from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
-from labbook.study.schema import read_summary, study_runs
 
 STATE_FILE = ".labbook-site.json"
 MAX_DOWNLOAD_BYTES = 64 * 2**20   # a larger file of a run is not offered for download
 MAX_RUN_BYTES = 128 * 2**20       # all a run may put into the site (a seed-preset run: about 10 MB)
 CURVE_POINTS = 500                # points of each run's curve in the comparison figure
-MAX_STUDY_RUNS = 1000    # run folders published with one study (50 variants x 20 seeds)
 PARALLEL_FROM = 8        # runs to render from which several processes pay for their start-up
 SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}-[0-9a-f]{10}")
 DOWNLOADS = ("config.toml", "metrics.json", "history.csv", "model.safetensors", "report/report.zh.pdf",
@@ -327,29 +325,57 @@ def _labbook_slots(state: dict) -> set[str]:
     return {slot for slot in state.get("runs", {}) if isinstance(slot, str) and SLOT.fullmatch(slot)}
 
 
-def find_studies(sources: list[Path], result: SiteResult) -> list[dict]:
-    """Every study (a folder holding study.json) among the sources and their children, with its runs."""
-    found = []
-    for source in map(Path, sources):
-        candidates = [source] + (sorted(p for p in source.iterdir() if p.is_dir() and not p.is_symlink())
-                                 if source.is_dir() and not source.is_symlink() else [])
+def study_slot(study_id: str) -> str:
+    """A study's page name: a slug of its id and a short hash of the id itself, so that two ids that
+    slug alike (`shift/study`, `shift:study`) never share a page."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", study_id).strip(".-")[:48] or "study"
+    return f"{slug}-{hashlib.sha256(study_id.encode()).hexdigest()[:8]}"
+
+
+def find_studies(places: list[Path], result: SiteResult) -> list[dict]:
+    """Every study the teacher gave (`--studies`: a study folder or a folder of them), measured again
+    from its runs (study/gate.py). Run sources are never searched for studies: a study.json in a
+    student's folder is not published. A study whose run fails the gate, or with a variant no run of
+    which could be read, is skipped with its reason, as is a second study with the same id."""
+    from labbook.study.gate import check_study
+    found, ids = [], set()
+    for place in map(Path, places):
+        if not place.is_dir():
+            raise UserError(f"--studies {place}: no such folder")
+        candidates = [place] if (place / "study.json").exists() else sorted(
+            child for child in place.iterdir() if child.is_dir() and not child.is_symlink()
+            and os.path.lexists(child / "study.json"))
         for folder in candidates:
-            if (folder / "study.json").is_file():
-                try:
-                    summary = read_summary(folder)
-                except (UserError, ValueError, KeyError, TypeError, AttributeError) as error:
-                    _note(result.skipped, folder, str(error)[:160])
-                    continue
-                summary["slot"] = re.sub(r"[^A-Za-z0-9._-]", "-", summary["id"])[:60] or "study"
-                summary["run_folders"] = study_runs(folder)[:MAX_STUDY_RUNS]
-                found.append(summary)
+            try:
+                checked = check_study(folder)
+            except UserError as error:
+                _note(result.skipped, folder, error)
+                continue
+            except Exception as error:  # noqa: BLE001 - one study never stops the class
+                _note(result.skipped, folder, f"study could not be read ({type(error).__name__}: {str(error)[:120]})")
+                continue
+            problems = [entry["reason"] for entry in checked.left_out] + [
+                f"no run of variant {name!r} could be read" for name in checked.unmeasured]
+            if problems:
+                _note(result.skipped, folder, f"study not published: {problems[0]}"
+                                              + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+                continue
+            summary = checked.summary
+            if summary["id"] in ids:
+                _note(result.skipped, folder, f"the same study id as another study ({summary['id']!r})")
+                continue
+            ids.add(summary["id"])
+            summary["slot"] = study_slot(summary["id"])
+            summary["run_folders"] = [(variant, seed, run) for (variant, seed), run in sorted(checked.folders.items())]
+            found.append(summary)
     return found
 
 
-def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
-    """Publish every good run of `sources` into `out`; a run that cannot be read, verified or rendered
-    is skipped with its reason in `result.skipped`, never fatal. Nothing outside `out` is written,
-    and only folders that labbook wrote there are removed."""
+def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path] = ()) -> SiteResult:
+    """Publish every good run of `sources`, and every study of `studies` with its runs, into `out`; a
+    run or a study that cannot be read, verified or rendered is skipped with its reason in
+    `result.skipped`, never fatal. Nothing outside `out` is written, and only folders that labbook
+    wrote there are removed."""
     started = time.perf_counter()
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -361,12 +387,13 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
     previous = state.get("runs", {}) if isinstance(state.get("runs"), dict) else {}
     assets = _write_assets(out)
     env = _environment()
-    accepted, digests, jobs = [], {}, []
-    studies = find_studies(sources, result)   # their runs are published too, each through the run gate
+    accepted, digests, jobs, slot_of = [], {}, [], {}
+    studies = find_studies(list(studies), result)   # their runs are published too, each through the run gate
     study_folders = {str(folder) for study in studies for _, _, folder in study["run_folders"]}
     for summary in find_runs([*sources, *(Path(folder) for folder in sorted(study_folders))], result):
         slot, digest, folder = summary["slot"], summary["digest"], summary["folder"]
         target = out / "runs" / slot
+        slot_of[str(folder)] = slot    # a study's run published from another folder is linked all the same
         if slot in digests:
             _note(result.skipped, folder, f"the same run as another folder (run {summary['id']!r})")
             continue
@@ -397,11 +424,12 @@ def build_site(sources: list[Path], out: Path, progress=None) -> SiteResult:
             shutil.rmtree(out / "runs" / stale)
 
     summaries.sort(key=lambda s: (s["finished"], s["id"]), reverse=True)
-    published = {str(summary["folder"]): summary for summary in summaries}
+    published = {summary["slot"]: summary for summary in summaries}
     for study in studies:   # a study's runs are listed on its page, not among the class's runs
-        study["published_runs"] = [{"variant": variant, "seed": seed, "slot": published[str(folder)]["slot"],
-                                    "id": published[str(folder)]["id"]}
-                                   for variant, seed, folder in study["run_folders"] if str(folder) in published]
+        study["published_runs"] = [{"variant": variant, "seed": seed, "slot": slot_of[str(folder)],
+                                    "id": published[slot_of[str(folder)]]["id"]}
+                                   for variant, seed, folder in study["run_folders"]
+                                   if slot_of.get(str(folder)) in published]
     class_runs = [summary for summary in summaries if str(summary["folder"]) not in study_folders]
     differing, compare_rows = compare_table(class_runs)
     used = set(assets.values()) | _write_studies(out, studies, env, assets)

@@ -1,90 +1,62 @@
 """study.json and a study's folder as labbook reads them back: the site publishes studies, and a report
-compares with one, from folders labbook did not make, so every name is a short clean text and every
-number finite, or the study is refused (pydantic, the same types as the run folder's schema); its
-runs are found without following a link, and each is then read through the run gate like any other."""
+compares with one, from folders labbook did not make. study.json is any folder's to write, so only its
+plan is read from it (the study's id and name, its variants, seeds, measures and baseline: short
+clean texts, bounded lists, pydantic, the same types as the run folder's schema), never a number;
+its runs are found without following a link, and each is then read through the run gate like any
+other (study/gate.py measures them again)."""
 
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labbook.runs.reader import RUN_JSON, read_json, typed
-from labbook.runs.schema import Count, Finite, Items, Strict, Text, clean_text
+from labbook.runs.schema import Items, Text, clean_text
 from labbook.study.plan import MEASURES
 
 Measure = Literal[MEASURES]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]
+MAX_STUDY_BYTES = 4 * 2**20
+MAX_VARIANTS = 50        # a study of more variants is refused, not cut
+MAX_SEEDS = 100
 
 
-class MeasureSummary(Strict):
-    mean: Finite
-    low: Finite | None = None
-    high: Finite | None = None
-
-
-class Difference(MeasureSummary):
-    excludes_zero: bool
-    seeds: Items(Seed, max_length=100)
-    detectable: Finite | None = None          # absent in studies made before the field existed
-    p: Annotated[float, Field(ge=0, le=1)] | None = None
-    holm_excludes_zero: bool | None = None
-
-
-class VariantSummary(Strict):
-    failed: Items(Seed, max_length=100)
-    # (shift distance, mean accuracy) points of the shift curve, for the study's figure
-    shift_curve: Items(Annotated[list[Finite], Field(min_length=2, max_length=2)], max_length=100) = []
-    near_chance: Finite | None = None
-    measures: dict[Measure, MeasureSummary]
-    difference: dict[Measure, Difference]
-
-
-class Spec(Strict):
+class Spec(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
     name: Text(60)
     measures: Items(Measure, min_length=1, max_length=len(MEASURES))
     baseline: Text(100)
-    seeds: Items(Seed, max_length=100) = []
+    seeds: Items(Seed, max_length=MAX_SEEDS) = []
 
 
-class FewSeeds(Strict):
-    seeds: Count
-    t: Finite | None = None
-    t_three: Finite
-
-
-class StudySummary(Strict):
+class StudyPlan(BaseModel):
+    """What a study.json says was planned. Everything else in it (its means, intervals, verdicts) is
+    ignored: the numbers are measured again from the study's runs."""
+    model_config = ConfigDict(strict=True, extra="ignore")
     id: Text(80)
     spec: Spec
-    variants: Annotated[dict[Text(100), VariantSummary], Field(min_length=1)]
-    shared_cores: bool = True                 # unknown (an older study.json): its times are not compared
-    comparisons: Count = 0
-    few_seeds: FewSeeds | None = None
+    variants: Annotated[dict[Text(100), Any], Field(min_length=1, max_length=MAX_VARIANTS)]
 
     @model_validator(mode="after")
     def _consistent(self):
         if self.spec.baseline not in self.variants:
             raise ValueError("the baseline is not one of the variants")
-        if any(set(self.spec.measures) - set(entry.measures) for entry in self.variants.values()):
-            raise ValueError("a variant lacks one of the study's measures")
         return self
 
 
-MAX_STUDY_BYTES = 4 * 2**20
-MAX_VARIANTS = 50        # a study's variants shown; the rest of a larger study.json is left out
-
-
-def read_summary(folder: Path) -> dict:
-    """FOLDER/study.json as a site page or a report may show it; UserError (naming the file) or
-    ValueError otherwise."""
+def read_plan(folder: Path) -> dict:
+    """FOLDER/study.json's plan: {"id", "spec", "variants": [names]}; UserError naming the file and
+    what is wrong otherwise."""
     data = read_json(Path(folder) / "study.json", MAX_STUDY_BYTES)
-    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
-        raise ValueError("not a labbook study")
-    data = {**data, "variants": dict(list(data["variants"].items())[:MAX_VARIANTS])}
-    return typed(StudySummary, data, Path("study.json")).model_dump()
+    plan = typed(StudyPlan, data, Path(folder) / "study.json")
+    spec = plan.spec.model_dump()
+    spec["measures"] = list(dict.fromkeys(spec["measures"]))
+    spec["seeds"] = sorted(set(spec["seeds"]))
+    return {"id": plan.id, "spec": spec, "variants": list(plan.variants)}
 
 
 def study_runs(folder: Path) -> list[tuple[str, int, Path]]:
