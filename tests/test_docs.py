@@ -106,3 +106,50 @@ def test_the_configuration_guide_shows_every_key_with_its_default():
     defaults = Config().to_dict()
     defaults["name"] = ""
     assert shown == defaults
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count:,} bytes"
+
+
+def caps_table() -> str:
+    """docs/teachers.md's table of caps, made from the constants the code enforces."""
+    from labbook.grade import submissions
+    from labbook.report.context import MAX_NOTE_CHARACTERS
+    from labbook.report.pdf import MAX_CACHE_BYTES, MAX_CACHED_FONTS
+    from labbook.runs import reader, schema, svgsafe
+    from labbook.site.build import MAX_DOWNLOAD_BYTES, MAX_RUN_BYTES
+    from labbook.study import gate
+    from labbook.study import schema as study_schema
+    caps = reader.MAX_BYTES
+    assert caps["run.json"] == caps["metrics.json"]
+    rows = [
+        ("`run.json`, `metrics.json`", f"{_size(caps['run.json'])} each"),
+        ("`config.toml`", _size(caps["config.toml"])),
+        ("`history.csv`", f"{_size(caps['history.csv'])} and {schema.MAX_HISTORY_ROWS:,} rows"),
+        ("`dissection.json`", _size(caps["dissection.json"])),
+        ("`manifest.json`", f"{_size(caps['manifest.json'])} and {reader.MAX_MANIFEST_ENTRIES:,} files"),
+        ("any other file of a run", f"{_size(reader.MAX_FILE_BYTES)}; {_size(reader.MAX_MANIFEST_BYTES)} for all the "
+                                    "files a manifest lists"),
+        ("the weights' header", _size(reader.MAX_HEADER_BYTES)),
+        ("an SVG figure", _size(svgsafe.MAX_SVG_BYTES)),
+        ("notes (`notes.zh.md`, `notes.en.md`, `--notes`)", f"{_size(caps['notes'])} and {MAX_NOTE_CHARACTERS:,} "
+                                                            "different characters"),
+        ("a download on the site", f"{_size(MAX_DOWNLOAD_BYTES)}; {_size(MAX_RUN_BYTES)} for all that one run publishes"),
+        ("`study.json`", f"{_size(study_schema.MAX_STUDY_BYTES)}, {study_schema.MAX_VARIANTS} variants, "
+                         f"{study_schema.MAX_SEEDS} seeds; {gate.MAX_RUNS:,} runs read per study"),
+        ("the PDF font cache", f"{MAX_CACHED_FONTS} subsets and {_size(MAX_CACHE_BYTES)} (the least recently used go first)"),
+        ("a submission archive", f"{submissions.MAX_MEMBERS:,} members, {_size(submissions.MAX_MEMBER_BYTES)} each, "
+                                 f"{_size(submissions.MAX_TOTAL_BYTES)} in all, {submissions.MAX_RATIO}:1 compression "
+                                 f"past {_size(submissions.RATIO_FROM_BYTES)}"),
+    ]
+    return "\n".join(["| what | at most |", "|---|---|", *(f"| {what} | {cap} |" for what, cap in rows)])
+
+
+def test_the_caps_the_docs_state_are_the_codes():
+    text = (ROOT / "docs" / "teachers.md").read_text(encoding="utf-8")
+    shown = text.split("<!-- caps:")[1].split("-->", 1)[1].split("<!-- /caps -->")[0].strip()
+    assert shown == caps_table(), "docs/teachers.md's caps table should read:\n" + caps_table()

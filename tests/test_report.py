@@ -451,3 +451,49 @@ def test_the_author_edits_their_notes_after_a_report_and_reports_again(reported,
     html = (reported / "report" / "report.en.html").read_text()
     assert "Second, longer thoughts" in html and "First thoughts" not in html
     assert verify_manifest(reported) == []
+
+
+def test_what_a_report_reads_and_hashes_is_bounded(reported, tmp_path, monkeypatch):
+    """--notes is capped like the run's notes; notes of more different characters than a reflection
+    uses are refused before a font subset is made of them; a large file that no manifest lists is
+    neither hashed nor listed when the report refreshes the manifest."""
+    from labbook.report.context import MAX_NOTE_CHARACTERS
+    from labbook.runs.reader import MAX_BYTES, read_manifest
+    reported = fresh(reported, tmp_path)
+    big = tmp_path / "big.md"
+    big.write_text("x" * (MAX_BYTES["notes"] + 1))
+    result = invoke("report", reported, "--notes", big, "--format", "html", "--lang", "en")
+    assert result.exit_code == 2 and "big.md" in result.output and "larger than" in result.output
+    many = tmp_path / "many.md"
+    many.write_text("".join(chr(0x4E00 + index) for index in range(MAX_NOTE_CHARACTERS + 1)), encoding="utf-8")
+    result = invoke("report", reported, "--notes", many, "--format", "html", "--lang", "en")
+    assert result.exit_code == 2 and "many.md" in result.output and "different characters" in result.output
+    (reported / "notes.zh.md").write_text(many.read_text(encoding="utf-8"), encoding="utf-8")
+    result = invoke("report", reported, "--format", "html", "--lang", "zh")
+    assert result.exit_code == 2 and "notes.zh.md" in result.output
+    (reported / "notes.zh.md").unlink()
+    with open(reported / "sparse.bin", "wb") as sparse:     # 1 GiB that takes no disk
+        sparse.truncate(2**30)
+    assert invoke("report", reported, "--format", "html", "--lang", "en").exit_code == 0
+    listed = read_manifest(reported)
+    assert "sparse.bin" not in listed and "report/report.en.html" in listed
+
+
+def test_the_font_cache_keeps_the_most_recently_used_subsets(tmp_path, monkeypatch):
+    import os
+
+    from labbook.report import pdf
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(pdf, "MAX_CACHED_FONTS", 3)
+    folder = pdf.cache_dir()
+    folder.mkdir(parents=True)
+    for age in range(5):
+        path = folder / f"labbook-sans-{age}.otf"
+        path.write_bytes(b"x" * 10)
+        os.utime(path, ns=(10**18 - age * 10**9,) * 2)     # 0 the newest, 4 the oldest
+    pdf.prune_cache(keep=folder / "labbook-sans-4.otf")
+    assert sorted(path.name for path in folder.iterdir()) == ["labbook-sans-0.otf", "labbook-sans-1.otf",
+                                                              "labbook-sans-4.otf"]
+    monkeypatch.setattr(pdf, "MAX_CACHE_BYTES", 25)
+    pdf.prune_cache()
+    assert sorted(path.name for path in folder.iterdir()) == ["labbook-sans-0.otf", "labbook-sans-1.otf"]

@@ -25,8 +25,8 @@ from labbook.errors import UserError
 from labbook.localization import LANGUAGES
 from labbook.report import analysis, recipe
 from labbook.report.formulas import formulas
-from labbook.runs.reader import Run, read_text
-from labbook.runs.schema import FIGURE_NAMES, clean_text
+from labbook.runs.reader import MAX_BYTES, NOTES, Run, read_text
+from labbook.runs.schema import FIGURE_NAMES, clean_text, strip_hidden
 
 # Each report language and the languages its sections come in, in order; the output formats.
 LANGUAGE_SETS = {**{code: (code,) for code in LANGUAGES}, "-".join(LANGUAGES): LANGUAGES}
@@ -113,13 +113,18 @@ def _listing(source: str) -> Markup:
     return Markup(re.sub(r'<span id="line-(\d+)">', indented, html))
 
 
+# Different characters a reflection may use: ten pages of Chinese use under 2,000; the 3,500 characters of
+# the list of commonly used Chinese characters (现代汉语常用字表), Latin, digits and punctuation fit.
+MAX_NOTE_CHARACTERS = 5_000
+
+
 def _notes(run: Run, notes: Path | None) -> dict[str, Markup | None]:
     """The author's reflections per language (from --notes, else the run's), Markdown rendered and
     sanitised: they are untrusted input."""
     if notes is not None:
         if not Path(notes).is_file():
             raise UserError(f"{notes}: notes file not found")
-        sources = dict.fromkeys(LANGUAGES, read_text(notes))
+        sources = dict.fromkeys(LANGUAGES, strip_hidden(read_text(notes, MAX_BYTES["notes"])))
     else:
         sources = run.notes
     found: dict[str, Markup | None] = {}
@@ -127,6 +132,10 @@ def _notes(run: Run, notes: Path | None) -> dict[str, Markup | None]:
         if language not in sources:
             found[language] = None
             continue
+        # Each different character is a glyph the PDF's font subset must hold (made and cached per report).
+        if (distinct := len(set(sources[language]))) > MAX_NOTE_CHARACTERS:
+            raise UserError(f"{notes or run.folder / NOTES[language]}: {distinct:,} different characters, more than "
+                            f"the {MAX_NOTE_CHARACTERS:,} a reflection may use (each is a glyph the PDF embeds)")
         rendered = MARKDOWN.render(sources[language])
         clean = nh3.clean(rendered, tags=NOTES_TAGS, attributes={"a": {"href", "title"}, "td": {"align"},
                                                                  "th": {"align"}},

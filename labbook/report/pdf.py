@@ -69,6 +69,7 @@ def subset_font(text: str, face: str = "sans") -> Path:
                          .encode()).hexdigest()[:20]
     target = cache_dir() / f"labbook-{face}-{key}.otf"
     if target.is_file():
+        os.utime(target)    # used now: the last to be evicted
         return target
     options = subset.Options()
     options.recalc_timestamp = False   # same characters, same bytes
@@ -83,7 +84,31 @@ def subset_font(text: str, face: str = "sans") -> Path:
     temporary = target.with_suffix(f".{os.getpid()}.tmp")
     subset.save_font(font, str(temporary), options)
     os.replace(temporary, target)
+    prune_cache(keep=target)
     return target
+
+
+# The font cache's bounds: each report whose text has new characters adds three subsets (about 1 to 5 MB).
+MAX_CACHED_FONTS = 30
+MAX_CACHE_BYTES = 100 * 2**20
+
+
+def prune_cache(keep: Path | None = None) -> None:
+    """Evict the least recently used subsets until the cache holds at most MAX_CACHED_FONTS files and
+    MAX_CACHE_BYTES; `keep` (the subset just made) is never evicted."""
+    cached = []
+    for path in cache_dir().glob("labbook-*.otf"):
+        try:
+            info = path.stat()
+        except FileNotFoundError:     # evicted meanwhile by another labbook
+            continue
+        cached.append((path == keep, info.st_mtime_ns, info.st_size, path))
+    cached.sort(reverse=True)         # the one kept, then the most recently used first
+    total = 0
+    for count, (_, _, size, path) in enumerate(cached, start=1):
+        total += size
+        if path != keep and (count > MAX_CACHED_FONTS or total > MAX_CACHE_BYTES):
+            path.unlink(missing_ok=True)
 
 
 # Where the sans face is used; everything else is set in the serif.

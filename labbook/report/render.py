@@ -23,7 +23,7 @@ from labbook.localization import LANGUAGE, LANGUAGES, N_, Formatter, translation
 from labbook.runs.reader import NOTES, Run, read_run
 from labbook.runs.schema import ORIENTATIONS
 from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
-from labbook.runs.writer import atomic_write_bytes, own_folder, write_manifest
+from labbook.runs.writer import atomic_write_bytes, own_folder, update_manifest
 from labbook.report.formulas import formula
 from labbook.report.references import REFERENCES
 from labbook.report.context import (FORMATS, LANGUAGE_SETS, REPORT_FOLDER, ReportContext, ReportOptions,
@@ -290,7 +290,9 @@ def render_report(folder: Path, options: ReportOptions | None = None) -> Rendere
         outputs.update({f"report.{language_set}.pdf": content for language_set, content in zip(printed, rendered)})
     for name, content in outputs.items():
         atomic_write_bytes(report_folder / name, content)
-    write_manifest(folder)
+    # Only what the report wrote, what it listed before and the author's notes are hashed again.
+    update_manifest(folder, run.manifest, [f"{REPORT_FOLDER}{name}" for name in outputs]
+                    + [name for name in run.manifest if name.startswith(REPORT_FOLDER)] + list(NOTES.values()))
     left_out = [f"--study: left out {entry['variant']} seed {entry['seed'].value}: {entry['reason']}"
                 for entry in (context.comparison or {}).get("left_out", [])]
     return RenderedReport([report_folder / name for name in outputs], unfilled(run, options), left_out)

@@ -137,6 +137,23 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def update_manifest(folder: Path, listed: dict[str, dict], relatives) -> dict:
+    """The manifest `listed` (entries as the reader returns them, checked) with only `relatives` hashed
+    again: each added or refreshed if it is a regular file, dropped if it is gone. Nothing else in the
+    folder is read, so a large file that no manifest lists costs nothing (a report rewrites its files
+    and the author's notes, and refreshes only those)."""
+    folder, files = Path(folder), dict(listed)
+    for relative in sorted(set(relatives)):
+        path = folder / relative
+        if os.path.lexists(path) and stat.S_ISREG(path.lstat().st_mode):
+            files[relative] = {"sha256": file_digest(path), "size": path.stat().st_size}
+        else:
+            files.pop(relative, None)
+    manifest = {"algorithm": "sha256", "files": dict(sorted(files.items()))}
+    atomic_write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
 def write_manifest(folder: Path) -> dict:
     """Hash every regular file in the folder except the manifest itself (links are not files of
     the run and are left out); written last."""
