@@ -32,6 +32,32 @@ def test_the_site_knows_the_networks_shapes_without_pytorch():
                                                    for name, tensor in network.state_dict().items()}
 
 
+def test_the_live_lab_refuses_what_the_browser_could_not_run(reported, tmp_path):
+    """A header the browser cannot read (UTF-16 JSON, which Python's json would take; NaN, which JSON.parse
+    refuses), another pooling, or a network too slow for every stroke: no panel, and the reason."""
+    import shutil
+
+    from labbook.config import apply_overrides, load_config, to_toml
+    from labbook.runs.writer import write_manifest
+    from labbook.site import livelab
+    folder = shutil.copytree(reported, tmp_path / "run")
+    run = read_run(folder, dissected=True)
+    weights = (folder / "model.safetensors").read_bytes()
+    assert livelab.panel(run, weights)["channels"] == [4, 8]
+    length = int.from_bytes(weights[:8], "little")
+    header, body = json.loads(weights[8:8 + length]), weights[8 + length:]
+    for encoded in (json.dumps(header).encode("utf-16"), json.dumps({**header, "__metadata__": {"x": float("nan")}}).encode()):
+        with pytest.raises(livelab.NoPanel, match="not a readable safetensors file"):
+            livelab.panel(run, len(encoded).to_bytes(8, "little") + encoded + body)
+    for overrides, reason in (({"model": {"pooling": "avg"}}, "max pooling only"),
+                              ({"model": {"depth": [256, 256], "hidden": 1200}}, "multiply-adds a pass")):
+        (folder / "config.toml").write_text(to_toml(apply_overrides(load_config(reported / "config.toml"), overrides)))
+        write_manifest(folder)
+        with pytest.raises(livelab.NoPanel) as refused:
+            livelab.panel(read_run(folder, dissected=True), weights)
+        assert reason in refused.value.reason
+
+
 class Quiet(SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass

@@ -83,6 +83,15 @@ def test_hostile_author_and_notes_are_text(site):
     assert "&lt;img src=x onerror=alert(1)&gt;" in index
 
 
+def test_a_run_page_without_a_live_lab_says_why(site):
+    """The wide run's config declares depth [6, 12] but its weights are the small run's [4, 8]."""
+    wide = next((site / "runs").glob("*-wide-*"))
+    page = (wide / "index.en.html").read_text()
+    assert "No live lab for this run." in page and "not the network its config declares" in page
+    assert "data-weights" not in page
+    assert "本次运行没有实时实验" in (wide / "index.html").read_text()
+
+
 def test_rebuild_renders_only_changed_runs(three_runs, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(three_runs, runs)
@@ -142,13 +151,15 @@ def test_site_in_a_real_browser(site):
                 if number == 0:
                     page.screenshot(path=str(ARTIFACTS / "site-run.zh.png"))
 
-            # Switch to English on a run page, land on the same page, and be remembered.
+            # Switch to English on a run page and land on the same page; an address named later is obeyed.
             page.click("a.lang-switch")
             page.wait_for_url("**/index.en.html")
             assert page.locator("html").get_attribute("lang") == "en" and images_loaded()
             page.screenshot(path=str(ARTIFACTS / "site-run.en.png"))
-            page.goto(base + "index.html")  # the Chinese index redirects to the remembered English one
-            page.wait_for_url("**/REPO/index.en.html")
+            page.goto(base + "index.html")
+            page.wait_for_load_state("load")
+            assert page.url == base + "index.html" and page.locator("html").get_attribute("lang") == "zh-CN"
+            page.goto(base + "index.en.html")
             page.screenshot(path=str(ARTIFACTS / "site-index.en.png"), full_page=True)
             page.click("a.lang-switch")
             page.wait_for_url("**/REPO/index.html")

@@ -22,3 +22,12 @@ def parameter_shapes(depth: list[int] | tuple[int, int], hidden: int) -> dict[st
             "conv2.weight": [second, first, KERNEL, KERNEL], "conv2.bias": [second],
             "fc1.weight": [hidden, second * POOLED * POOLED], "fc1.bias": [hidden],
             "fc2.weight": [NUM_CLASSES, hidden], "fc2.bias": [NUM_CLASSES]}
+
+
+def multiply_adds(depth: list[int] | tuple[int, int], hidden: int) -> int:
+    """Multiply-adds of one forward pass of one image (the lab's network, depth [4, 8] and 512 hidden
+    units: 441,024)."""
+    first, second = depth
+    half = IMAGE_SIZE // 2
+    return (IMAGE_SIZE * IMAGE_SIZE * first * KERNEL * KERNEL + half * half * second * first * KERNEL * KERNEL
+            + second * POOLED * POOLED * hidden + hidden * NUM_CLASSES)

@@ -267,6 +267,10 @@ def parse_history(content: bytes, path: Path) -> list[dict]:
     return rows
 
 
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
 def safetensors_header(content: bytes, path: Path, size: int | None = None) -> dict[str, runschema.Tensor]:
     """The tensor entries of a .safetensors file (name -> its dtype, shape and data_offsets), read
     without torch from its first bytes, each checked against the data that follows (`size`: the
@@ -276,7 +280,9 @@ def safetensors_header(content: bytes, path: Path, size: int | None = None) -> d
         (length,) = struct.unpack("<Q", content[:8])
         if length > min(MAX_HEADER_BYTES, size - 8, len(content) - 8):
             raise ValueError("truncated or oversized header")
-        header = json.loads(content[8:8 + length])
+        # Read as the browser's live lab reads it (TextDecoder, JSON.parse): UTF-8 only, where Python's
+        # json would also take UTF-16 or UTF-32, and no NaN or Infinity, which JSON.parse refuses.
+        header = json.loads(content[8:8 + length].decode("utf-8"), parse_constant=_not_json)
         if not isinstance(header, dict):
             raise ValueError("header is not an object")
         header.pop("__metadata__", None)

@@ -3,7 +3,7 @@
 Pages use relative links only, so the folder works on GitHub Pages under any
 sub-path and opened from disk. Chinese pages are NAME.html, English ones
 NAME.en.html; a switch on every page leads to the same page in the other
-language and remembers the choice. Assets get content-hashed names. A rebuild
+language (a page's language is its address: nothing redirects). Assets get content-hashed names. A rebuild
 renders again only the runs whose manifest changed (state in .labbook-site.json).
 """
 
@@ -138,10 +138,11 @@ def _summary(run: Run) -> dict:
                                                   [row["validation_accuracy"] for row in curve])}
 
 
-def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> None:
+def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> str | None:
     """Write the run's pages, its figures (each SVG rebuilt from an allow-list) and its downloads
     into `target`, from files checked against the manifest. Built in a folder beside the target and
-    renamed into place, so a run that fails half-way leaves nothing half-written."""
+    renamed into place, so a run that fails half-way leaves nothing half-written. Returns why the
+    page has no live lab, or None."""
     run = read_run(folder, dissected=True)
     if _manifest_digest(run) != digest:
         raise UserError(f"{folder}: changed while the site was being built")
@@ -177,12 +178,12 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str])
                     raise UserError(f"{run.folder / relative}: not a PDF file")
                 published += size
                 downloads.append(name)
-        live = None
-        if "model.safetensors" in downloads:   # the live lab runs the weights the page offers
-            try:
-                live = livelab.panel(run, (building / "files" / "model.safetensors").read_bytes())
-            except UserError:
-                live = None                     # the page says the live lab is not available
+        no_panel = None
+        try:   # the live lab runs the weights the page offers
+            weights = building / "files" / "model.safetensors"
+            live = livelab.panel(run, weights.read_bytes() if "model.safetensors" in downloads else None)
+        except livelab.NoPanel as refused:
+            live, no_panel = {"refused": livelab.refusal(refused)}, f"published without its live lab: {refused}"
         context = context_of(run, ReportOptions())
         template = _environment().get_template("site/run.html.j2")
         for language in LANGUAGES:
@@ -198,6 +199,7 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str])
         building.rename(target)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    return no_panel
 
 
 @functools.cache
@@ -207,18 +209,18 @@ def _environment():
     return env
 
 
-def _render_safely(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> str | None:
-    """Render one run; the reason it could not be, or None. Never raises: one run never stops the class."""
+def _render_safely(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> tuple[str | None, str | None]:
+    """Render one run: (the reason it could not be, or None; what its page lacks, or None). Never
+    raises: one run never stops the class."""
     try:
-        _render_run(folder, digest, target, assets)
+        return None, _render_run(folder, digest, target, assets)
     except UserError as error:
-        return str(error)
+        return str(error), None
     except Exception as error:  # noqa: BLE001 - a run that breaks labbook must not stop the class
-        return f"could not be rendered ({type(error).__name__}: {str(error)[:120]})"
-    return None
+        return f"could not be rendered ({type(error).__name__}: {str(error)[:120]})", None
 
 
-def _render_all(jobs: list[tuple[Path, str, Path]], assets: dict[str, str]) -> list[str | None]:
+def _render_all(jobs: list[tuple[Path, str, Path]], assets: dict[str, str]) -> list[tuple[str | None, str | None]]:
     """Render every (run folder, manifest digest, target); many at once in processes of their own
     (spawned: no state shared)."""
     workers = min(os.cpu_count() or 1, 4)
@@ -407,10 +409,13 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
     outcomes = dict(zip((target.name for _, _, target in jobs), _render_all(jobs, assets)))  # by slot
     summaries = []
     for summary in accepted:
-        if outcomes.get(summary["slot"]):
-            _note(result.skipped, summary["folder"], outcomes[summary["slot"]])
+        failure, lacking = outcomes.get(summary["slot"], (None, None))
+        if failure:
+            _note(result.skipped, summary["folder"], failure)
             del digests[summary["slot"]]
             continue
+        if lacking:
+            _note(result.warnings, summary["folder"], lacking)
         if summary["slot"] in outcomes:
             result.rendered.append(summary["id"])
             if progress:

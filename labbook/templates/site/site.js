@@ -1,16 +1,6 @@
-// labbook site: remembered language and sortable tables. Pages work without it.
+// labbook site: sortable tables and the live lab. Pages work without it. A page's language is its
+// address: the switch is a plain link, and no remembered choice ever sends a reader elsewhere.
 (function () {
-  var KEY = "labbook-lang";
-  var lang = document.documentElement.getAttribute("data-lang");
-  var switcher = document.querySelector("a.lang-switch");
-  try {
-    var wanted = window.localStorage.getItem(KEY);
-    if (wanted && wanted !== lang && switcher) { window.location.replace(switcher.getAttribute("href")); return; }
-    if (switcher) switcher.addEventListener("click", function () {
-      window.localStorage.setItem(KEY, switcher.getAttribute("data-lang"));
-    });
-  } catch (error) { /* storage unavailable: the switch still works as a plain link */ }
-
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("table.sortable").forEach(function (table) {
       table.querySelectorAll("th").forEach(function (header, column) {
@@ -382,9 +372,20 @@
   }
 
   function start(panel) {
-    var view = viewOf(panel), state = {mode: "test"}, loaded = null;
+    var view = viewOf(panel), state = {mode: "test"}, loaded = null, pending = false;
     var say = function (key) { view.status.textContent = panel.getAttribute("data-say-" + key) || key; };
-    Object.assign(state, wire(view, state, function () { if (loaded) render(view, state, loaded); }));
+    // Strokes and slider moves come faster than frames: one pass per frame, with the latest state.
+    Object.assign(state, wire(view, state, function () {
+      if (!loaded || pending) return;
+      pending = true;
+      window.requestAnimationFrame(function () { pending = false; render(view, state, loaded); });
+    }));
+    if (window.location.protocol === "file:") {   // fetch() of the page's own files is refused there
+      say("disk");
+      window.labbookLive = {ready: Promise.reject(new Error("opened from disk"))};
+      window.labbookLive.ready.catch(function () {});
+      return;
+    }
     var ready = load(panel).then(function (result) {
       loaded = result;
       say("ready");
