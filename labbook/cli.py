@@ -289,7 +289,14 @@ def build(run_folder, languages, formats, templates, notes, course, title, schoo
 @click.option("--studies", "study_places", multiple=True, type=click.Path(path_type=Path),
               help="A study folder (from `labbook study`) or a folder of them, to publish with its runs (repeatable). "
                    "Studies are published only from here, never found among the runs.")
-def site(sources, out, study_places):
+@click.option("--show-student-ids", is_flag=True,
+              help="Publish student IDs, and the report PDFs, whose cover prints them (a class site is public: "
+                   "by default neither is published).")
+@click.option("--pseudonymise", is_flag=True,
+              help="Show each student's name as a stable pseudonym (a keyed hash; the key is LABBOOK_PSEUDONYM_KEY, "
+                   "else one kept in ~/.config/labbook/).")
+@click.option("--allow-indexing", is_flag=True, help="Let search engines index the pages (by default they carry noindex).")
+def site(sources, out, study_places, show_student_ids, pseudonymise, allow_indexing):
     """Build a static, bilingual website of every run in SOURCES (folders of runs, or run folders).
 
     SOURCES defaults to ./runs (to none when --studies is given). Runs and studies are
@@ -297,10 +304,17 @@ def site(sources, out, study_places):
     published, and a study's numbers are measured again from its runs; the others are
     listed with the reason, and the exit code is then 3 (0 when everything was
     published). A rebuild renders again only the runs whose manifest changed.
+
+    A class site is public: by default it publishes no student ID (nor the report PDFs,
+    whose cover prints it) and asks search engines not to index it.
     """
     from labbook.site.build import build_site
+    from labbook.site.privacy import Privacy, pseudonym_key
 
-    result = build_site(list(sources) or ([] if study_places else [Path("runs")]), out, studies=list(study_places))
+    privacy = Privacy(show_student_ids=show_student_ids, pseudonym_key=pseudonym_key() if pseudonymise else None,
+                      indexable=allow_indexing)
+    result = build_site(list(sources) or ([] if study_places else [Path("runs")]), out, studies=list(study_places),
+                        privacy=privacy)
     for reason in result.skipped:
         click.echo(f"skipped {reason}", err=True)
     for warning in result.warnings:

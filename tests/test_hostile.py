@@ -184,7 +184,8 @@ def hostile_site(reported, tmp_path_factory):
     victim.parent.mkdir(parents=True)
     victim.write_text("keep me")
     before = {p: p.stat().st_mtime_ns for p in base.rglob("*") if not p.is_relative_to(out)}
-    result = run_cli("site", runs, "--out", out)
+    # With the report PDFs offered (--show-student-ids), so that the downloads are tried too.
+    result = run_cli("site", runs, "--out", out, "--show-student-ids")
     after = {p: p.stat().st_mtime_ns for p in base.rglob("*") if not p.is_relative_to(out)}
     return {"base": base, "runs": runs, "out": out, "result": result, "expected": expected, "victim": victim,
             "before": before, "after": after}

@@ -2,6 +2,7 @@
 
 import functools
 import http.server
+import re
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, ROOT, copy_run, open_page, run_cli
+from conftest import CHROMIUM, ROOT, copy_run, invoke, open_page, run_cli
 
 from labbook.config import apply_overrides, load_config, to_toml
 from labbook.runs.writer import write_manifest
@@ -186,3 +187,36 @@ assert len(result.rendered) == 3 and "torch" not in sys.modules, "building the s
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_class_site_publishes_no_student_id_by_default_and_pseudonyms_hide_names(reported, tmp_path, monkeypatch):
+    """A class site is public: by default no student ID in any page or file (the report PDFs, whose cover
+    prints it, are withheld, and so is a config.toml that names it); --pseudonymise leaves no name;
+    pages carry noindex; --show-student-ids publishes the IDs and the PDFs."""
+    runs = tmp_path / "runs"
+    copy_run(reported, runs / "a", id="run-a", author="Zhang Wei", student_id="2023011234")
+    variant(reported, runs, "b", {"report": {"student": "Li Na", "student_id": "2023019999"}}, author="Li Na")
+    monkeypatch.setenv("LABBOOK_PSEUDONYM_KEY", "a key for this test")
+
+    def everything(site: Path) -> bytes:
+        return b"".join(path.read_bytes() for path in sorted(site.rglob("*")) if path.is_file())
+
+    assert invoke("site", runs, "--out", tmp_path / "plain").exit_code == 0
+    published = everything(tmp_path / "plain")
+    assert b"2023011234" not in published and b"2023019999" not in published
+    assert b"Zhang Wei" in published and b'<meta name="robots" content="noindex, nofollow">' in published
+    assert not list((tmp_path / "plain").rglob("*.pdf"))
+    page = next((tmp_path / "plain" / "runs").glob("run-a-*")) / "index.en.html"
+    assert "not published" in page.read_text() and "print the student's name and ID" in page.read_text()
+
+    assert invoke("site", runs, "--out", tmp_path / "hidden", "--pseudonymise").exit_code == 0
+    hidden = everything(tmp_path / "hidden")
+    assert b"Zhang Wei" not in hidden and b"Li Na" not in hidden and b"2023011234" not in hidden
+    pseudonyms = set(re.findall(rb"S-[0-9A-F]{8}", (tmp_path / "hidden" / "index.en.html").read_bytes()))
+    assert len(pseudonyms) == 2
+    assert invoke("site", runs, "--out", tmp_path / "again", "--pseudonymise").exit_code == 0
+    assert set(re.findall(rb"S-[0-9A-F]{8}", (tmp_path / "again" / "index.en.html").read_bytes())) == pseudonyms
+
+    assert invoke("site", runs, "--out", tmp_path / "open", "--show-student-ids", "--allow-indexing").exit_code == 0
+    shown = everything(tmp_path / "open")
+    assert b"2023011234" in shown and b"noindex" not in shown and list((tmp_path / "open").rglob("*.pdf"))

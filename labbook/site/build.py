@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from pygments.formatters import HtmlFormatter
 
 from labbook.site import livelab
+from labbook.site.privacy import Privacy
 from labbook.errors import UserError
 from labbook.localization import LANGUAGE, LANGUAGES, Formatter, gettext_for
 from labbook.report.context import ReportOptions, context_of
@@ -138,7 +139,7 @@ def _summary(run: Run) -> dict:
                                                   [row["validation_accuracy"] for row in curve])}
 
 
-def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> str | None:
+def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str], privacy: Privacy) -> str | None:
     """Write the run's pages, its figures (each SVG rebuilt from an allow-list) and its downloads
     into `target`, from files checked against the manifest. Built in a folder beside the target and
     renamed into place, so a run that fails half-way leaves nothing half-written. Returns why the
@@ -167,8 +168,14 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str])
                 if relative.endswith(".svg"):
                     content = clean_svg(run.files.read(relative, MAX_SVG_BYTES), relative)
                     publish(building / "figures" / PurePosixPath(relative).name, content)
-        downloads = []
+        downloads, cover = [], context_of(run, ReportOptions()).cover
+        # Files that name what the site hides are not offered (the report PDFs print the cover).
+        withheld = {relative for relative in DOWNLOADS if relative.endswith(".pdf") and not privacy.reports_published}
+        if privacy.hides(run.config.report.student, run.config.report.student_id):
+            withheld.add("config.toml")
         for relative in DOWNLOADS:
+            if relative in withheld:
+                continue
             name = PurePosixPath(relative).name
             size = run.manifest.get(relative, {}).get("size", 0)
             if run.files.covers(relative) and size <= MAX_DOWNLOAD_BYTES and published + size <= MAX_RUN_BYTES:
@@ -185,10 +192,17 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str])
         except livelab.NoPanel as refused:
             live, no_panel = {"refused": livelab.refusal(refused)}, f"published without its live lab: {refused}"
         context = context_of(run, ReportOptions())
+        variables = context.variables()
+        variables["cover"] = {**cover, "student": privacy.name(cover["student"]),
+                              "student_id": privacy.student_id(cover["student_id"])}
+        variables["config_text"] = privacy.redact_config(variables["config_text"])
         template = _environment().get_template("site/run.html.j2")
         for language in LANGUAGES:
-            page = template.render(**context.variables(), languages=(language,), lang=language, state={"lang": language},
-                                   for_pdf=False,
+            page = template.render(**variables, languages=(language,), lang=language, state={"lang": language},
+                                   for_pdf=False, noindex=not privacy.indexable,
+                                   id_hidden=bool(cover["student_id"]) and not privacy.show_student_ids,
+                                   reports_withheld=not privacy.reports_published and any(
+                                       run.files.covers(relative) for relative in DOWNLOADS if relative.endswith(".pdf")),
                                    figure_base="figures/", inline_figures={}, root="../../", assets=assets,
                                    downloads=downloads, live=live,
                                    here=page_name("index", language), other=page_name("index", _other(language)),
@@ -209,25 +223,27 @@ def _environment():
     return env
 
 
-def _render_safely(folder: Path, digest: str, target: Path, assets: dict[str, str]) -> tuple[str | None, str | None]:
+def _render_safely(folder: Path, digest: str, target: Path, assets: dict[str, str],
+                   privacy: Privacy) -> tuple[str | None, str | None]:
     """Render one run: (the reason it could not be, or None; what its page lacks, or None). Never
     raises: one run never stops the class."""
     try:
-        return None, _render_run(folder, digest, target, assets)
+        return None, _render_run(folder, digest, target, assets, privacy)
     except UserError as error:
         return str(error), None
     except Exception as error:  # noqa: BLE001 - a run that breaks labbook must not stop the class
         return f"could not be rendered ({type(error).__name__}: {str(error)[:120]})", None
 
 
-def _render_all(jobs: list[tuple[Path, str, Path]], assets: dict[str, str]) -> list[tuple[str | None, str | None]]:
+def _render_all(jobs: list[tuple[Path, str, Path]], assets: dict[str, str],
+                privacy: Privacy) -> list[tuple[str | None, str | None]]:
     """Render every (run folder, manifest digest, target); many at once in processes of their own
     (spawned: no state shared)."""
     workers = min(os.cpu_count() or 1, 4)
     if len(jobs) < PARALLEL_FROM or workers < 2:
-        return [_render_safely(folder, digest, target, assets) for folder, digest, target in jobs]
+        return [_render_safely(folder, digest, target, assets, privacy) for folder, digest, target in jobs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_render_safely, *zip(*jobs), [assets] * len(jobs)))
+        return list(pool.map(_render_safely, *zip(*jobs), [assets] * len(jobs), [privacy] * len(jobs)))
 
 
 def _other(language: str) -> str:
@@ -295,7 +311,7 @@ def _study_figures(study: dict, out: Path, language: str) -> dict[str, str]:
     return {name: _hashed_asset(out, f"study-{name}", language, svg) for name, (svg,) in drawn.items()}
 
 
-def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) -> set[str]:
+def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str], noindex: bool) -> set[str]:
     """studies/<slot>.html and .en.html for each study, with its figures and links to its runs' pages;
     pages of studies no longer among the sources go. Returns the figure files used."""
     from labbook.study.report import MEASURE_NAMES, result_rows, study_facts
@@ -312,7 +328,7 @@ def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str]) 
             page = env.get_template("site/study.html.j2").render(
                 summary=study, rows=result_rows(study), study=study_facts(study), runs=study["published_runs"],
                 study_figures={key: f"../{path}" for key, path in drawn.items()}, lang=language, languages=(language,),
-                state={"lang": language}, root="../", assets=assets, here=name, other=other,
+                state={"lang": language}, root="../", assets=assets, here=name, other=other, noindex=noindex,
                 measure_name=MEASURE_NAMES.__getitem__)
             atomic_write_text(folder / name, page)
             pages.add(name)
@@ -373,11 +389,12 @@ def find_studies(places: list[Path], result: SiteResult) -> list[dict]:
     return found
 
 
-def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path] = ()) -> SiteResult:
-    """Publish every good run of `sources`, and every study of `studies` with its runs, into `out`; a
-    run or a study that cannot be read, verified or rendered is skipped with its reason in
-    `result.skipped`, never fatal. Nothing outside `out` is written, and only folders that labbook
-    wrote there are removed."""
+def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path] = (),
+               privacy: Privacy = Privacy()) -> SiteResult:
+    """Publish every good run of `sources`, and every study of `studies` with its runs, into `out`,
+    revealing of the students what `privacy` allows; a run or a study that cannot be read, verified
+    or rendered is skipped with its reason in `result.skipped`, never fatal. Nothing outside `out` is
+    written, and only folders that labbook wrote there are removed."""
     started = time.perf_counter()
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -403,10 +420,12 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
             _note(result.skipped, folder, f"{target} exists and was not written by labbook")
             continue
         digests[slot] = digest
+        summary.update(author=privacy.name(summary["author"]), student_id=privacy.student_id(summary["student_id"]))
         accepted.append(summary)
-        if not (previous.get(slot) == digest and state.get("assets") == assets and (target / "index.html").is_file()):
+        if not (previous.get(slot) == digest and state.get("assets") == assets and (target / "index.html").is_file()
+                and state.get("privacy") == privacy.fingerprint()):
             jobs.append((folder, digest, target))
-    outcomes = dict(zip((target.name for _, _, target in jobs), _render_all(jobs, assets)))  # by slot
+    outcomes = dict(zip((target.name for _, _, target in jobs), _render_all(jobs, assets, privacy)))  # by slot
     summaries = []
     for summary in accepted:
         failure, lacking = outcomes.get(summary["slot"], (None, None))
@@ -437,10 +456,10 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
                                    if slot_of.get(str(folder)) in published]
     class_runs = [summary for summary in summaries if str(summary["folder"]) not in study_folders]
     differing, compare_rows = compare_table(class_runs)
-    used = set(assets.values()) | _write_studies(out, studies, env, assets)
+    used = set(assets.values()) | _write_studies(out, studies, env, assets, not privacy.indexable)
     for language in LANGUAGES:
         common = {"lang": language, "root": "", "assets": assets, "runs": class_runs, "differing": differing,
-                  "studies": studies,
+                  "studies": studies, "noindex": not privacy.indexable,
                   "compare_rows": compare_rows, "fmt": Formatter(language)}
         for name in ("index", "compare"):
             extra = {"curves": _compare_figure(class_runs, out, language)} if name == "compare" and class_runs else {}
@@ -448,11 +467,12 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
             page = env.get_template(f"site/{name}.html.j2").render(
                 **common, **extra, here=page_name(name, language), other=page_name(name, _other(language)))
             atomic_write_text(out / page_name(name, language), page)
-    atomic_write_text(out / "404.html", env.get_template("site/404.html.j2").render(lang=LANGUAGES[0], root=""))
+    atomic_write_text(out / "404.html", env.get_template("site/404.html.j2").render(lang=LANGUAGES[0], root="",
+                                                                                      noindex=not privacy.indexable))
     for asset in (out / "assets").iterdir():  # content-hashed files that this build no longer uses
         if f"assets/{asset.name}" not in used and asset.is_file() and not asset.is_symlink():
             asset.unlink()
-    atomic_write_json(state_path, {"assets": assets, "runs": dict(sorted(digests.items()))})
+    atomic_write_json(state_path, {"assets": assets, "privacy": privacy.fingerprint(), "runs": dict(sorted(digests.items()))})
     result.runs = [summary["id"] for summary in summaries]
     result.seconds = time.perf_counter() - started
     return result
