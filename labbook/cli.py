@@ -426,16 +426,16 @@ def grade(submissions, rubric, out, workers, timeout, received, init_rubric):
 @main.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("site"), help="The built site.")
 @click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (0 = any free port).")
-def serve(directory, port):
+@click.option("--base", default="/", show_default=True,
+              help="The path the site lives under, as on GitHub Pages (e.g. /course-site/ for USER.github.io/course-site/).")
+def serve(directory, port, base):
     """Preview the site on 127.0.0.1 until Ctrl-C."""
-    import functools
-    import http.server
+    from labbook.site.serve import serve_site
 
     if not (Path(directory) / "index.html").is_file():
         raise UserError(f"{directory}: no site here (build one with `labbook site`)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
-        click.echo(f"serving {directory} at http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)")
+    with serve_site(Path(directory), port, base) as (server, address):
+        click.echo(f"serving {directory} at {address}  (Ctrl-C stops)")
         try:
             server.serve_forever()
         except KeyboardInterrupt:

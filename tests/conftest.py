@@ -148,3 +148,31 @@ def open_page(playwright, **page_options):
     page.set_default_timeout(BROWSER_DEADLINE_MS)
     page.set_default_navigation_timeout(BROWSER_DEADLINE_MS)
     return page
+
+
+def pages_wider_than(site: Path, addresses: list[str], widths=(390, 1280), base: str = "/site/") -> list[str]:
+    """Each (width, page) of the built site, served by `labbook serve`'s server under `base`, whose
+    content is wider than a window of that width (the reader would scroll the whole page sideways)."""
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from labbook.site.serve import serve_site
+    wide = []
+    with serve_site(site, 0, base) as (server, address):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with sync_playwright() as playwright:
+                page = open_page(playwright)
+                for width in widths:
+                    page.set_viewport_size({"width": width, "height": 844})
+                    for name in addresses:
+                        page.goto(address + name)
+                        page.wait_for_load_state("load")
+                        scroll = page.evaluate("document.documentElement.scrollWidth")
+                        if scroll > width:
+                            wide.append(f"{name} at {width} px: {scroll} px wide")
+                page.context.browser.close()
+        finally:
+            server.shutdown()
+    return wide

@@ -163,3 +163,27 @@ def test_ctrl_c_while_drawing_exits_130_at_once_and_records_no_figure(tmp_path):
     _, stderr = process.communicate(timeout=PROCESS_DEADLINE)
     assert process.returncode == 130 and "drawing interrupted" in stderr and "Traceback" not in stderr
     assert json.loads((copy / "dissection.json").read_text())["figures"] == {} and verify_manifest(copy) == []
+
+
+def test_serve_shows_the_site_under_the_path_it_will_have_on_github_pages(tmp_path):
+    """`labbook serve --base /course-site/`: the site's pages under that path, the root sent there,
+    anything else not found; a base that is not a plain path is refused in one line."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from labbook.site.serve import serve_site
+    (tmp_path / "index.html").write_text("<p>index</p>")
+    with serve_site(tmp_path, 0, "course-site") as (server, address):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            assert address.endswith("/course-site/")
+            assert urllib.request.urlopen(address + "index.html", timeout=60).read() == b"<p>index</p>"
+            root = address.removesuffix("course-site/")
+            assert urllib.request.urlopen(root, timeout=60).geturl() == address     # redirected
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(root + "index.html", timeout=60)
+        finally:
+            server.shutdown()
+    result = invoke("serve", "--dir", tmp_path, "--base", "/../etc/")
+    assert result.exit_code == 2 and "--base" in result.output

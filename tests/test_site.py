@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, ROOT, copy_run, invoke, open_page, run_cli
+from conftest import CHROMIUM, ROOT, copy_run, invoke, open_page, pages_wider_than, run_cli
 
 from labbook.config import apply_overrides, load_config, to_toml
 from labbook.runs.writer import write_manifest
@@ -74,6 +74,8 @@ def test_compare_highlights_what_differs(site):
     assert "<code>train.epochs</code>" not in html  # the same in all three runs
     assert html.count('class="differs"') == 6  # depth of one run, five fast-preset settings of another
     assert 'src="assets/compare.' in html
+    index = (site / "index.en.html").read_text()     # each row says how it departs from the class
+    assert "<code>model.depth = [6, 12]</code>" in index and "<code>train.schedule = &#34;onecycle&#34;</code>" in index
 
 
 def test_hostile_author_and_notes_are_text(site):
@@ -82,6 +84,41 @@ def test_hostile_author_and_notes_are_text(site):
         assert HOSTILE not in html and "<script>alert" not in html and "javascript:" not in html, page
     index = (site / "index.en.html").read_text()
     assert "&lt;img src=x onerror=alert(1)&gt;" in index
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make installs it as root)")
+def test_no_page_is_wider_than_a_phone_or_a_desktop_window(site):
+    """At 390 px (a phone) and 1280 px, served under a sub-path as on GitHub Pages: every page type
+    fits the window (wide tables and formulas scroll inside themselves); on a phone the live lab's
+    drawing pad and its prediction are on the screen together."""
+    from playwright.sync_api import sync_playwright
+
+    from labbook.site.serve import serve_site
+    runs = sorted(path.relative_to(site).as_posix() for path in (site / "runs").glob("*/index*.html"))
+    assert pages_wider_than(site, ["index.html", "index.en.html", "compare.html", "compare.en.html", "404.html", *runs],
+                            base="/course-site/") == []
+    with serve_site(site, 0, "/course-site/") as (server, address):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with sync_playwright() as playwright:
+                page = open_page(playwright, viewport={"width": 390, "height": 844})
+                small = next(name for name in runs if "-wide-" not in name and "fast-try" not in name and name.endswith(".en.html"))
+                page.goto(address + small)
+                page.evaluate("window.labbookLive.ready")
+                page.locator("canvas.live-pad").scroll_into_view_if_needed()
+                pad, answer = page.locator("canvas.live-pad").bounding_box(), page.locator(".live-prediction").bounding_box()
+                assert pad["y"] >= 0 and pad["y"] + pad["height"] <= 844 and 0 <= answer["y"] <= 844, (pad, answer)
+                page.screenshot(path=str(ARTIFACTS / "site-live.phone.png"))
+                page.context.browser.close()
+        finally:
+            server.shutdown()
+
+
+def test_the_comparison_figure_draws_its_axes_and_tells_overlapping_runs_apart(site):
+    for figure in (site / "assets").glob("compare.*.svg"):
+        text = figure.read_text()
+        assert "mathdefault" not in text and "$" not in text, figure     # tick labels are plain numbers
+        assert text.count("stroke-dasharray") > 0                        # runs drawn with different dashes
 
 
 def test_a_run_page_without_a_live_lab_says_why(site):
@@ -136,11 +173,11 @@ def test_site_in_a_real_browser(site):
             # Sorting by test accuracy, ascending then descending.
             header = page.locator("table.runs th", has_text="测试准确率")
             header.click()
-            values = page.eval_on_selector_all("table.runs tbody tr td:nth-child(7)",
+            values = page.eval_on_selector_all("table.runs tbody tr td:nth-child(8)",
                                                "cells => cells.map(c => parseFloat(c.dataset.value))")
             assert values == sorted(values)
             header.click()
-            values = page.eval_on_selector_all("table.runs tbody tr td:nth-child(7)",
+            values = page.eval_on_selector_all("table.runs tbody tr td:nth-child(8)",
                                                "cells => cells.map(c => parseFloat(c.dataset.value))")
             assert values == sorted(values, reverse=True)
 

@@ -5,7 +5,7 @@ import math
 import re
 
 import pytest
-from conftest import PROCESS_DEADLINE, invoke
+from conftest import CHROMIUM, PROCESS_DEADLINE, invoke, pages_wider_than
 
 from labbook.errors import UserError
 from labbook.runs.reader import read_json, verify_manifest
@@ -251,6 +251,9 @@ def test_a_site_publishes_the_studies_given_measured_again_and_skips_hostile_one
     index = (site / "index.en.html").read_text()
     assert "Official class ranking" not in index and "ranking" not in index and "student-run" in index
     assert not any(link.split("/")[1] in index for link in links)    # a study's runs are on its page
+    if CHROMIUM.exists():    # a study's table is wide: it scrolls inside itself, the page does not
+        pages = [path.relative_to(site).as_posix() for path in (site / "studies").glob("*.html")]
+        assert pages_wider_than(site, pages) == []
 
 
 def test_vary_reads_each_value_as_toml_lists_included():

@@ -272,16 +272,25 @@ def _compare_figure(summaries: list[dict], out: Path, language: str) -> str:
     from labbook.dissect import figures  # matplotlib: loaded only when there is a figure to draw
     figures.configure_matplotlib()
     plt, _ = figures.plt, gettext_for(language)
-    # A run's id is only a label: never read as a formula ("$...$"); the setting ends with the figure.
+    from matplotlib import ticker
+    # A run's id is only a label: never read as a formula ("$...$"); the setting ends with the figure. So
+    # the log axis's ticks are plain numbers (its default labels are formulas, shown raw without mathtext).
     with plt.rc_context({"text.parse_math": False}):
         figure, axis = plt.subplots(figsize=(figures.A4_WIDTH_INCHES, 3.6))
-        for summary in summaries:
+        # Runs that share a seed can draw one curve over another: each has its own dash and marker too.
+        styles = [(dash, marker) for marker in ("o", "s", "^", "v", "D", "x") for dash in ("-", "--", ":", "-.")]
+        for index, summary in enumerate(summaries):
             samples, accuracies = summary["curve"]
+            dash, marker = styles[index % len(styles)]
             axis.plot(samples, [100 * (1 - accuracy) for accuracy in accuracies], label=summary["id"][:60],
-                      linewidth=1)
+                      linewidth=1, linestyle=dash, marker=marker, markersize=3,
+                      markevery=(index % 7 / 7 * 0.1, 0.1), fillstyle="none")
         axis.set_xlabel(_("Training images seen"))
         axis.set_ylabel(_("Validation error") + " (%)")
         axis.set_yscale("log")
+        axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _position: f"{value:g}"))
+        axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _position: f"{value:,.0f}"))
+        axis.yaxis.set_minor_formatter(ticker.NullFormatter())
         axis.grid(True, which="both", alpha=0.3)
         if len(summaries) <= 12:
             axis.legend(fontsize=6)
@@ -456,6 +465,13 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
                                    if slot_of.get(str(folder)) in published]
     class_runs = [summary for summary in summaries if str(summary["folder"]) not in study_folders]
     differing, compare_rows = compare_table(class_runs)
+    # The index says where a run departs from a setting that most of the class's runs share.
+    shared = {key: value for key, (value, count) in ((key, Counter(row["cells"][index]["value"] for row in compare_rows)
+                                                      .most_common(1)[0]) for index, key in enumerate(differing))
+              if count * 2 > len(compare_rows)}
+    for row in compare_rows:
+        row["run"]["unusual"] = [f"{key} = {cell['value']}" for key, cell in zip(differing, row["cells"])
+                                 if key in shared and cell["value"] != shared[key]]
     used = set(assets.values()) | _write_studies(out, studies, env, assets, not privacy.indexable)
     for language in LANGUAGES:
         common = {"lang": language, "root": "", "assets": assets, "runs": class_runs, "differing": differing,

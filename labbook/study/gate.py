@@ -9,6 +9,7 @@ the study can still be shown (a report names what it left out; a site skips the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,19 +65,26 @@ def check_study(folder: Path, compare_times: bool = True) -> CheckedStudy:
             left_out.append({"variant": variant, "seed": seed,
                              "reason": f"{run_folder}: trained with another recipe than the other runs of {variant}"})
             continue
-        measured[(variant, seed)], folders[(variant, seed)] = run_measures(member), run_folder
+        measures = run_measures(member)
+        # A measure the run's dissection could not take (the lab's shift outside its grid) is no number to show.
+        missing = [name for name in spec["measures"] if not math.isfinite(measures[name])]
+        if missing:
+            left_out.append({"variant": variant, "seed": seed,
+                             "reason": f"{run_folder}: its dissection has no {missing[0]} (settings.shift lies outside its grid)"})
+            continue
+        measured[(variant, seed)], folders[(variant, seed)] = measures, run_folder
     unmeasured = [name for name in names if not any(variant == name for variant, _ in measured)]
     if spec["baseline"] in unmeasured:
         raise UserError(f"{folder}: no run of the baseline {spec['baseline']!r} could be read"
                         + (f" ({left_out[0]['reason']})" if left_out else ""))
-    measures = [measure for measure in spec["measures"] if compare_times or measure not in TIMES]
-    if not measures:
+    shown = [measure for measure in spec["measures"] if compare_times or measure not in TIMES]
+    if not shown:
         raise UserError(f"{folder}: the study measures only training time, which is not compared here")
     # The seeds some run was measured with (study.json may list seeds no run has).
     seeds = sorted({seed for _, seed in measured})
-    study = Study(id=plan["id"], name=spec["name"], base="", seeds=seeds, measures=measures,
+    study = Study(id=plan["id"], name=spec["name"], base="", seeds=seeds, measures=shown,
                   baseline=spec["baseline"], variants=[Variant(name, []) for name in names if name not in unmeasured],
-                  spec={**spec, "measures": measures, "seeds": seeds})
+                  spec={**spec, "measures": shown, "seeds": seeds})
     # Whether the study's runs trained one at a time is not known from the runs: times are never compared.
     summary = summarise(study, folders, folder, shared_cores=True, measured=measured)
     return CheckedStudy(plan, summary, folders, recipes, left_out, unmeasured)

@@ -276,7 +276,8 @@
             bars: panel.querySelectorAll(".live-bars .bar"), values: panel.querySelectorAll(".live-bars .value"),
             prediction: panel.querySelector(".live-prediction"), label: panel.querySelector(".live-label"),
             outputs: panel.querySelectorAll("output[data-for]"),
-            layers: [panel.querySelectorAll(".live-maps1 canvas"), panel.querySelectorAll(".live-maps2 canvas")]};
+            layers: [panel.querySelectorAll(".live-maps1 canvas"), panel.querySelectorAll(".live-maps2 canvas")],
+            scales: panel.querySelectorAll(".live-scale-top")};
   }
 
   // The image a state asks for: a test image or the drawing, rotated, then shifted.
@@ -292,7 +293,8 @@
     grey(view.input, image);
     result.probabilities.forEach(function (p, d) {
       view.bars[d].style.width = (100 * p).toFixed(1) + "%";
-      view.values[d].textContent = (100 * p).toFixed(2) + "%";
+      // A softmax output is never exactly 1: one that rounds to 100.00% is shown as above 99.99%.
+      view.values[d].textContent = p < 1 && (100 * p).toFixed(2) === "100.00" ? ">99.99%" : (100 * p).toFixed(2) + "%";
       if (p > result.probabilities[best]) best = d;
     });
     view.prediction.textContent = best;
@@ -304,6 +306,7 @@
     [result.maps1, result.maps2].forEach(function (maps, layer) {
       var size = layer ? SIZE / 2 : SIZE, top = maxOf(maps);
       view.layers[layer].forEach(function (canvas, channel) { paint(canvas, maps, channel * size * size, size, top); });
+      if (view.scales[layer]) view.scales[layer].textContent = top.toFixed(2);
     });
   }
 
