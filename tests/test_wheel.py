@@ -114,7 +114,7 @@ def test_the_installed_wheel_builds_studies_publishes_and_grades(installed, figu
     # The site, as pages.yml builds it: PyTorch is never imported.
     no_torch = ("import sys; sys.modules['torch'] = sys.modules['captum'] = None; "
                 "from labbook.cli import main; main(sys.argv[1:], prog_name='labbook')")
-    labbook(installed, "site", "runs", f"studies/{study.name}", "--out", "site", python_code=no_torch)
+    labbook(installed, "site", "runs", "--studies", f"studies/{study.name}", "--out", "site", python_code=no_torch)
     # The class's run, and the study's two runs, published with the study and linked from its page.
     assert (work / "site" / "index.html").is_file() and len(list((work / "site" / "runs").iterdir())) == 3
     assert list((work / "site" / "studies").glob("*.html"))
