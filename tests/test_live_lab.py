@@ -64,10 +64,17 @@ class Quiet(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def served(reported, tmp_path_factory):
-    """The site of the small run, served on 127.0.0.1 (a secure context, where the page can hash)."""
+def built(reported, tmp_path_factory):
+    """The site of the small run."""
     out = tmp_path_factory.mktemp("live") / "site"
     build_site([reported], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(built):
+    """The site of the small run, served on 127.0.0.1 (a secure context, where the page can hash)."""
+    out = built
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(out)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     (page,) = (out / "runs").glob("*/index.en.html")
@@ -157,4 +164,24 @@ def test_a_reader_can_draw_a_digit_and_move_it_with_the_keyboard(served):
         page.keyboard.press("ArrowDown")
         assert (page.locator("[name=dx]").input_value(), page.locator("[name=dy]").input_value()) == ("1", "1")
         page.locator("section.live-lab").screenshot(path=str(ARTIFACTS / "live-lab-phone.png"))
+        page.context.browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_each_feature_map_is_numbered_on_its_layers_colour_scale_and_a_page_from_disk_says_what_to_do(served, built):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        page = open_page(playwright)
+        page.goto(served)
+        page.evaluate("window.labbookLive.ready")
+        page.wait_for_function("document.querySelector('.live-scale-top').textContent !== '–'")
+        assert page.eval_on_selector_all(".live-maps1 figcaption", "cs => cs.map(c => c.textContent)") == ["0", "1", "2", "3"]
+        assert len(page.locator(".live-maps2 figcaption").all()) == 8
+        tops = page.eval_on_selector_all(".live-scale-top", "outputs => outputs.map(o => parseFloat(o.textContent))")
+        assert len(tops) == 2 and all(top > 0 for top in tops)
+        (page_file,) = (built / "runs").glob("*/index.en.html")
+        page.goto(page_file.as_uri())
+        page.wait_for_load_state("load")
+        assert "labbook serve" in page.inner_text(".live-status")
         page.context.browser.close()
