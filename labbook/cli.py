@@ -96,32 +96,13 @@ def main():
     """labbook: train the lab's MNIST CNN, take it apart, and write the lab book."""
 
 
-def _file_sets_seed(config_file: Path | None) -> bool:
-    import tomllib
-    if config_file is None:
-        return False
-    train = tomllib.loads(Path(config_file).read_text(encoding="utf-8")).get("train", {})
-    return isinstance(train, dict) and "seed" in train
-
-
 def _train(preset, config_file, epochs, seed, assignments, device, threads, runs_dir, data_dir, name, author,
            student_id, progress) -> Path:
-    from labbook.config import apply_overrides, load_config, parse_override, seed_for_student
+    from labbook.api import config_for
     from labbook.lab.experiment import run_experiment
 
-    direct = {"train": {}, "runtime": {}}
-    for section, key, value in (("train", "epochs", epochs), ("train", "seed", seed), ("runtime", "device", device),
-                                ("runtime", "threads", threads)):
-        if value is not None:
-            direct[section][key] = value
-    if name:
-        direct["name"] = name
-    overrides = [direct, *(parse_override(item) for item in assignments)]
-    config = load_config(config_file, preset, overrides)
-    if student_id and seed is None and not any("seed" in o.get("train", {}) for o in overrides[1:]) \
-            and not _file_sets_seed(config_file):
-        # A class following the instructions hands in distinct networks: the seed comes from the ID.
-        config = apply_overrides(config, {"train": {"seed": seed_for_student(student_id)}})
+    config = config_for(preset, config_file=config_file, epochs=epochs, seed=seed, settings=list(assignments),
+                        name=name, device=device, threads=threads, student_id=student_id)
     outcome = run_experiment(config, runs_dir, data_dir, author=author, student_id=student_id,
                              show_progress=progress)
     click.echo(f"run folder: {outcome.folder}")

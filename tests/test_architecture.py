@@ -12,7 +12,10 @@ import labbook
 PACKAGE = Path(labbook.__file__).parent
 # The stages in the order they may import each other: a module imports its own stage or earlier ones.
 # study and grade stand beside the pipeline; the site publishes studies, so it comes after them.
-ORDER = {"base": 0, "runs": 1, "lab": 2, "dissect": 3, "report": 4, "study": 5, "grade": 5, "site": 6, "cli": 7}
+# api.py is the CLI's layer for Python: the CLI calls it (the package lends it its names, on first use).
+ORDER = {"base": 0, "runs": 1, "lab": 2, "dissect": 3, "report": 4, "study": 5, "grade": 5, "site": 6, "api": 7,
+         "cli": 8}
+LENDS = {("labbook", "labbook.api")}
 BASE = {"config", "localization", "errors", "progress"}
 
 
@@ -50,7 +53,8 @@ def _imports() -> dict[str, set[str]]:
 
 def test_every_stage_imports_only_earlier_stages():
     upward = [f"{module} -> {target}" for module, targets in _imports().items() for target in targets
-              if _stage(target) != _stage(module) and ORDER[_stage(target)] >= ORDER[_stage(module)]]
+              if _stage(target) != _stage(module) and ORDER[_stage(target)] >= ORDER[_stage(module)]
+              and (module, target) not in LENDS]
     assert upward == []
 
 

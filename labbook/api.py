@@ -1,0 +1,259 @@
+"""labbook from Python: the same stages as the CLI, as functions and objects that display themselves
+in Jupyter.
+
+    import labbook
+    run = labbook.run(preset="fast", epochs=2, settings={"data.train_limit": 2000})
+    run.dissect()
+    run                       # in Jupyter: a card with the recipe, the accuracy, the curve, a finding
+    run.figures["shift_grid"] # a figure, as SVG in the language of labbook.set_language("zh" | "en")
+    run.report(lang="zh", format="html")
+    other = labbook.open("runs/<id>")   # a folder from anyone: read through the run gate
+
+Errors are labbook's UserError (one line naming the file, key or value), as the CLI prints them. A
+`Run` reads its folder again through the run reader each time it is asked for something, so it
+always shows the folder as it is, checked against its manifest; nothing of a folder that fails the
+check is displayed.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from labbook.errors import UserError
+from labbook.localization import LANGUAGES
+
+_LANGUAGE = {"current": "en"}
+
+
+def set_language(language: str) -> None:
+    """The language figures and cards are shown in: "zh" or "en"."""
+    if language not in LANGUAGES:
+        raise UserError(f"set_language({language!r}): choose from {', '.join(LANGUAGES)}")
+    _LANGUAGE["current"] = language
+
+
+def config_for(preset: str | None = "seed", *, config_file: Path | None = None, epochs: int | None = None,
+               seed: int | None = None, settings: dict | list[str] | None = None, name: str | None = None,
+               device: str | None = None, threads: int | None = None, student_id: str = ""):
+    """The run's config, as `labbook run` makes it: a preset or a config file, the direct options, then
+    `settings` ({"train.epochs": 3} or ["train.epochs=3"]); with a student ID and no seed given anywhere,
+    the seed comes from the ID (a class following the instructions hands in distinct networks)."""
+    import tomllib
+
+    from labbook.config import apply_overrides, load_config, parse_override, seed_for_student
+    direct = {"train": {}, "runtime": {}}
+    for section, key, value in (("train", "epochs", epochs), ("train", "seed", seed), ("runtime", "device", device),
+                                ("runtime", "threads", threads)):
+        if value is not None:
+            direct[section][key] = value
+    if name:
+        direct["name"] = name
+    items = [f"{key}={_toml_value(value)}" for key, value in settings.items()] if isinstance(settings, dict) \
+        else list(settings or [])
+    overrides = [direct, *(parse_override(item) for item in items)]
+    config = load_config(config_file, preset, overrides)
+    file_sets_seed = config_file is not None and "seed" in tomllib.loads(
+        Path(config_file).read_text(encoding="utf-8")).get("train", {})
+    if student_id and seed is None and not any("seed" in o.get("train", {}) for o in overrides[1:]) \
+            and not file_sets_seed:
+        config = apply_overrides(config, {"train": {"seed": seed_for_student(student_id)}})
+    return config
+
+
+def _toml_value(value) -> str:
+    import tomlkit
+    return tomlkit.item(value).as_string()
+
+
+def run(preset: str | None = "seed", *, config_file: Path | None = None, epochs: int | None = None,
+        seed: int | None = None, settings: dict | list[str] | None = None, runs_dir: Path = Path("runs"),
+        data_dir: Path | None = None, name: str | None = None, author: str = "", student_id: str = "",
+        device: str | None = None, threads: int | None = None, progress: bool | None = None) -> Run:
+    """Train a run (`labbook run`) and return it. A run that fails or is interrupted raises UserError
+    naming its folder (which says what happened)."""
+    from labbook.lab.experiment import run_experiment
+    config = config_for(preset, config_file=config_file, epochs=epochs, seed=seed, settings=settings, name=name,
+                        device=device, threads=threads, student_id=student_id)
+    outcome = run_experiment(config, Path(runs_dir), data_dir, author=author, student_id=student_id,
+                             show_progress=progress)
+    if outcome.status != "complete":
+        raise UserError(f"{outcome.folder}: run {outcome.status}: {outcome.message}")
+    return Run(outcome.folder)
+
+
+def open(path) -> Run:   # noqa: A001 - labbook.open, as the issue names it
+    """A run folder, read and checked through the run reader (a class's runs are untrusted in Python too)."""
+    found = Run(Path(path))
+    found.read()
+    return found
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One of a run's figures: displayed as SVG (rebuilt from labbook's allow-list) in the current language."""
+    run: Run
+    name: str
+
+    def svg(self, language: str | None = None) -> str:
+        from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
+        language = language or _LANGUAGE["current"]
+        checked = self.run.read(dissected=True)
+        paths = [path for path in checked.dissection["figures"].get(self.name, {}).get(language, []) if path.endswith(".svg")]
+        if not paths:
+            raise UserError(f"{self.run.folder}: no {self.name} figure in {language} (`labbook dissect RUN --figures-only`)")
+        return clean_svg(checked.files.read(paths[0], MAX_SVG_BYTES), paths[0]).decode("utf-8")
+
+    def _repr_svg_(self) -> str:
+        return self.svg()
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder. Every property reads it again through the run reader."""
+    folder: Path
+
+    def read(self, dissected: bool = False):
+        from labbook.runs.reader import read_run
+        return read_run(self.folder, dissected=dissected)
+
+    @property
+    def id(self) -> str:
+        return self.read().id
+
+    @property
+    def config(self):
+        return self.read().config
+
+    @property
+    def metrics(self) -> dict:
+        return dict(self.read().metrics)
+
+    @property
+    def history(self):
+        """The training log: a pandas DataFrame when pandas is installed, else a list of rows."""
+        rows = [dict(row) for row in self.read().history]
+        try:
+            import pandas
+        except ImportError:
+            return rows
+        return pandas.DataFrame(rows)
+
+    @property
+    def dissected(self) -> bool:
+        return (self.folder / "dissection.json").exists()
+
+    @property
+    def figures(self) -> dict[str, Figure]:
+        """Each figure the dissection drew, by name (in the order the report numbers them)."""
+        from labbook.runs.schema import FIGURE_NAMES
+        drawn = self.read(dissected=True).dissection["figures"]
+        return {name: Figure(self, name) for name in FIGURE_NAMES if name in drawn}
+
+    def dissect(self, figures: bool = True, progress: bool | None = None) -> Run:
+        """Measure the trained network (`labbook dissect`): dissection.json and, with `figures`, the figures."""
+        from labbook.dissect.dissection import dissect_run
+        dissect_run(self.folder, show_progress=progress, figures=figures)
+        return self
+
+    def report(self, lang: str | tuple[str, ...] = ("zh", "en", "zh-en"), format: str | tuple[str, ...] = ("html", "pdf"),  # noqa: A002
+               **cover) -> list[Path]:
+        """Write the lab report (`labbook report`); `cover` takes the same fields as its options
+        (student, student_id, school, major, class_name, instructor, course, title)."""
+        from labbook.report.render import ReportOptions, render_report
+        languages = (lang,) if isinstance(lang, str) else tuple(lang)
+        formats = (format,) if isinstance(format, str) else tuple(format)
+        return render_report(self.folder, ReportOptions(languages=languages, formats=formats, **cover)).files
+
+    def _repr_html_(self) -> str:
+        return run_card(self, _LANGUAGE["current"])
+
+
+def run_card(found: Run, language: str) -> str:
+    """The run as an HTML card: id, recipe, accuracy, the training curve, the robustness finding and
+    the report's files. Every text from the folder is escaped; a folder that fails the reader's
+    checks shows only that it failed, and why."""
+    from labbook.localization import Formatter, gettext_for
+    _, number = gettext_for(language), Formatter(language)
+    try:
+        checked = found.read(dissected=found.dissected)
+    except UserError as error:
+        return f'<div class="labbook-run"><strong>labbook</strong>: {html.escape(str(error))}</div>'
+    config, metrics = checked.config, checked.metrics
+    epochs, pooling, depth = _("%(count)s epochs"), _("%(kind)s pooling"), _("depth %(channels)s")
+    recipe = " · ".join((config.preset, config.train.optimizer, epochs % {"count": config.train.epochs},
+                         pooling % {"kind": config.model.pooling}, depth % {"channels": list(config.model.depth)}))
+    rows = [(_("Validation accuracy"), number.text(metrics["validation_accuracy"], "percent")),
+            (_("Test accuracy"), number.text(metrics["test_accuracy"], "percent"))]
+    curve = ""
+    if checked.dissection is not None:
+        robustness = checked.dissection["robustness"]
+        rows += [(_("Translation consistency"), number.text(robustness["consistency"], "percent")),
+                 (_("One-pixel flip probability"), number.text(robustness["flip_probability_one_pixel"]["mean"], "percent"))]
+        if "error_curve" in checked.dissection["figures"]:
+            drawing = Figure(found, "error_curve").svg(language)
+            curve = f'<div style="max-width:36rem">{drawing[drawing.find("<svg"):]}</div>'
+    reports = sorted(path.name for path in (found.folder / "report").glob("report.*") if path.is_file()) \
+        if (found.folder / "report").is_dir() else []
+    table = "".join(f"<tr><th style='text-align:left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
+                    for label, value in rows)
+    links = " · ".join(f'<a href="{html.escape((found.folder / "report" / name).as_posix())}">{html.escape(name)}</a>'
+                       for name in reports)
+    return (f'<div class="labbook-run" lang="{language}"><p><strong>labbook run</strong> '
+            f"<code>{html.escape(checked.id)}</code><br>{html.escape(recipe)}</p><table>{table}</table>{curve}"
+            + (f"<p>{links}</p>" if links else "") + "</div>")
+
+
+def run_study(spec_or_path: str | Path, *, out: Path = Path("studies"), parallel: int | None = None,
+              ray: bool = False, progress: bool | None = None) -> StudyResult:
+    """Run a study (`labbook study`): a study file's path, one of the shipped examples by name, or the
+    study's TOML itself. Runs already complete are kept. (`labbook.study` is the stage's package, so the
+    function has this name.)"""
+    from labbook.study.plan import load_study, parse_study
+    from labbook.study.runner import run_study as run_plan
+    text = str(spec_or_path)
+    plan = parse_study(text, "the study given") if "[study]" in text else load_study(text)
+    run_plan(plan, Path(out), parallel=parallel, progress=progress, ray=ray)
+    return StudyResult(Path(out) / plan.id)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """A study folder; its numbers measured again from its runs (study/gate.py), as a site shows them."""
+    folder: Path
+
+    @property
+    def summary(self) -> dict:
+        from labbook.study.gate import check_study
+        return check_study(self.folder).summary
+
+    @property
+    def table(self) -> list[dict]:
+        """Per variant: each measure's mean and 95% interval over the seeds."""
+        summary = self.summary
+        return [{"variant": name, **{f"{measure} {part}": entry["measures"][measure][part]
+                                     for measure in summary["spec"]["measures"] for part in ("mean", "low", "high")}}
+                for name, entry in summary["variants"].items()]
+
+    def _repr_html_(self) -> str:
+        from labbook.study.report import MEASURE_NAMES
+        try:
+            summary = self.summary
+        except UserError as error:
+            return f'<div class="labbook-study"><strong>labbook</strong>: {html.escape(str(error))}</div>'
+        measures = summary["spec"]["measures"]
+
+        def shown(value, measure):
+            if value is None:
+                return "–"
+            return f"{100 * value:.2f}%" if measure != "train_seconds" else f"{value:.1f} s"
+        head = "".join(f"<th>{html.escape(MEASURE_NAMES[measure])}</th>" for measure in measures)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(name)}</th>" + "".join(
+                f"<td>{shown(entry['measures'][m]['mean'], m)} ({shown(entry['measures'][m]['low'], m)} – "
+                f"{shown(entry['measures'][m]['high'], m)})</td>" for m in measures) + "</tr>"
+            for name, entry in summary["variants"].items())
+        return (f'<div class="labbook-study"><p><strong>labbook study</strong> <code>{html.escape(summary["id"])}'
+                f"</code> ({len(summary['spec']['seeds'])} seeds; mean and 95% interval)</p>"
+                f"<table><tr><th>variant</th>{head}</tr>{body}</table></div>")
