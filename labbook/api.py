@@ -166,8 +166,39 @@ class Run:
         formats = (format,) if isinstance(format, str) else tuple(format)
         return render_report(self.folder, ReportOptions(languages=languages, formats=formats, **cover)).files
 
+    def live(self) -> LivePanel:
+        """The site's live lab for this run, to display in a notebook: the same panel and script, its
+        weights (checked against the manifest) and the 5,000 test images carried in the output, so
+        that it works offline and in the notebook exported to HTML."""
+        return LivePanel(self)
+
     def _repr_html_(self) -> str:
         return run_card(self, _LANGUAGE["current"])
+
+
+@dataclass(frozen=True)
+class LivePanel:
+    run: Run
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        from labbook.report.render import BUILTIN_TEMPLATES
+        from labbook.site import livelab
+        from labbook.site.build import _environment
+        checked = self.run.read(dissected=True)
+        language = _LANGUAGE["current"]
+        try:
+            panel = livelab.panel(checked, checked.files.read("model.safetensors"))
+            panel["weights"] = "data:application/octet-stream;base64," + base64.b64encode(
+                checked.files.read("model.safetensors")).decode("ascii")
+        except livelab.NoPanel as refused:
+            panel = {"refused": livelab.refusal(refused)}
+        tests = "data:application/octet-stream;base64," + base64.b64encode(livelab.test_images_asset()).decode("ascii")
+        markup = _environment().get_template("site/live.html.j2").render(live=panel, tests=tests, lang=language)
+        style = (BUILTIN_TEMPLATES / "site" / "live.css").read_text(encoding="utf-8")
+        script = (BUILTIN_TEMPLATES / "site" / "site.js").read_text(encoding="utf-8")
+        return f'<div class="labbook-live" lang="{language}"><style>{style}</style>{markup}<script>{script}</script></div>'
 
 
 def run_card(found: Run, language: str) -> str:

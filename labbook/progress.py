@@ -1,5 +1,6 @@
-"""Progress of a training run: a tqdm bar on a terminal, plain lines otherwise
-(CI logs and pipes get one line per record instead of carriage-return noise)."""
+"""Progress of long work: a tqdm bar on a terminal, tqdm's widget in a Jupyter notebook (when
+ipywidgets is installed: `labbook[notebook]`), plain lines otherwise (CI logs and pipes get one line
+per record instead of carriage-return noise)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,34 @@ import time
 from tqdm import tqdm
 
 
+def in_notebook() -> bool:
+    """Whether labbook runs in a Jupyter kernel (IPython's kernel shell, not a terminal IPython)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def wanted(show: bool | None, stream=None) -> bool:
+    """Whether to show a bar: as asked, else on a terminal or in a notebook."""
+    return (stream or sys.stderr).isatty() or in_notebook() if show is None else show
+
+
+def bar(**options):
+    """A tqdm bar: the notebook's widget in Jupyter when ipywidgets is there, else the text bar."""
+    if in_notebook() and not options.get("disable"):
+        try:
+            import ipywidgets  # noqa: F401 - tqdm's widget needs it
+            from tqdm.notebook import tqdm as widget
+            return widget(**{key: value for key, value in options.items() if key not in ("file", "dynamic_ncols")})
+        except ImportError:
+            pass
+    return tqdm(**options)
+
+
 class Progress:
     def __init__(self, total_samples: int, epochs: int, show_bar: bool | None = None, stream=None):
         self.stream = stream or sys.stderr
-        self.show_bar = self.stream.isatty() if show_bar is None else show_bar
+        self.show_bar = wanted(show_bar, self.stream)
         self.total_samples = total_samples
         self.epochs = epochs
         self.bar = None
@@ -21,8 +46,8 @@ class Progress:
 
     def __enter__(self):
         if self.show_bar:
-            self.bar = tqdm(total=self.total_samples, unit="img", unit_scale=True, file=self.stream,
-                            dynamic_ncols=True, desc="train")
+            self.bar = bar(total=self.total_samples, unit="img", unit_scale=True, file=self.stream,
+                           dynamic_ncols=True, desc="train")
         return self
 
     def __exit__(self, *exc):

@@ -11,7 +11,6 @@ nothing random is left unseeded: the same run dissected twice gives the same byt
 from __future__ import annotations
 
 import json
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import torch
 from captum.attr import Occlusion, Saliency
 from safetensors import SafetensorError
 from safetensors.torch import load
-from tqdm import tqdm
+from labbook.progress import bar, wanted
 
 from labbook import __version__
 from labbook.dissect import figures
@@ -250,8 +249,7 @@ MEASUREMENTS = (("settings", _settings), ("network", _network), ("samples", _sam
 
 
 def _progress(show_progress: bool | None, steps: int):
-    shown = sys.stderr.isatty() if show_progress is None else show_progress
-    return tqdm(total=steps, desc="dissect", unit="step", disable=not shown)
+    return bar(total=steps, desc="dissect", unit="step", disable=not wanted(show_progress))
 
 
 def measure(run: Run, settings: DissectConfig, progress=None) -> dict:

@@ -107,6 +107,7 @@ def _write_assets(out: Path) -> dict[str, str]:
     assets.mkdir(parents=True, exist_ok=True)
     css = ((BUILTIN_TEMPLATES / "report.css").read_text(encoding="utf-8") + "\n"
            + (BUILTIN_TEMPLATES / "site" / "site.css").read_text(encoding="utf-8") + "\n"
+           + (BUILTIN_TEMPLATES / "site" / "live.css").read_text(encoding="utf-8") + "\n"
            + HtmlFormatter(cssclass="source").get_style_defs(".source"))
     files = {"css": ("site", "css", css.encode()),
              "js": ("site", "js", (BUILTIN_TEMPLATES / "site" / "site.js").read_bytes()),

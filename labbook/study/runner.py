@@ -110,7 +110,7 @@ def _shared_cores(root: Path, pending: int, jobs: int, parallel: int, ray: bool)
 def run_study(study: Study, out: Path, parallel: int | None = None, progress=None, ray: bool = False,
               ray_address: str | None = None) -> dict:
     """Train and dissect every (variant, seed) not yet complete, here or on Ray; then write study.json."""
-    from tqdm import tqdm
+    from labbook.progress import bar as make_bar
 
     root = Path(out) / study.id
     cores = os.cpu_count() or 1
@@ -125,8 +125,8 @@ def run_study(study: Study, out: Path, parallel: int | None = None, progress=Non
             folders[(variant.name, seed)] = done
         else:
             pending.append((variant, seed))
-    with tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=f"study {study.name}", unit="run",
-              disable=progress is False) as bar:
+    with make_bar(total=len(jobs), initial=len(jobs) - len(pending), desc=f"study {study.name}", unit="run",
+                  disable=progress is False) as bar:
         if ray:
             from labbook.study.on_ray import run_on_ray
             folders.update(run_on_ray([(variant.name, seed, to_toml(variant.configs[seed]),

@@ -383,7 +383,8 @@
       pending = true;
       window.requestAnimationFrame(function () { pending = false; render(view, state, loaded); });
     }));
-    if (window.location.protocol === "file:") {   // fetch() of the page's own files is refused there
+    // fetch() of the page's own files is refused on a page opened from disk (a notebook's panel carries its data).
+    if (window.location.protocol === "file:" && !/^data:/.test(panel.getAttribute("data-weights"))) {
       say("disk");
       window.labbookLive = {ready: Promise.reject(new Error("opened from disk"))};
       window.labbookLive.ready.catch(function () {});
@@ -406,6 +407,11 @@
       probabilities: function (index, dx, dy, degrees) {
         return forward(loaded.net, shift(rotate(testImage(loaded.images, index), degrees || 0), dx || 0, dy || 0)).probabilities;
       },
+      // What the panel shows now: its 28 x 28 input and the ten probabilities.
+      current: function () {
+        var image = imageOf(state, loaded, view.pad);
+        return {input: Array.from(image), probabilities: Array.from(forward(loaded.net, image).probabilities)};
+      },
       passMilliseconds: function (repeats) {
         var image = testImage(loaded.images, 0), started = performance.now();
         for (var r = 0; r < repeats; r++) forward(loaded.net, image);
@@ -414,8 +420,13 @@
     };
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    var panel = document.querySelector("section.live-lab[data-weights]");
-    if (panel) start(panel);
-  });
+  // A site's page starts its panel once loaded; a notebook's output arrives after that, and starts at once.
+  function startAll() {
+    document.querySelectorAll("section.live-lab[data-weights]:not([data-started])").forEach(function (panel) {
+      panel.setAttribute("data-started", "");
+      start(panel);
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startAll);
+  else startAll();
 })();
