@@ -105,8 +105,15 @@ class Figure:
             raise UserError(f"{self.run.folder}: no {self.name} figure in {language} (`labbook dissect RUN --figures-only`)")
         return clean_svg(checked.files.read(paths[0], MAX_SVG_BYTES), paths[0]).decode("utf-8")
 
-    def _repr_svg_(self) -> str:
-        return self.svg()
+    def img(self, language: str | None = None) -> str:
+        """The figure as an <img> of a data: URI: a notebook shows it without letting anything in the SVG
+        (its <style>, say) reach the rest of the page, as the site shows figures."""
+        import base64
+        data = base64.b64encode(self.svg(language).encode("utf-8")).decode("ascii")
+        return f'<img alt="{html.escape(self.name)}" style="max-width:100%" src="data:image/svg+xml;base64,{data}">'
+
+    def _repr_html_(self) -> str:
+        return self.img()
 
 
 @dataclass(frozen=True)
@@ -223,10 +230,13 @@ def run_card(found: Run, language: str) -> str:
         rows += [(_("Translation consistency"), number.text(robustness["consistency"], "percent")),
                  (_("One-pixel flip probability"), number.text(robustness["flip_probability_one_pixel"]["mean"], "percent"))]
         if "error_curve" in checked.dissection["figures"]:
-            drawing = Figure(found, "error_curve").svg(language)
-            curve = f'<div style="max-width:36rem">{drawing[drawing.find("<svg"):]}</div>'
-    reports = sorted(path.name for path in (found.folder / "report").glob("report.*") if path.is_file()) \
-        if (found.folder / "report").is_dir() else []
+            try:
+                curve = f'<div style="max-width:36rem">{Figure(found, "error_curve").img(language)}</div>'
+            except UserError as error:
+                curve = f"<p>{html.escape(str(error))}</p>"
+    # The report's files that the manifest lists (as checked), not whatever the folder holds.
+    reports = sorted(name.removeprefix("report/") for name in checked.manifest
+                     if name.startswith("report/report.") and "/" not in name.removeprefix("report/"))
     table = "".join(f"<tr><th style='text-align:left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
                     for label, value in rows)
     links = " · ".join(f'<a href="{html.escape((found.folder / "report" / name).as_posix())}">{html.escape(name)}</a>'

@@ -137,11 +137,11 @@ class DissectConfig(_Section):
     shift: Annotated[list[Integer], AfterValidator(_shift)] = [2, 2]
     # The translation grid covers every (dx, dy) in [-R, R]^2.
     shift_radius: Annotated[int, Field(ge=0, le=MAX_SHIFT_RADIUS)] = 4
-    # Rotations to measure, in degrees.
-    rotation_degrees: Annotated[list[Integer], Field(max_length=MAX_ITEMS)] = [-30, -25, -20, -15, -10, -5, 0, 5, 10, 15,
-                                                                               20, 25, 30]
-    # How many of the most confident mistakes to show.
-    mistakes: NonNegative = 16
+    # Rotations to measure, in degrees (1 to 73 of them, each within +-180).
+    rotation_degrees: Annotated[list[Annotated[int, Field(ge=-180, le=180)]], Field(min_length=1, max_length=73)] = [
+        -30, -25, -20, -15, -10, -5, 0, 5, 10, 15, 20, 25, 30]
+    # How many of the most confident mistakes to show (at most 100).
+    mistakes: Annotated[int, Field(ge=0, le=100)] = 16
 
 
 class ReportConfig(_Section):

@@ -36,6 +36,7 @@ DISAGREEING = {
     "short-evolution": lambda d: d["kernel_evolution"]["distance_from_first"][0].pop(),
     "far-image": lambda d: d["settings"].update(image_index=123456),
     "lost-kernel": lambda d: d["kernels"]["conv1"].pop(),
+    "no-images-seen": lambda d: d["kernel_evolution"].update(samples_seen=[0] * len(d["kernel_evolution"]["samples_seen"])),
 }
 
 

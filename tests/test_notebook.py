@@ -42,8 +42,8 @@ def test_the_example_notebook_runs_and_shows_the_run_its_figures_and_the_study(e
     metrics = read_run(folder).metrics
     cards = [html for html in _outputs(notebook, "text/html") if 'class="labbook-run"' in html]
     assert cards and f"{100 * metrics['test_accuracy']:.2f}%" in cards[-1]
-    figures = _outputs(notebook, "image/svg+xml")
-    assert len(figures) == 4 and all("<svg" in figure for figure in figures)
+    figures = [html for html in _outputs(notebook, "text/html") if html.startswith("<img")]
+    assert len(figures) == 4 and all('src="data:image/svg+xml;base64,' in figure for figure in figures)
     study = next(html for html in _outputs(notebook, "text/html") if 'class="labbook-study"' in html)
     assert "blur" in study and "max" in study and "%" in study
     assert any("data-weights=\"data:" in html for html in _outputs(notebook, "text/html"))

@@ -230,9 +230,16 @@ def test_a_class_site_publishes_no_student_id_by_default_and_pseudonyms_hide_nam
     """A class site is public: by default no student ID in any page or file (the report PDFs, whose cover
     prints it, are withheld, and so is a config.toml that names it); --pseudonymise leaves no name;
     pages carry noindex; --show-student-ids publishes the IDs and the PDFs."""
+    from labbook.config import seed_for_student
     runs = tmp_path / "runs"
-    copy_run(reported, runs / "a", id="run-a", author="Zhang Wei", student_id="2023011234")
-    variant(reported, runs, "b", {"report": {"student": "Li Na", "student_id": "2023019999"}}, author="Li Na")
+    # Run a's seed was derived from its ID (`labbook run --student-id`): the seed would give the ID away.
+    seed = seed_for_student("2023011234")
+    variant(reported, runs, "a", {"train": {"seed": seed}}, author="Zhang Wei", student_id="2023011234")
+    b = variant(reported, runs, "b", {"report": {"student": "Li Na", "student_id": "2023019999"}}, author="Li Na")
+    # The ID and the name spelt as TOML allows but labbook does not write them.
+    config = (b / "config.toml").read_text().replace('student_id = "2023019999"', "'student_id' = \"2023019999\"")
+    (b / "config.toml").write_text(config.replace('student = "Li Na"', "'student' = \"\"\"Li Na\"\"\""))
+    write_manifest(b)
     monkeypatch.setenv("LABBOOK_PSEUDONYM_KEY", "a key for this test")
 
     def everything(site: Path) -> bytes:
@@ -240,10 +247,10 @@ def test_a_class_site_publishes_no_student_id_by_default_and_pseudonyms_hide_nam
 
     assert invoke("site", runs, "--out", tmp_path / "plain").exit_code == 0
     published = everything(tmp_path / "plain")
-    assert b"2023011234" not in published and b"2023019999" not in published
+    assert b"2023011234" not in published and b"2023019999" not in published and str(seed).encode() not in published
     assert b"Zhang Wei" in published and b'<meta name="robots" content="noindex, nofollow">' in published
     assert not list((tmp_path / "plain").rglob("*.pdf"))
-    page = next((tmp_path / "plain" / "runs").glob("run-a-*")) / "index.en.html"
+    page = next((tmp_path / "plain" / "runs").glob("*-a-*")) / "index.en.html"
     assert "not published" in page.read_text() and "print the student's name and ID" in page.read_text()
 
     assert invoke("site", runs, "--out", tmp_path / "hidden", "--pseudonymise").exit_code == 0
@@ -256,4 +263,4 @@ def test_a_class_site_publishes_no_student_id_by_default_and_pseudonyms_hide_nam
 
     assert invoke("site", runs, "--out", tmp_path / "open", "--show-student-ids", "--allow-indexing").exit_code == 0
     shown = everything(tmp_path / "open")
-    assert b"2023011234" in shown and b"noindex" not in shown and list((tmp_path / "open").rglob("*.pdf"))
+    assert b"2023011234" in shown and str(seed).encode() in shown and b"noindex" not in shown and list((tmp_path / "open").rglob("*.pdf"))

@@ -198,7 +198,11 @@ def test_a_site_publishes_the_studies_given_measured_again_and_skips_hostile_one
     published; a hostile study.json, or a study whose run was altered, is skipped with a one-line
     reason and the class's site is still built; two ids that slug alike get two pages."""
     import re as regex
+    import shutil
+
     from conftest import copy_run
+
+    from labbook.runs.writer import write_manifest
     study, out, summary = tiny_local
     studies, runs = tmp_path / "studies", tmp_path / "class"
     truth = summary["variants"]["blurpool"]["measures"]["test_accuracy"]["mean"]
@@ -223,6 +227,17 @@ def test_a_site_publishes_the_studies_given_measured_again_and_skips_hostile_one
         _retitled(out / study.id, hostile / name, change)
     (hostile / "not-json").mkdir()
     (hostile / "not-json" / "study.json").write_text('{"id": ' + "[" * 100_000)
+    # Seed 1's folders holding seed 0's runs (one network counted twice), and a run dissected otherwise.
+    copied = _retitled(out / study.id, hostile / "copied-seeds", lambda data: None)
+    for variant in ("baseline", "blurpool"):
+        shutil.rmtree(copied / "runs" / variant / "seed-1")
+        shutil.copytree(copied / "runs" / variant / "seed-0", copied / "runs" / variant / "seed-1")
+    otherwise = _retitled(out / study.id, hostile / "measured-otherwise", lambda data: None)
+    member = otherwise / summary["variants"]["blurpool"]["runs"]["1"]
+    dissection = json.loads((member / "dissection.json").read_text())
+    dissection["settings"]["rotation_degrees"] = [-10, 10]
+    (member / "dissection.json").write_text(json.dumps(dissection))
+    write_manifest(member)
     altered = _retitled(out / study.id, hostile / "altered", lambda data: None)
     metrics = altered / summary["variants"]["baseline"]["runs"]["1"] / "metrics.json"
     metrics.write_text(metrics.read_text().replace('"test_accuracy": ', '"test_accuracy": 1e-9 + '))
@@ -235,7 +250,10 @@ def test_a_site_publishes_the_studies_given_measured_again_and_skips_hostile_one
     assert result.exit_code == 3, result.output      # written, with what was skipped named
     assert "Traceback" not in result.output
     skipped = [line for line in result.output.splitlines() if line.startswith("skipped ")]
-    assert {line.split(":")[0].removeprefix("skipped ") for line in skipped} >= {*cases, "not-json", "altered"}
+    assert {line.split(":")[0].removeprefix("skipped ") for line in skipped} >= {*cases, "not-json", "altered",
+                                                                                 "copied-seeds", "measured-otherwise"}
+    assert any("copied-seeds" in line and "not its folder's 1" in line for line in skipped), skipped
+    assert any("measured-otherwise" in line and "dissected with other settings" in line for line in skipped), skipped
     assert any(line.startswith("skipped altered: study not published") and "metrics.json" in line for line in skipped)
     assert any("many-variants" in line and "50" in line for line in skipped), skipped
     site = tmp_path / "site"

@@ -434,6 +434,9 @@ def _disagreements(dissection: Dissection):
                for row, column in (channel.peak for channel in response.channels)):
             yield f"feature_maps.{layer}: a peak outside its {response.size[0]} x {response.size[1]} map"
     evolution = dissection.kernel_evolution
+    seen = evolution.samples_seen
+    if seen[-1] < 1 or any(later <= earlier for earlier, later in zip(seen, seen[1:])):
+        yield "kernel_evolution.samples_seen: not a rising count of training images"
     if any(len(series) != len(evolution.samples_seen) for series in evolution.distance_from_first) \
             or any(record >= len(evolution.samples_seen) for record in evolution.drawn_records):
         yield f"kernel_evolution: series that are not one value per record ({len(evolution.samples_seen)})"

@@ -170,9 +170,11 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str],
                     content = clean_svg(run.files.read(relative, MAX_SVG_BYTES), relative)
                     publish(building / "figures" / PurePosixPath(relative).name, content)
         downloads, cover = [], context_of(run, ReportOptions()).cover
+        seed_hidden = privacy.hides_seed(run.config.train.seed, (run.info.get("student_id"), run.config.report.student_id,
+                                                                 cover["student_id"]))
         # Files that name what the site hides are not offered (the report PDFs print the cover).
         withheld = {relative for relative in DOWNLOADS if relative.endswith(".pdf") and not privacy.reports_published}
-        if privacy.hides(run.config.report.student, run.config.report.student_id):
+        if privacy.hides(run.config.report.student, run.config.report.student_id) or seed_hidden:
             withheld.add("config.toml")
         for relative in DOWNLOADS:
             if relative in withheld:
@@ -196,11 +198,11 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str],
         variables = context.variables()
         variables["cover"] = {**cover, "student": privacy.name(cover["student"]),
                               "student_id": privacy.student_id(cover["student_id"])}
-        variables["config_text"] = privacy.redact_config(variables["config_text"])
+        variables["config_text"] = privacy.redacted_config(run.config, seed_hidden) or variables["config_text"]
         template = _environment().get_template("site/run.html.j2")
         for language in LANGUAGES:
             page = template.render(**variables, languages=(language,), lang=language, state={"lang": language},
-                                   for_pdf=False, noindex=not privacy.indexable,
+                                   for_pdf=False, noindex=not privacy.indexable, seed_hidden=seed_hidden,
                                    id_hidden=bool(cover["student_id"]) and not privacy.show_student_ids,
                                    reports_withheld=not privacy.reports_published and any(
                                        run.files.covers(relative) for relative in DOWNLOADS if relative.endswith(".pdf")),
@@ -382,8 +384,11 @@ def find_studies(places: list[Path], result: SiteResult) -> list[dict]:
             except Exception as error:  # noqa: BLE001 - one study never stops the class
                 _note(result.skipped, folder, f"study could not be read ({type(error).__name__}: {str(error)[:120]})")
                 continue
+            # A seed some variant lacks is a missing run (the page would call it a failed training).
             problems = [entry["reason"] for entry in checked.left_out] + [
-                f"no run of variant {name!r} could be read" for name in checked.unmeasured]
+                f"no run of variant {name!r} could be read" for name in checked.unmeasured] + [
+                f"no run of variant {name!r} with seed {seed}" for name, entry in checked.summary["variants"].items()
+                for seed in entry["failed"]]
             if problems:
                 _note(result.skipped, folder, f"study not published: {problems[0]}"
                                               + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
@@ -430,6 +435,9 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
             _note(result.skipped, folder, f"{target} exists and was not written by labbook")
             continue
         digests[slot] = digest
+        if privacy.hides_seed(summary["config"]["train"].get("seed"), (summary["student_id"],
+                                                                        summary["config"]["report"].get("student_id"))):
+            summary["config"]["train"]["seed"] = "…"    # derived from the ID: the index and comparison hide it
         summary.update(author=privacy.name(summary["author"]), student_id=privacy.student_id(summary["student_id"]))
         accepted.append(summary)
         if not (previous.get(slot) == digest and state.get("assets") == assets and (target / "index.html").is_file()

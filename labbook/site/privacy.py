@@ -69,14 +69,29 @@ class Privacy:
         """Whether a file that names this student and ID must be withheld."""
         return bool(student_id and not self.show_student_ids or name and self.pseudonym_key is not None)
 
-    def redact_config(self, text: str) -> str:
-        """config.toml's text with the [report] student and ID lines the site hides blanked."""
-        hidden = ([] if self.show_student_ids else ["student_id"]) + ([] if self.pseudonym_key is None else ["student"])
-        for key in hidden:
-            text = re.sub(rf'(?m)^(\s*"?{key}"?\s*=\s*).*$', r'\1""', text)
+    def hides_seed(self, seed: int, student_ids) -> bool:
+        """Whether the run's seed is the one `labbook run --student-id` derives from an ID the site hides:
+        from a hash of the ID, so that anyone could find the ID back by trying a class's IDs."""
+        from labbook.config import seed_for_student
+        return not self.show_student_ids and any(seed == seed_for_student(sid) for sid in student_ids if sid)
+
+    def redacted_config(self, config, seed_hidden: bool) -> str | None:
+        """The config's text with what the site hides blanked ([report] student_id, the student's name
+        under pseudonyms, a seed derived from the ID), rebuilt from the parsed config whatever the file's
+        spelling; None when there is nothing to hide (the file is shown as written)."""
+        from labbook.config import apply_overrides, to_toml
+        blank = {key: "" for key, hidden in (("student_id", not self.show_student_ids and config.report.student_id),
+                                             ("student", self.pseudonym_key is not None and config.report.student))
+                 if hidden}
+        if not blank and not seed_hidden:
+            return None
+        text = to_toml(apply_overrides(config, {"report": blank}))
+        if seed_hidden:   # labbook's own layout: one `seed = N` line in [train]
+            text = re.sub(r"(?m)^seed = .*$", 'seed = "…"  # derived from the student ID: not published', text)
         return text
 
     def fingerprint(self) -> str:
-        """What the pages depend on, for the rebuild's state (the key itself is never written)."""
-        key = "none" if self.pseudonym_key is None else hashlib.sha256(self.pseudonym_key).hexdigest()[:16]
+        """What the pages depend on, for the rebuild's state: never the key, nor a plain hash of it (a weak
+        key could be guessed from one), but a keyed hash of a constant."""
+        key = "none" if self.pseudonym_key is None else hmac.new(self.pseudonym_key, b"labbook site", hashlib.sha256).hexdigest()[:16]
         return f"ids={self.show_student_ids};key={key};index={self.indexable}"

@@ -51,7 +51,7 @@ def check_study(folder: Path, compare_times: bool = True) -> CheckedStudy:
         raise UserError(f"{folder}: not a study folder (no study.json; `labbook study` writes one)")
     plan = read_plan(folder)
     spec, names = plan["spec"], plan["variants"]
-    measured, folders, recipes, left_out = {}, {}, {}, []
+    measured, folders, recipes, left_out, weights, measuring = {}, {}, {}, [], {}, None
     for variant, seed, run_folder in study_runs(folder)[:MAX_RUNS]:
         if variant not in names or (spec["seeds"] and seed not in spec["seeds"]) or (variant, seed) in measured:
             continue
@@ -60,11 +60,21 @@ def check_study(folder: Path, compare_times: bool = True) -> CheckedStudy:
         except UserError as error:
             left_out.append({"variant": variant, "seed": seed, "reason": str(error)})
             continue
-        recipe = recipe_of(member.config)
-        if recipes.setdefault(variant, recipe) != recipe:
-            left_out.append({"variant": variant, "seed": seed,
-                             "reason": f"{run_folder}: trained with another recipe than the other runs of {variant}"})
+        recipe, settings = recipe_of(member.config), dict(member.dissection["settings"])
+        # Each seed is a network of its own: trained with its folder's seed, and not another seed's copy.
+        digest = member.manifest["model.safetensors"]["sha256"]
+        problem = (f"trained with seed {member.config.train.seed}, not its folder's {seed}"
+                   if member.config.train.seed != seed else
+                   f"the same weights as {weights[digest]}" if digest in weights else
+                   f"trained with another recipe than the other runs of {variant}"
+                   if recipes.setdefault(variant, recipe) != recipe else
+                   # Every variant measured the same way (the lab's shift, the grid, the rotations, the image).
+                   "dissected with other settings than the study's other runs"
+                   if (measuring := measuring or settings) != settings else None)
+        if problem:
+            left_out.append({"variant": variant, "seed": seed, "reason": f"{run_folder}: {problem}"})
             continue
+        weights[digest] = run_folder.name
         measures = run_measures(member)
         # A measure the run's dissection could not take (the lab's shift outside its grid) is no number to show.
         missing = [name for name in spec["measures"] if not math.isfinite(measures[name])]

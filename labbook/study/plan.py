@@ -53,20 +53,25 @@ def _study_name(name: str) -> str:
 
 
 Settings = dict[Annotated[str, Field(max_length=200)], Any]   # "KEY" = VALUE, as --set gives them
+# A study's bounds, the same where it is run and where a site or a report reads it back (study/schema.py):
+# any study labbook can run, it can show.
+MAX_VARIANTS = 50
+MAX_SEEDS = 100
+MAX_NAME = 100           # a variant's name
 
 
 class _Head(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: Annotated[str, Field(max_length=60), AfterValidator(_study_name)]
     base: str = "seed"
-    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1, max_length=1000)] = [0, 1, 2]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1, max_length=MAX_SEEDS)] = [0, 1, 2]
     measures: Annotated[list[Literal[MEASURES]], Field(min_length=1)] = list(MEASURES)
     baseline: str | None = None
 
 
 class _VariantEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    name: Annotated[str, Field(max_length=200)]
+    name: Annotated[str, Field(max_length=MAX_NAME)]
     set: Settings = {}
 
 
@@ -94,6 +99,10 @@ def parse_study(text: str, where: str) -> Study:
         variants.append(Variant(label, [override(key, value) for key, value in zip(written.grid, values)]))
     if not variants:
         raise UserError(f"{where}: a study needs [[variants]] or a [grid]")
+    if len(variants) > MAX_VARIANTS:
+        raise UserError(f"{where}: {len(variants)} variants, more than the {MAX_VARIANTS} a study can show")
+    if long := next((variant.name for variant in variants if len(variant.name) > MAX_NAME), None):
+        raise UserError(f"{where}: variant name {long[:40]!r}... is longer than {MAX_NAME} characters")
     names = [variant.name for variant in variants]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:

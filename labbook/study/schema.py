@@ -16,13 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labbook.runs.reader import RUN_JSON, read_json, typed
 from labbook.runs.schema import Items, Text, clean_text
-from labbook.study.plan import MEASURES
+from labbook.study.plan import MAX_SEEDS, MAX_VARIANTS, MEASURES
 
 Measure = Literal[MEASURES]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]
 MAX_STUDY_BYTES = 4 * 2**20
-MAX_VARIANTS = 50        # a study of more variants is refused, not cut
-MAX_SEEDS = 100
 
 
 class Spec(BaseModel):
