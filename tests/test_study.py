@@ -238,6 +238,8 @@ def test_a_site_publishes_the_studies_given_measured_again_and_skips_hostile_one
     dissection["settings"]["rotation_degrees"] = [-10, 10]
     (member / "dissection.json").write_text(json.dumps(dissection))
     write_manifest(member)
+    missing = _retitled(out / study.id, hostile / "missing-run", lambda data: None)
+    shutil.rmtree(missing / "runs" / "baseline" / "seed-1")
     altered = _retitled(out / study.id, hostile / "altered", lambda data: None)
     metrics = altered / summary["variants"]["baseline"]["runs"]["1"] / "metrics.json"
     metrics.write_text(metrics.read_text().replace('"test_accuracy": ', '"test_accuracy": 1e-9 + '))
@@ -251,8 +253,10 @@ def test_a_site_publishes_the_studies_given_measured_again_and_skips_hostile_one
     assert "Traceback" not in result.output
     skipped = [line for line in result.output.splitlines() if line.startswith("skipped ")]
     assert {line.split(":")[0].removeprefix("skipped ") for line in skipped} >= {*cases, "not-json", "altered",
-                                                                                 "copied-seeds", "measured-otherwise"}
+                                                                                 "copied-seeds", "measured-otherwise",
+                                                                                 "missing-run"}
     assert any("copied-seeds" in line and "not its folder's 1" in line for line in skipped), skipped
+    assert any("missing-run" in line and "no run of variant 'baseline' with seed 1" in line for line in skipped), skipped
     assert any("measured-otherwise" in line and "dissected with other settings" in line for line in skipped), skipped
     assert any(line.startswith("skipped altered: study not published") and "metrics.json" in line for line in skipped)
     assert any("many-variants" in line and "50" in line for line in skipped), skipped
