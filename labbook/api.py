@@ -195,10 +195,10 @@ class LivePanel:
         from labbook.site.build import _environment
         checked = self.run.read(dissected=True)
         language = _LANGUAGE["current"]
+        weights = checked.files.read("model.safetensors")    # read and checked against the manifest once
         try:
-            panel = livelab.panel(checked, checked.files.read("model.safetensors"))
-            panel["weights"] = "data:application/octet-stream;base64," + base64.b64encode(
-                checked.files.read("model.safetensors")).decode("ascii")
+            panel = livelab.panel(checked, weights)
+            panel["weights"] = "data:application/octet-stream;base64," + base64.b64encode(weights).decode("ascii")
         except livelab.NoPanel as refused:
             panel = {"refused": livelab.refusal(refused)}
         tests = "data:application/octet-stream;base64," + base64.b64encode(livelab.test_images_asset()).decode("ascii")
@@ -278,7 +278,7 @@ class StudyResult:
                 for name, entry in summary["variants"].items()]
 
     def _repr_html_(self) -> str:
-        from labbook.study.report import MEASURE_NAMES
+        from labbook.study.report import MEASURE_NAMES, PERCENT, shown_value
         try:
             summary = self.summary
         except UserError as error:
@@ -286,9 +286,7 @@ class StudyResult:
         measures = summary["spec"]["measures"]
 
         def shown(value, measure):
-            if value is None:
-                return "–"
-            return f"{100 * value:.2f}%" if measure != "train_seconds" else f"{value:.1f} s"
+            return shown_value(value, measure in PERCENT)
         head = "".join(f"<th>{html.escape(MEASURE_NAMES[measure])}</th>" for measure in measures)
         body = "".join(
             f"<tr><th style='text-align:left'>{html.escape(name)}</th>" + "".join(

@@ -162,7 +162,8 @@ def study_facts(summary: dict) -> dict:
             "alpha": analysis.Fact(ALPHA, "rule:family_wise_error_rate")}
 
 
-def _shown(value: float | None, percent: bool) -> str:
+def shown_value(value: float | None, percent: bool) -> str:
+    """A study's number as the terminal and a notebook show it: a percentage, or seconds to a tenth."""
     if value is None:
         return "-"
     return f"{100 * value:.2f}%" if percent else f"{value:.1f}"
@@ -178,8 +179,8 @@ def terminal_summary(summary: dict) -> str:
         for name in variants:
             stats = summary["variants"][name]["measures"][measure]
             span = "" if stats["low"] is None else \
-                f" ({_shown(stats['low'], percent)} to {_shown(stats['high'], percent)})"
-            cells.append(_shown(stats["mean"], percent) + span)
+                f" ({shown_value(stats['low'], percent)} to {shown_value(stats['high'], percent)})"
+            cells.append(shown_value(stats["mean"], percent) + span)
         lines.append([MEASURE_NAMES[measure], *cells])
     widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
@@ -191,7 +192,7 @@ def terminal_summary(summary: dict) -> str:
             # The interval of a difference of percentages is already in points (result_rows scales it).
             low, high = (f"{claim[end].value:.2f}" if claim["percent"] else f"{claim[end].value:.1f}" for end in ("low", "high"))
             text.append(f"{row['name']}: {MEASURE_NAMES[claim['measure']]} "
-                        f"{_shown(claim['before'].value, claim['percent'])} -> {_shown(claim['after'].value, claim['percent'])}"
+                        f"{shown_value(claim['before'].value, claim['percent'])} -> {shown_value(claim['after'].value, claim['percent'])}"
                         f", difference {low} to {high}{' points' if claim['percent'] else ' s'}: "
                         + ("found (survives Holm's correction)" if claim["excludes_zero"]
                            else "exploratory only (does not survive Holm's correction)"))
