@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from labbook.runs.writer import environment
-from labbook.study.plan import parse_study
-from labbook.study.runner import run_study
+from labbook.studies.plan import parse_study
+from labbook.studies.runner import run_study
 
 STUDY = """
 [study]

@@ -5,7 +5,7 @@ From Python (and Jupyter), the same stages as the command line:
     labbook.run(preset="seed", epochs=..., settings={...})  -> Run   (train; `labbook run`)
     labbook.open("runs/<id>")                                -> Run   (any run folder, checked)
     Run.dissect(), Run.report(lang=..., format=...), Run.metrics, Run.history, Run.config, Run.figures
-    labbook.run_study("shift-robustness" or a study file)    -> StudyResult
+    labbook.study("shift-robustness" or a study file)        -> Study (its table and differences)
     labbook.set_language("zh" | "en")                        (figures and cards in Jupyter)
 
 Errors are labbook.errors.UserError, with the same one-line message the CLI prints. See
@@ -14,7 +14,7 @@ docs/python.md.
 
 __version__ = "0.1.0"
 
-_API = ("run", "open", "run_study", "set_language", "Run", "StudyResult", "Figure")
+_API = ("run", "open", "study", "set_language", "Run", "Study", "Figure", "RunNotFinished")
 __all__ = [*_API, "__version__"]
 
 

@@ -79,8 +79,16 @@ def run(preset: str | None = "seed", *, config_file: Path | None = None, epochs:
     outcome = run_experiment(config, Path(runs_dir), data_dir, author=author, student_id=student_id,
                              show_progress=progress)
     if outcome.status != "complete":
-        raise UserError(f"{outcome.folder}: run {outcome.status}: {outcome.message}")
-    return Run(outcome.folder)
+        raise RunNotFinished(outcome.folder, outcome.status, outcome.message)
+    return Run(outcome.folder, own=True)
+
+
+class RunNotFinished(UserError):
+    """A run that failed or was interrupted; its folder (written, marked unfinished) says what happened."""
+
+    def __init__(self, folder: Path, status: str, message: str):
+        super().__init__(f"{folder}: run {status}: {message}")
+        self.folder, self.status = folder, status
 
 
 def open(path) -> Run:   # noqa: A001 - labbook.open, as the issue names it
@@ -118,12 +126,15 @@ class Figure:
 
 @dataclass(frozen=True)
 class Run:
-    """A run folder. Every property reads it again through the run reader."""
+    """A run folder. Every property reads it again through the run reader. `own`: the folder is the
+    author's own (`labbook.run` made it, or the CLI was pointed at it), so notes edited since its
+    manifest are theirs, not a tamper; `labbook.open` reads every folder as someone else's."""
     folder: Path
+    own: bool = False
 
     def read(self, dissected: bool = False):
         from labbook.runs.reader import read_run
-        return read_run(self.folder, dissected=dissected)
+        return read_run(self.folder, dissected=dissected, uncovered_notes=self.own)
 
     @property
     def id(self) -> str:
@@ -158,20 +169,45 @@ class Run:
         drawn = self.read(dissected=True).dissection["figures"]
         return {name: Figure(self, name) for name in FIGURE_NAMES if name in drawn}
 
-    def dissect(self, figures: bool = True, progress: bool | None = None) -> Run:
-        """Measure the trained network (`labbook dissect`): dissection.json and, with `figures`, the figures."""
+    @property
+    def dissection(self) -> dict:
+        """dissection.json, checked (UserError when the run is not dissected)."""
+        return self.read(dissected=True).dissection
+
+    def dissect(self, *, image_index: int | None = None, shift: tuple[int, int] | None = None,
+                shift_radius: int | None = None, figures: bool = True, progress: bool | None = None) -> Run:
+        """Measure the trained network (`labbook dissect`): dissection.json and, with `figures`, the
+        figures. The keyword settings change this dissection's only (recorded in dissection.json)."""
         from labbook.dissect.dissection import dissect_run
-        dissect_run(self.folder, show_progress=progress, figures=figures)
+        overrides = {key: value for key, value in (("image_index", image_index), ("shift_radius", shift_radius),
+                                                   ("shift", list(shift) if shift else None)) if value is not None}
+        dissect_run(self.folder, overrides or None, show_progress=progress, figures=figures)
         return self
 
+    def draw_figures(self) -> dict:
+        """Draw the figures of a dissected run again from dissection.json (`labbook dissect --figures-only`);
+        returns {figure: {language: [files]}}."""
+        from labbook.dissect.dissection import redraw_run
+        return redraw_run(self.folder)
+
     def report(self, lang: str | tuple[str, ...] = ("zh", "en", "zh-en"), format: str | tuple[str, ...] = ("html", "pdf"),  # noqa: A002
-               **cover) -> list[Path]:
-        """Write the lab report (`labbook report`); `cover` takes the same fields as its options
-        (student, student_id, school, major, class_name, instructor, course, title)."""
+               *, study: Path | None = None, **cover) -> ReportFiles:
+        """Write the lab report (`labbook report`) and return its files. `study`: a study folder whose
+        comparison the report carries (`--study`); `cover` takes the other options' fields (student,
+        student_id, school, major, class_name, instructor, course, title, templates, notes). The list's
+        `notices` say what is still to fill in and which study runs the comparison left out."""
+        import functools
+
         from labbook.report.render import ReportOptions, render_report
         languages = (lang,) if isinstance(lang, str) else tuple(lang)
         formats = (format,) if isinstance(format, str) else tuple(format)
-        return render_report(self.folder, ReportOptions(languages=languages, formats=formats, **cover)).files
+        comparison = None
+        if study is not None:   # the study stage works the comparison out from the run the report reads
+            from labbook.studies.comparison import comparison_of
+            comparison = functools.partial(comparison_of, folder=study)
+        rendered = render_report(self.folder, ReportOptions(languages=languages, formats=formats,
+                                                            comparison=comparison, **cover))
+        return ReportFiles(rendered.files, notices=[*rendered.left_out, *rendered.unfilled])
 
     def live(self) -> LivePanel:
         """The site's live lab for this run, to display in a notebook: the same panel and script, its
@@ -181,6 +217,15 @@ class Run:
 
     def _repr_html_(self) -> str:
         return run_card(self, _LANGUAGE["current"])
+
+
+class ReportFiles(list):
+    """The report's files (a list of paths), with `notices`: what the cover still lacks and what a
+    study comparison left out, each a line that names what fills it."""
+
+    def __init__(self, files, notices=()):
+        super().__init__(files)
+        self.notices = list(notices)
 
 
 @dataclass(frozen=True)
@@ -246,27 +291,44 @@ def run_card(found: Run, language: str) -> str:
             + (f"<p>{links}</p>" if links else "") + "</div>")
 
 
-def run_study(spec_or_path: str | Path, *, out: Path = Path("studies"), parallel: int | None = None,
-              ray: bool = False, progress: bool | None = None) -> StudyResult:
-    """Run a study (`labbook study`): a study file's path, one of the shipped examples by name, or the
-    study's TOML itself. Runs already complete are kept. (`labbook.study` is the stage's package, so the
-    function has this name.)"""
-    from labbook.study.plan import load_study, parse_study
-    from labbook.study.runner import run_study as run_plan
-    text = str(spec_or_path)
-    plan = parse_study(text, "the study given") if "[study]" in text else load_study(text)
-    run_plan(plan, Path(out), parallel=parallel, progress=progress, ray=ray)
-    return StudyResult(Path(out) / plan.id)
+def study(spec_or_path, *, out: Path = Path("studies"), parallel: int | None = None, ray: bool = False,
+          ray_address: str | None = None, progress: bool | None = None, figures: bool = False) -> Study:
+    """Run a study (`labbook study`): a study file's path, one of the shipped examples by name, the
+    study's TOML itself, or a plan from labbook.studies.plan. Runs already complete are kept; every
+    run then trains and is dissected as an ordinary run (`figures`: drawn too), and the study's report
+    (report/study.<lang>.html and .pdf) is written. Returns the study, with what this call wrote."""
+    from labbook.studies.plan import Study as Plan
+    from labbook.studies.plan import load_study, parse_study
+    from labbook.studies.report import render_study_report
+    from labbook.studies.runner import run_study
+    if isinstance(spec_or_path, Plan):
+        plan = spec_or_path
+    else:
+        text = str(spec_or_path)
+        plan = parse_study(text, "the study given") if "[study]" in text else load_study(text)
+    root = Path(out) / plan.id
+    summary = run_study(plan, Path(out), parallel, progress, ray=ray or bool(ray_address), ray_address=ray_address)
+    if figures:
+        for entry in summary["variants"].values():
+            for relative in entry["runs"].values():
+                member = Run(root / relative, own=True)
+                if not member.dissection["figures"]:
+                    member.draw_figures()
+    return Study(root, written=summary, reports=tuple(render_study_report(root, summary)))
 
 
 @dataclass(frozen=True)
-class StudyResult:
-    """A study folder; its numbers measured again from its runs (study/gate.py), as a site shows them."""
+class Study:
+    """A study folder. `summary` and `table` are measured again from its runs (studies/gate.py), as a
+    site shows them; `written` is study.json as the `labbook.study` call that returned this wrote it
+    (None for a study only opened), and `reports` the report files it wrote."""
     folder: Path
+    written: dict | None = None
+    reports: tuple[Path, ...] = ()
 
     @property
     def summary(self) -> dict:
-        from labbook.study.gate import check_study
+        from labbook.studies.gate import check_study
         return check_study(self.folder).summary
 
     @property
@@ -277,8 +339,18 @@ class StudyResult:
                                      for measure in summary["spec"]["measures"] for part in ("mean", "low", "high")}}
                 for name, entry in summary["variants"].items()]
 
+    @property
+    def differences(self) -> list[dict]:
+        """Each variant against the baseline, per measure: the mean paired difference over the seeds, its
+        95% interval, the t-test's p and whether Holm's correction over the study still excludes zero
+        (None where the seeds cannot tell: fewer than two, or training times of runs trained side by side)."""
+        summary = self.summary
+        return [{"variant": name, "measure": measure, **{part: difference.get(part) for part in
+                                                         ("mean", "low", "high", "p", "holm_excludes_zero")}}
+                for name, entry in summary["variants"].items() for measure, difference in entry["difference"].items()]
+
     def _repr_html_(self) -> str:
-        from labbook.study.report import MEASURE_NAMES, PERCENT, shown_value
+        from labbook.studies.report import MEASURE_NAMES, PERCENT, shown_value
         try:
             summary = self.summary
         except UserError as error:
@@ -287,12 +359,24 @@ class StudyResult:
 
         def shown(value, measure):
             return shown_value(value, measure in PERCENT)
+
+        def cell(part, m):
+            return f"<td>{shown(part['mean'], m)} ({shown(part['low'], m)} – {shown(part['high'], m)})</td>"
         head = "".join(f"<th>{html.escape(MEASURE_NAMES[measure])}</th>" for measure in measures)
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(name)}</th>" + "".join(
-                f"<td>{shown(entry['measures'][m]['mean'], m)} ({shown(entry['measures'][m]['low'], m)} – "
-                f"{shown(entry['measures'][m]['high'], m)})</td>" for m in measures) + "</tr>"
-            for name, entry in summary["variants"].items())
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(name)}</th>"
+                       + "".join(cell(entry["measures"][m], m) for m in measures) + "</tr>"
+                       for name, entry in summary["variants"].items())
+        # Each variant's paired difference from the baseline; a star where Holm's correction over the
+        # study still excludes zero.
+        baseline = summary["spec"]["baseline"]
+        differences = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(name)} − {html.escape(baseline)}</th>"
+            + "".join(cell(entry["difference"][m], m)[:-5] + (" *" if entry["difference"][m].get("holm_excludes_zero")
+                                                               else "") + "</td>" for m in measures) + "</tr>"
+            for name, entry in summary["variants"].items() if entry["difference"])
         return (f'<div class="labbook-study"><p><strong>labbook study</strong> <code>{html.escape(summary["id"])}'
                 f"</code> ({len(summary['spec']['seeds'])} seeds; mean and 95% interval)</p>"
-                f"<table><tr><th>variant</th>{head}</tr>{body}</table></div>")
+                f"<table><tr><th>variant</th>{head}</tr>{body}{differences}</table>"
+                + ("<p>* the difference holds after Holm's correction over the study's comparisons</p>"
+                   if any(d.get("holm_excludes_zero") for entry in summary["variants"].values()
+                          for d in entry["difference"].values()) else "") + "</div>")

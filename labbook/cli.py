@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -98,35 +98,21 @@ def main():
 
 def _train(preset, config_file, epochs, seed, assignments, device, threads, runs_dir, data_dir, name, author,
            student_id, progress) -> Path:
-    from labbook.api import config_for
-    from labbook.lab.experiment import run_experiment
-
-    config = config_for(preset, config_file=config_file, epochs=epochs, seed=seed, settings=list(assignments),
-                        name=name, device=device, threads=threads, student_id=student_id)
-    outcome = run_experiment(config, runs_dir, data_dir, author=author, student_id=student_id,
-                             show_progress=progress)
-    click.echo(f"run folder: {outcome.folder}")
-    if outcome.status != "complete":
-        click.echo(f"labbook: run {outcome.status}: {outcome.message}", err=True)
-        sys.exit(130 if outcome.status == "interrupted" else 1)
-    metrics = outcome.metrics
+    from labbook import api
+    try:
+        trained = api.run(preset, config_file=config_file, epochs=epochs, seed=seed, settings=list(assignments),
+                          runs_dir=runs_dir, data_dir=data_dir, name=name, author=author, student_id=student_id,
+                          device=device, threads=threads, progress=progress)
+    except api.RunNotFinished as unfinished:
+        click.echo(f"run folder: {unfinished.folder}")
+        click.echo(f"labbook: {unfinished}", err=True)
+        sys.exit(130 if unfinished.status == "interrupted" else 1)
+    metrics = trained.metrics
+    click.echo(f"run folder: {trained.folder}")
     click.echo(f"validation accuracy: {100 * metrics['validation_accuracy']:.2f}%  "
                f"test accuracy: {100 * metrics['test_accuracy']:.2f}%  "
                f"({metrics['train_seconds']:.1f} s of training, {metrics['samples_per_second']:,.0f} img/s)")
-    return outcome.folder
-
-
-def _draw_study_figures(root: Path, summary: dict) -> None:
-    """Each complete run of a study without its figures, drawn (as `labbook dissect RUN --figures-only`)."""
-    from labbook.dissect.dissection import redraw_run
-    from labbook.runs.reader import read_run
-    folders = [root / relative for entry in summary["variants"].values() for relative in entry["runs"].values()]
-    with _on_ctrl_c("drawing interrupted: the runs drawn so far keep their figures; run the same command "
-                    "again to draw the others"):
-        for folder in folders:
-            if not read_run(folder, dissected=True, uncovered_notes=True).dissection["figures"]:
-                redraw_run(folder)
-    click.echo(f"figures: drawn for the {len(folders)} runs in {root / 'runs'}")
+    return trained.folder
 
 
 @contextlib.contextmanager
@@ -145,34 +131,37 @@ BETWEEN_STEPS = ("interrupted between training and dissection: the run folder is
                  "dissected (`labbook dissect RUN` measures it)")
 
 
-def _dissect(folder: Path, progress: bool | None, overrides: dict | None = None, figures: bool = True) -> None:
-    from labbook.dissect.dissection import dissect_run
+def _dissect(folder: Path, progress: bool | None, figures: bool = True, **settings) -> None:
+    from labbook.api import Run
 
     # dissection.json is written last, whole: an interrupted dissection leaves none, and the run's
     # training, complete, stays as it was.
+    started = time.perf_counter()
     with _on_ctrl_c(f"dissection interrupted: {folder} is trained and complete but not dissected "
                     f"(`labbook dissect {folder}` measures it)"):
-        result = dissect_run(folder, overrides, show_progress=progress, figures=figures)
-    robustness = result["robustness"]
-    drawn = (f"and {len(result['figures'])} figures in {folder / 'figures'}" if figures
+        dissection = Run(Path(folder), own=True).dissect(figures=figures, progress=progress, **settings).dissection
+    robustness = dissection["robustness"]
+    drawn = (f"and {len(dissection['figures'])} figures in {folder / 'figures'}" if figures
              else f"(no figures: `labbook dissect {folder} --figures-only` draws them)")
-    click.echo(f"dissection: {folder / 'dissection.json'} {drawn} ({result['seconds']:.1f} s)")
+    click.echo(f"dissection: {folder / 'dissection.json'} {drawn} ({time.perf_counter() - started:.1f} s)")
     click.echo(f"translation consistency: {100 * robustness['consistency']:.2f}%  "
                f"one-pixel flip probability: {100 * robustness['flip_probability_one_pixel']['mean']:.2f}%")
 
 
-def _report(folder: Path, languages, formats, study=None, **cover) -> None:
-    from labbook.report.render import ReportOptions, render_report
+def _draw_figures(folder: Path) -> None:
+    from labbook.api import Run
+    with _on_ctrl_c(f"drawing interrupted: {folder} keeps its measures; no figure was recorded "
+                    f"(run the same command again to draw them)"):
+        drawn = Run(Path(folder), own=True).draw_figures()
+    click.echo(f"figures: {len(drawn)} figures in {Path(folder) / 'figures'}")
 
-    comparison = None
-    if study is not None:   # the study stage works the comparison out from the run the report reads
-        from labbook.study.comparison import comparison_of
-        comparison = functools.partial(comparison_of, folder=study)
-    report = ReportOptions(languages=tuple(languages), formats=tuple(formats), comparison=comparison, **cover)
-    rendered = render_report(folder, report)
-    for path in rendered.files:
+
+def _report(folder: Path, languages, formats, **options) -> None:
+    from labbook.api import Run
+    files = Run(Path(folder), own=True).report(languages, formats, **options)
+    for path in files:
         click.echo(f"report: {path}")
-    for notice in rendered.left_out + rendered.unfilled:
+    for notice in files.notices:
         click.echo(f"labbook: {notice}", err=True)
 
 
@@ -212,16 +201,9 @@ def dissect(run_folder, image_index, shift, radius, figures_only, figures, progr
     Nothing is retrained; the same run dissected twice gives identical files.
     """
     if figures_only:
-        from labbook.dissect.dissection import redraw_run
-        with _on_ctrl_c(f"drawing interrupted: {run_folder} keeps its measures; no figure was recorded "
-                        f"(run the same command again to draw them)"):
-            drawn = redraw_run(run_folder)
-        click.echo(f"figures: {len(drawn)} figures in {Path(run_folder) / 'figures'}")
+        _draw_figures(run_folder)
         return
-    overrides = {key: value for key, value in
-                 (("image_index", image_index), ("shift", list(shift) if shift else None), ("shift_radius", radius))
-                 if value is not None}
-    _dissect(run_folder, progress, overrides, figures)
+    _dissect(Path(run_folder), progress, figures, image_index=image_index, shift=shift, shift_radius=radius)
 
 
 @main.command()
@@ -248,17 +230,15 @@ def report(run_folder, **report):
 def build(run_folder, languages, formats, templates, notes, course, title, school, major, class_name, instructor,
           study, **training):
     """Train (seed preset by default), dissect and render the report: the whole lab in one command."""
+    from labbook.api import Run
     if run_folder is None:
         with _on_ctrl_c(BETWEEN_STEPS):
             run_folder = _train(**training)
             _dissect(run_folder, training["progress"])
-    elif not (Path(run_folder) / "dissection.json").is_file():
-        _dissect(run_folder, training["progress"])
-    else:
-        from labbook.dissect.dissection import redraw_run
-        from labbook.runs.reader import read_run
-        if not read_run(run_folder, dissected=True, uncovered_notes=True).dissection["figures"]:   # dissected without them
-            redraw_run(run_folder)
+    elif not Run(Path(run_folder)).dissected:
+        _dissect(Path(run_folder), training["progress"])
+    elif not Run(Path(run_folder), own=True).dissection["figures"]:   # dissected without them
+        _draw_figures(run_folder)
     _report(run_folder, languages, formats, templates=templates, notes=notes, course=course, title=title,
             school=school, major=major, class_name=class_name, instructor=instructor, student=training["author"] or None,
             student_id=training["student_id"] or None, study=study)
@@ -330,8 +310,9 @@ def study(study_file, base, assignments, vary, seeds, name, out, parallel, ray, 
     STUDY_FILE is a study's TOML, or the name of an example (shift-robustness,
     lab-hyperparameters). Running a study again skips the runs already complete.
     """
-    from labbook.study.plan import load_study, parse_study, study_toml
-    from labbook.study.runner import run_study
+    from labbook import api
+    from labbook.studies.plan import load_study, parse_study, study_toml
+    from labbook.studies.report import terminal_summary
 
     if study_file and (base or assignments or vary or name != "study"):
         raise UserError("study: give a study file or --base/--set/--vary/--name, not both")
@@ -341,17 +322,16 @@ def study(study_file, base, assignments, vary, seeds, name, out, parallel, ray, 
         plan = parse_study(study_toml(base or "seed", assignments, vary, seeds, name), "command line")
     else:
         raise UserError("study: give a study file (or an example's name), or --vary KEY=V1,V2")
-    from labbook.study.report import render_study_report
-
     with _on_ctrl_c(f"study interrupted; its complete runs in {out / plan.id / 'runs'} are kept: "
                     f"run the same command again to go on"):
-        summary = run_study(plan, out, parallel, progress, ray=ray or bool(ray_address), ray_address=ray_address)
-    if figures:
-        _draw_study_figures(out / plan.id, summary)
-    from labbook.study.report import terminal_summary
+        done = api.study(plan, out=out, parallel=parallel, ray=ray, ray_address=ray_address, progress=progress,
+                         figures=figures)
+    summary = done.written
     click.echo(terminal_summary(summary))
-    click.echo(f"study: {out / plan.id / 'study.json'}")
-    for path in render_study_report(out / plan.id, summary):
+    if figures:
+        click.echo(f"figures: drawn for every complete run in {done.folder / 'runs'}")
+    click.echo(f"study: {done.folder / 'study.json'}")
+    for path in done.reports:
         click.echo(f"report: {path}")
     for name, entry in summary["variants"].items():
         if entry.get("near_chance") is not None:

@@ -13,7 +13,7 @@ PACKAGE = Path(labbook.__file__).parent
 # The stages in the order they may import each other: a module imports its own stage or earlier ones.
 # study and grade stand beside the pipeline; the site publishes studies, so it comes after them.
 # api.py is the CLI's layer for Python: the CLI calls it (the package lends it its names, on first use).
-ORDER = {"base": 0, "runs": 1, "lab": 2, "dissect": 3, "report": 4, "study": 5, "grade": 5, "site": 6, "api": 7,
+ORDER = {"base": 0, "runs": 1, "lab": 2, "dissect": 3, "report": 4, "studies": 5, "grade": 5, "site": 6, "api": 7,
          "cli": 8}
 LENDS = {("labbook", "labbook.api")}
 BASE = {"config", "localization", "errors", "progress"}
@@ -77,7 +77,7 @@ def test_the_report_the_site_and_the_study_statistics_do_not_load_pytorch():
     """The site builds on a machine without PyTorch (pages.yml installs none), and the report and a
     study's numbers need none; a stray import would make them load it (seconds, and a gigabyte)."""
     code = ("import sys, json; import labbook.report.render, labbook.report.analysis, labbook.site.build, "
-            "labbook.site.livelab, labbook.study.plan, labbook.study.statistics, labbook.runs.reader, labbook.cli; "
+            "labbook.site.livelab, labbook.studies.plan, labbook.studies.statistics, labbook.runs.reader, labbook.cli; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'matplotlib'))))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                        timeout=300).stdout)

@@ -122,8 +122,8 @@ def caps_table() -> str:
     from labbook.report.pdf import MAX_CACHE_BYTES, MAX_CACHED_FONTS
     from labbook.runs import reader, schema, svgsafe
     from labbook.site.build import MAX_DOWNLOAD_BYTES, MAX_RUN_BYTES
-    from labbook.study import gate
-    from labbook.study import schema as study_schema
+    from labbook.studies import gate
+    from labbook.studies import schema as study_schema
     caps = reader.MAX_BYTES
     assert caps["run.json"] == caps["metrics.json"]
     rows = [

@@ -9,9 +9,9 @@ from conftest import CHROMIUM, PROCESS_DEADLINE, invoke, pages_wider_than
 
 from labbook.errors import UserError
 from labbook.runs.reader import read_json, verify_manifest
-from labbook.study.plan import parse_study, study_toml
-from labbook.study.runner import run_study
-from labbook.study.statistics import interval, t_quantile
+from labbook.studies.plan import parse_study, study_toml
+from labbook.studies.runner import run_study
+from labbook.studies.statistics import interval, t_quantile
 
 TINY = """
 [study]
@@ -119,6 +119,20 @@ def test_a_studys_runs_draw_no_figure_until_asked(tiny_local):
             folder = out / study.id / relative
             assert read_json(folder / "dissection.json")["figures"] == {}
             assert not list(folder.glob("figures/*"))
+
+
+def test_a_study_from_python_shows_its_table_and_differences_measured_again(tiny_local):
+    """labbook.Study: the numbers are the runs' own (measured again), each variant set against the
+    baseline; its card shows them, escaped."""
+    import labbook
+    study, out, summary = tiny_local
+    opened = labbook.Study(out / study.id)
+    (blur,) = [row for row in opened.differences if row["variant"] == "blurpool" and row["measure"] == "test_accuracy"]
+    written = summary["variants"]["blurpool"]["difference"]["test_accuracy"]
+    assert blur["mean"] == pytest.approx(written["mean"]) and blur["low"] == pytest.approx(written["low"])
+    assert {row["variant"] for row in opened.differences} == {"blurpool"}          # the baseline has none
+    card = opened._repr_html_()
+    assert "blurpool − baseline" in card and f"{100 * written['mean']:.2f}%" in card
 
 
 def test_a_run_that_fails_is_tried_again_then_recorded_and_the_study_goes_on(tmp_path):
@@ -318,8 +332,8 @@ def test_a_variant_near_chance_is_flagged_and_its_robustness_not_interpreted(mon
     network that answers one digit to everything has); max trained. The report says blur stayed near
     chance and claims no robustness difference for it, though its consistency interval excludes zero;
     its test accuracy difference is still claimed."""
-    import labbook.study.statistics as study_module
-    from labbook.study.report import render_study_report
+    import labbook.studies.statistics as study_module
+    from labbook.studies.report import render_study_report
     plan = parse_study(study_toml("seed", [], ["model.pooling=max,blur"], "0,1,2"), "command line")
 
     def measures(test, consistency, seed):
@@ -344,7 +358,7 @@ def test_a_variant_near_chance_is_flagged_and_its_robustness_not_interpreted(mon
 
 def _summary_of(tmp_path, monkeypatch, differences: dict, seeds=(0, 1, 2), shared_cores=True):
     """A max-vs-blur study whose blur runs differ from max's by `differences[measure][seed]`; nothing trains."""
-    import labbook.study.statistics as statistics
+    import labbook.studies.statistics as statistics
     plan = parse_study(study_toml("seed", [], ["model.pooling=max,blur"], ",".join(map(str, seeds))), "command line")
     base = {"validation_accuracy": 0.98, "test_accuracy": 0.98, "lab_shift_accuracy": 0.90, "consistency": 0.80,
             "flip_probability": 0.10, "rotation_accuracy": 0.85, "train_seconds": 20.0}
@@ -363,7 +377,7 @@ def test_holms_correction_turns_a_borderline_interval_into_an_exploratory_hint(m
     freedom, p = 0.0287: its 95% interval excludes zero); the other five comparisons show nothing, so Holm
     tests it first against 0.05 / 6 and it is not a finding. Training times of runs that shared the cores
     are not compared; a difference not found says how large it would have had to be."""
-    from labbook.study.report import render_study_report
+    from labbook.studies.report import render_study_report
     noise = [0.01, -0.01, 0.0]
     summary = _summary_of(tmp_path, monkeypatch, {"rotation_accuracy": [0.010, 0.013, 0.007], "test_accuracy": noise,
                                                   "train_seconds": [5.0, 6.0, 7.0]})
@@ -379,7 +393,7 @@ def test_holms_correction_turns_a_borderline_interval_into_an_exploratory_hint(m
     assert "6 comparisons at once" in html
     assert "a difference smaller than about 2.48 percentage points could not have been told from zero" in html
     assert "Training times are not compared" in html and "training time from" not in html
-    from labbook.study.report import terminal_summary
+    from labbook.studies.report import terminal_summary
     printed = terminal_summary(summary)   # what `labbook study` prints at the end
     assert "model.pooling=blur: mean accuracy under rotation 85.00% -> 86.00%, difference 0.25 to 1.75 points: " \
            "exploratory only" in printed
@@ -390,7 +404,7 @@ def test_holms_correction_turns_a_borderline_interval_into_an_exploratory_hint(m
 
 
 def test_fewer_than_three_seeds_are_warned_about_with_the_width_they_give(monkeypatch, tmp_path):
-    from labbook.study.report import render_study_report
+    from labbook.studies.report import render_study_report
     summary = _summary_of(tmp_path, monkeypatch, {"test_accuracy": [0.01, 0.02]}, seeds=(0, 1))
     assert summary["few_seeds"] == {"seeds": 2, "t": 12.706, "t_three": 4.303}
     render_study_report(tmp_path, summary)

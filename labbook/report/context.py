@@ -64,7 +64,7 @@ class ReportOptions:
     major: str | None = None
     class_name: str | None = None
     instructor: str | None = None
-    # The comparison section (对比实验), worked out from the run by the study stage (study/comparison.py,
+    # The comparison section (对比实验), worked out from the run by the study stage (studies/comparison.py,
     # which comes after the report's): `labbook report --study` sets it.
     comparison: Callable[[Run], dict] | None = None
 

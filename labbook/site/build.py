@@ -315,7 +315,7 @@ def _hashed_asset(out: Path, stem: str, language: str, svg: bytes) -> str:
 def _study_figures(study: dict, out: Path, language: str) -> dict[str, str]:
     """The study's figures (shift curves, differences), drawn from its checked numbers; paths from the site."""
     from labbook.dissect import figures
-    from labbook.study.report import study_figures
+    from labbook.studies.report import study_figures
     figures.configure_matplotlib()
     # Variant names are only labels: never read as a formula ("$...$").
     with figures.plt.rc_context({"text.parse_math": False}):
@@ -326,7 +326,7 @@ def _study_figures(study: dict, out: Path, language: str) -> dict[str, str]:
 def _write_studies(out: Path, studies: list[dict], env, assets: dict[str, str], noindex: bool) -> set[str]:
     """studies/<slot>.html and .en.html for each study, with its figures and links to its runs' pages;
     pages of studies no longer among the sources go. Returns the figure files used."""
-    from labbook.study.report import MEASURE_NAMES, result_rows, study_facts
+    from labbook.studies.report import MEASURE_NAMES, result_rows, study_facts
     folder, used = out / "studies", set()
     if not studies and not folder.is_dir():
         return used
@@ -364,10 +364,10 @@ def study_slot(study_id: str) -> str:
 
 def find_studies(places: list[Path], result: SiteResult) -> list[dict]:
     """Every study the teacher gave (`--studies`: a study folder or a folder of them), measured again
-    from its runs (study/gate.py). Run sources are never searched for studies: a study.json in a
+    from its runs (studies/gate.py). Run sources are never searched for studies: a study.json in a
     student's folder is not published. A study whose run fails the gate, or with a variant no run of
     which could be read, is skipped with its reason, as is a second study with the same id."""
-    from labbook.study.gate import check_study
+    from labbook.studies.gate import check_study
     found, ids = [], set()
     for place in map(Path, places):
         if not place.is_dir():

@@ -3,7 +3,7 @@ compares with one, from folders labbook did not make. study.json is any folder's
 plan is read from it (the study's id and name, its variants, seeds, measures and baseline: short
 clean texts, bounded lists, pydantic, the same types as the run folder's schema), never a number;
 its runs are found without following a link, and each is then read through the run gate like any
-other (study/gate.py measures them again)."""
+other (studies/gate.py measures them again)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labbook.runs.reader import RUN_JSON, read_json, typed
 from labbook.runs.schema import Items, Text, clean_text
-from labbook.study.plan import MAX_SEEDS, MAX_VARIANTS, MEASURES
+from labbook.studies.plan import MAX_SEEDS, MAX_VARIANTS, MEASURES
 
 Measure = Literal[MEASURES]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]

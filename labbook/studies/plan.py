@@ -53,7 +53,7 @@ def _study_name(name: str) -> str:
 
 
 Settings = dict[Annotated[str, Field(max_length=200)], Any]   # "KEY" = VALUE, as --set gives them
-# A study's bounds, the same where it is run and where a site or a report reads it back (study/schema.py):
+# A study's bounds, the same where it is run and where a site or a report reads it back (studies/schema.py):
 # any study labbook can run, it can show.
 MAX_VARIANTS = 50
 MAX_SEEDS = 100

@@ -23,8 +23,8 @@ from labbook.config import Config, to_toml
 from labbook.errors import UserError
 from labbook.runs.reader import read_json, verify_manifest
 from labbook.runs.writer import atomic_write_json, atomic_write_text
-from labbook.study.plan import Study
-from labbook.study.statistics import summarise
+from labbook.studies.plan import Study
+from labbook.studies.statistics import summarise
 
 INTERRUPTED = 130        # `labbook run`'s exit code after Ctrl-C
 
@@ -128,7 +128,7 @@ def run_study(study: Study, out: Path, parallel: int | None = None, progress=Non
     with make_bar(total=len(jobs), initial=len(jobs) - len(pending), desc=f"study {study.name}", unit="run",
                   disable=progress is False) as bar:
         if ray:
-            from labbook.study.on_ray import run_on_ray
+            from labbook.studies.on_ray import run_on_ray
             folders.update(run_on_ray([(variant.name, seed, to_toml(variant.configs[seed]),
                                         root / "runs" / variant.name / f"seed-{seed}") for variant, seed in pending],
                                       threads, ray_address, _complete, bar))

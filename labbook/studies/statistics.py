@@ -11,7 +11,7 @@ from pathlib import Path
 
 from labbook.config import NUM_CLASSES
 from labbook.runs.reader import Run, read_run
-from labbook.study.plan import MEASURES, Study
+from labbook.studies.plan import MEASURES, Study
 
 # The measures that are proportions (shares of test images), shown as percentages.
 PROPORTIONS = frozenset(MEASURES) - {"train_seconds"}

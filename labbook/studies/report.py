@@ -13,7 +13,7 @@ from pathlib import Path
 from labbook.report import analysis
 from labbook.localization import LANGUAGES, N_, gettext_for
 from labbook.runs.writer import atomic_write_bytes, own_folder
-from labbook.study.statistics import ALPHA, NEAR_CHANCE, PROPORTIONS, ROBUSTNESS, TIMES, few_seeds
+from labbook.studies.statistics import ALPHA, NEAR_CHANCE, PROPORTIONS, ROBUSTNESS, TIMES, few_seeds
 
 MEASURE_NAMES = {"validation_accuracy": N_("validation accuracy"), "test_accuracy": N_("test accuracy"),
                  "lab_shift_accuracy": N_("test accuracy at the lab's shift"),

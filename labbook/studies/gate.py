@@ -16,9 +16,9 @@ from pathlib import Path
 from labbook.config import Config
 from labbook.errors import UserError
 from labbook.runs.reader import read_run
-from labbook.study.plan import Study, Variant
-from labbook.study.schema import read_plan, study_runs
-from labbook.study.statistics import TIMES, run_measures, summarise
+from labbook.studies.plan import Study, Variant
+from labbook.studies.schema import read_plan, study_runs
+from labbook.studies.statistics import TIMES, run_measures, summarise
 
 MAX_RUNS = 1000          # run folders read for one study (50 variants x 20 seeds)
 # What makes two runs the same recipe: everything they were trained with but the seed.

@@ -14,8 +14,8 @@ from pathlib import Path
 from labbook.errors import UserError
 from labbook.report import analysis
 from labbook.runs.reader import Run
-from labbook.study.gate import check_study, recipe_of
-from labbook.study.report import MEASURE_NAMES, result_rows, study_facts
+from labbook.studies.gate import check_study, recipe_of
+from labbook.studies.report import MEASURE_NAMES, result_rows, study_facts
 
 
 def comparison_of(run: Run, folder: Path) -> dict:
