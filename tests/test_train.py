@@ -55,3 +55,55 @@ def test_confusion_matrix_rows_are_true_digits():
     matrix = confusion_matrix(labels, predictions)
     assert matrix[0][0] == 1 and matrix[0][1] == 1 and matrix[1][1] == 1 and matrix[9][3] == 1
     assert sum(map(sum, matrix)) == 4
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_training_never_loads_pytorchs_compiler(optimizer):
+    """torch.optim's methods marked "do not compile" import torch._dynamo on first use (about 2 s of
+    every training process); labbook compiles nothing and trains without it."""
+    import subprocess
+    import sys
+    script = (
+        "import sys, torch\n"
+        "from labbook.config import load_config, parse_override\n"
+        "from labbook.lab.data import Mnist, load_mnist\n"
+        "from labbook.lab.train import train\n"
+        f"config = load_config(overrides=[parse_override(o) for o in ('train.epochs=1', 'train.optimizer=\"{optimizer}\"')])\n"
+        "mnist = load_mnist()\n"
+        "train(config, Mnist(mnist.train.head(128), mnist.validation.head(64), mnist.test.head(64)), torch.device('cpu'))\n"
+        "print('torch._dynamo' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("recipe", [("sgd", "constant"), ("adamw", "onecycle")])
+def test_the_compiler_free_step_is_pytorchs_step(recipe):
+    """labbook steps the optimizer without the wrapper that imports torch._dynamo: the parameters
+    must be, bit for bit, those of optimizer.step(), and the scheduler must not warn."""
+    import warnings
+
+    from labbook.lab.model import build_model
+    from labbook.lab.train import _optimizer, _step
+    optimizer_name, schedule = recipe
+    config = load_config(overrides=[parse_override(f'train.optimizer="{optimizer_name}"'),
+                                    parse_override(f'train.schedule="{schedule}"')])
+    outcomes = []
+    for ours in (False, True):
+        torch.manual_seed(0)
+        model = build_model(config)
+        optimizer, scheduler = _optimizer(config, model, steps=10)
+        step = _step(optimizer) if ours else optimizer.step
+        generator = torch.Generator().manual_seed(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for _ in range(5):
+                images = torch.rand(8, 1, 28, 28, generator=generator)
+                loss = torch.nn.functional.cross_entropy(model(images), torch.randint(0, 10, (8,), generator=generator))
+                optimizer.zero_grad()
+                loss.backward()
+                step()
+                if scheduler is not None:
+                    scheduler.step()
+        outcomes.append([parameter.detach().clone() for parameter in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*outcomes))

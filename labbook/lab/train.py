@@ -16,6 +16,7 @@ see also the notes in model.py (pool before ReLU, byte-mask dropout).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -58,14 +59,33 @@ def pick_device(requested: str) -> torch.device:
 
 
 def _without_the_compiler() -> None:
-    """torch.optim marks Optimizer.add_param_group as one not to compile (torch._disable_dynamo), and
-    that mark imports PyTorch's whole compiler, torch._dynamo, the first time an optimizer is made:
-    2.5 s of a 30 s tiny run on the AMD VM, paid by every training process. labbook compiles nothing,
-    so the function is recorded as its own compiler-free version, which is all the import would
-    have computed."""
-    original = getattr(torch.optim.Optimizer.add_param_group, "__wrapped__", None)
-    if original is not None and not hasattr(original, "__dynamo_disable"):
-        original.__dynamo_disable = original
+    """torch.optim marks several Optimizer methods as ones not to compile (torch._disable_dynamo:
+    add_param_group since torch 2.5; zero_grad, state_dict and load_state_dict too in 2.13), and that
+    mark imports PyTorch's whole compiler, torch._dynamo, the first time such a method runs. labbook
+    compiles nothing, so each marked method is recorded as its own compiler-free version, which is
+    all the import would have computed. (See `_step` for the other importer.)"""
+    for method in vars(torch.optim.Optimizer).values():
+        original = getattr(method, "__wrapped__", None)
+        code = getattr(method, "__code__", None)
+        if original is not None and code is not None and code.co_filename.endswith("_compile.py") \
+                and not hasattr(original, "__dynamo_disable"):
+            original.__dynamo_disable = original
+
+
+def _step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    """optimizer.step(), as PyTorch's own function computes it, without the wrapper that imports
+    torch._dynamo on every step (for a graph break labbook never needs): with zero_grad's import
+    (`_without_the_compiler`), 1.8 to 2.2 s of every training process on the AMD VM (torch 2.13,
+    cProfile of `labbook run`), 40% of a tiny run. Skipped with the wrapper: the profiler's label and
+    step hooks, of which labbook registers none; the scheduler is told the optimizer stepped, as the
+    wrapper tells it. tests/test_train.py checks that the parameters are those of optimizer.step()."""
+    step = inspect.unwrap(type(optimizer).step)
+
+    def stepped() -> None:
+        with torch.no_grad():       # what the wrapper sets for a non-differentiable optimizer
+            step(optimizer)
+        optimizer._opt_called = True   # noqa: SLF001 - the LR scheduler's "step() came first" check
+    return stepped
 
 
 def _optimizer(config: Config, model: ConvNet, steps: int):
@@ -102,6 +122,7 @@ def train(config: Config, data: Mnist, device: torch.device, state: TrainState |
     count, batch_size = len(labels), config.train.batch_size
     batches_per_epoch = math.ceil(count / batch_size)
     optimizer, scheduler = _optimizer(config, model, config.train.epochs * batches_per_epoch)
+    step = _step(optimizer)
 
     model.train()
     started = time.perf_counter()
@@ -119,7 +140,7 @@ def train(config: Config, data: Mnist, device: torch.device, state: TrainState |
             loss = F.cross_entropy(output, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            step()
             if scheduler is not None:
                 scheduler.step()
 
