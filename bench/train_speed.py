@@ -1,21 +1,25 @@
-"""Training speed: labbook against the lab's own pipeline, measured two ways.
+"""Training speed: labbook against the lab's own pipeline, side by side, and against the arithmetic.
 
-1. What a user waits for: whole processes, start-up, data loading and the final
-   test evaluation included. `labbook run --epochs E --no-dissect` against the
-   lab's pipeline run as a script (bench/reference_loop.py: torchvision MNIST,
-   ToTensor, DataLoaders, validation every 100 batches).
-2. In-process: one seed-preset epoch (938 SGD steps of 64 images plus 10 full
-   validation passes) of labbook's trainer against the lab's loop, in one process
-   on the same files, data set construction excluded from both.
+1. What a user waits for: whole processes, start-up, data loading and the final test evaluation
+   included. `labbook run --epochs E --no-dissect` against the lab's pipeline run as a script
+   (bench/reference_loop.py: torchvision MNIST, ToTensor, DataLoaders, validation every 100
+   batches), for each E of --epochs, the two alternating.
+2. In process, per step: one seed-preset epoch (938 SGD steps of 64 images plus its 10 full
+   validation passes) of labbook's trainer and of the lab's loop, divided by 938; data set
+   construction excluded from both.
+3. The floor: the step's multiply-adds (training 64 images, and a 100th of a 5,000-image validation)
+   at the speed this CPU multiplies 1024 x 1024 matrices on the same threads.
 
-Measured (README, "Performance"): on a 2-core AMD EPYC VM, torch 2.14.1, 2
-threads, `python bench/train_speed.py --repeats 3`:
-    AMD EPYC, 2 threads, torch 2.14.1 (medians of 3)
-    whole process, 2 epochs (what a user waits for): lab pipeline 16.3 s, labbook 9.1 s: 1.78x
-    in process, one epoch, data loading excluded: lab loop 6.30 s, labbook 2.92 s: 2.16x
-(The Intel Xeon VM of the first measurements gave 15.64 s against 4.98 s in process.)
+Measured on the 2-core AMD EPYC VM, torch 2.13.0+cpu, 2 threads, 2026-12-02, after training stopped
+importing torch._dynamo (`python bench/train_speed.py --epochs 2,5,20 --repeats 3 --long-repeats 1`):
+    whole process, 2 epochs: lab pipeline 48.2 s, labbook 16.2 s: 2.97x
+    whole process, 5 epochs: lab pipeline 115.4 s, labbook 34.3 s: 3.37x (2.15x the same morning, before)
+    whole process, 20 epochs: lab pipeline 470.7 s, labbook 172.6 s: 2.73x (one run, in a slow hour)
+    in process, per step: lab loop 27.32 ms, labbook 8.98 ms: 3.04x; the floor 1.35 ms (151 GFLOP/s)
+The VM's speed moves labbook's two-thread arithmetic by up to 1.5x within an hour, the lab's
+one-thread pipeline by a few percent: compare ratios of one sitting (docs/performance.md).
 
-    python bench/train_speed.py [--repeats 3] [--threads 2] [--epochs 2]
+    python bench/train_speed.py [--epochs 2,5,20] [--repeats 3] [--long-repeats 1] [--threads 2]
 """
 
 from __future__ import annotations
@@ -35,10 +39,13 @@ from reference_loop import lab_epoch, prepare_torchvision_root  # noqa: E402
 
 from labbook.config import load_config, parse_override  # noqa: E402
 from labbook.lab.data import load_mnist  # noqa: E402
-from labbook.runs.writer import environment  # noqa: E402
+from labbook.lab.shapes import KERNEL, multiply_adds  # noqa: E402
 from labbook.lab.train import train  # noqa: E402
+from labbook.runs.writer import environment  # noqa: E402
 
 REFERENCE = Path(__file__).with_name("reference_loop.py")
+STEPS_PER_EPOCH = 938          # 60,000 training images in batches of 64
+VALIDATION_IMAGES, RECORD_EVERY, BATCH = 5000, 100, 64
 
 
 def labbook_epoch(data) -> float:
@@ -54,40 +61,79 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def sgemm_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """This CPU's float32 matrix product on the current threads: the best a step's arithmetic could run at."""
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return 2 * size ** 3 / statistics.median(times) / 1e9
+
+
+def step_flops() -> tuple[float, float]:
+    """Floating-point operations of one training step of the seed preset, and of its share of validation."""
+    config = load_config(preset="seed")
+    forward = multiply_adds(config.model.depth, config.model.hidden)
+    # Backward: a weight gradient for every layer, an input gradient for every layer but conv1 (the
+    # images need none).
+    conv1 = 28 * 28 * config.model.depth[0] * KERNEL * KERNEL
+    training = 2 * BATCH * (forward + forward + (forward - conv1))
+    validation = 2 * VALIDATION_IMAGES * forward / RECORD_EVERY
+    return training, validation
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", default="2,5,20", help="Epoch counts of the whole-process comparison.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs of each command at up to 5 epochs.")
+    parser.add_argument("--long-repeats", type=int, default=1, help="Runs of each command above 5 epochs.")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=2, help="Epochs of the whole-process comparison.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    epoch_counts = [int(value) for value in args.epochs.split(",")]
+    whole = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         root = prepare_torchvision_root(scratch / "torchvision")
-        lab_command = [sys.executable, str(REFERENCE), "--root", str(root), "--epochs", str(args.epochs),
-                       "--threads", str(args.threads)]
-        labbook_command = [sys.executable, "-m", "labbook", "run", "--epochs", str(args.epochs), "--no-dissect",
-                           "--no-progress", "--threads", str(args.threads), "--runs-dir", str(scratch / "runs")]
-        whole_lab, whole_labbook, lab_times, labbook_times = [], [], [], []
-        for repeat in range(args.repeats):
-            whole_lab.append(timed(lab_command))
-            whole_labbook.append(timed(labbook_command))
-            print(f"repeat {repeat + 1}: whole process, {args.epochs} epochs: lab pipeline {whole_lab[-1]:.1f} s, "
-                  f"labbook {whole_labbook[-1]:.1f} s", flush=True)
+        for epochs in epoch_counts:
+            lab_command = [sys.executable, str(REFERENCE), "--root", str(root), "--epochs", str(epochs),
+                           "--threads", str(args.threads)]
+            labbook_command = [sys.executable, "-m", "labbook", "run", "--epochs", str(epochs), "--no-dissect",
+                               "--no-progress", "--threads", str(args.threads), "--runs-dir", str(scratch / "runs")]
+            lab_times, labbook_times = [], []
+            for repeat in range(args.repeats if epochs <= 5 else args.long_repeats):
+                lab_times.append(timed(lab_command))
+                labbook_times.append(timed(labbook_command))
+                print(f"repeat {repeat + 1}: whole process, {epochs} epochs: lab pipeline {lab_times[-1]:.1f} s, "
+                      f"labbook {labbook_times[-1]:.1f} s", flush=True)
+            whole[epochs] = (statistics.median(lab_times), statistics.median(labbook_times), len(lab_times))
         data = load_mnist()
+        lab_epochs, labbook_epochs = [], []
         for repeat in range(args.repeats):
-            lab_times.append(lab_epoch(root))
-            labbook_times.append(labbook_epoch(data))
-            print(f"repeat {repeat + 1}: in process, one epoch: lab loop {lab_times[-1]:.2f} s, "
-                  f"labbook {labbook_times[-1]:.2f} s", flush=True)
+            lab_epochs.append(lab_epoch(root))
+            labbook_epochs.append(labbook_epoch(data))
+            print(f"repeat {repeat + 1}: in process, one epoch: lab loop {lab_epochs[-1]:.2f} s, "
+                  f"labbook {labbook_epochs[-1]:.2f} s", flush=True)
+    gflops = sgemm_gflops()
+    training, validation = step_flops()
+    floor_ms = (training + validation) / (gflops * 1e9) * 1e3
     machine = environment("cpu", torch.get_num_threads())
-    print(f"{machine['cpu']}, {args.threads} threads, torch {torch.__version__} (medians of {args.repeats})")
-    lab, ours = statistics.median(whole_lab), statistics.median(whole_labbook)
-    print(f"whole process, {args.epochs} epochs (what a user waits for): lab pipeline {lab:.1f} s, "
-          f"labbook {ours:.1f} s: {lab / ours:.2f}x")
-    lab, ours = statistics.median(lab_times), statistics.median(labbook_times)
-    print(f"in process, one epoch, data loading excluded: lab loop {lab:.2f} s, labbook {ours:.2f} s: "
-          f"{lab / ours:.2f}x")
+    print(f"\n{machine['cpu']}, {args.threads} threads, torch {torch.__version__}; "
+          f"float32 1024^3 matrix product: {gflops:.0f} GFLOP/s")
+    for epochs, (lab, ours, runs) in whole.items():
+        print(f"whole process, {epochs} epochs (what a user waits for; median of {runs}): lab pipeline {lab:.1f} s, "
+              f"labbook {ours:.1f} s: {lab / ours:.2f}x")
+    lab_step = statistics.median(lab_epochs) / STEPS_PER_EPOCH * 1e3
+    our_step = statistics.median(labbook_epochs) / STEPS_PER_EPOCH * 1e3
+    print(f"in process, per step (an epoch / {STEPS_PER_EPOCH}, its validation included; median of {args.repeats}): "
+          f"lab loop {lab_step:.2f} ms, labbook {our_step:.2f} ms: {lab_step / our_step:.2f}x")
+    print(f"arithmetic floor: {(training + validation) / 1e6:.0f} MFLOP a step ({training / 1e6:.0f} training, "
+          f"{validation / 1e6:.0f} validation) at {gflops:.0f} GFLOP/s = {floor_ms:.2f} ms; labbook's step is "
+          f"{our_step / floor_ms:.1f}x the floor")
 
 
 if __name__ == "__main__":
