@@ -87,10 +87,15 @@ def labbook(installed, *args, python_code: str | None = None) -> subprocess.Comp
     return done
 
 
-def test_the_wheel_ships_every_file_of_the_package(installed):
+def test_the_wheel_ships_every_file_of_the_package_and_nothing_else(installed):
     shipped = set(zipfile.ZipFile(installed["wheel"]).namelist())
-    missing = tracked_package_files() - shipped
+    tracked = tracked_package_files()
+    missing = tracked - shipped
     assert missing == set(), f"left out of the wheel: {sorted(missing)}"
+    # setuptools builds from build/lib, which keeps modules the checkout no longer has (a renamed
+    # subpackage's old copy would be installed beside the new one).
+    extra = {name for name in shipped if name.startswith("labbook/")} - tracked
+    assert extra == set(), f"in the wheel but not in the package (a stale build/?): {sorted(extra)[:5]}"
 
 
 def test_the_installed_wheel_builds_studies_publishes_and_grades(installed, figureless_run):
