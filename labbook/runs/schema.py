@@ -394,7 +394,7 @@ class Dissection(Strict):
     def _consistent(self):
         """Parts that each pass their type but disagree with each other (what dissection writes always
         agrees): the first disagreement, as `field: what`, so that the reader names it in one line."""
-        problem = next((what for what in _disagreements(self)), None)
+        problem = next(_disagreements(self), None)
         if problem:
             raise ValueError(problem)
         return self

@@ -169,7 +169,8 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str],
                 if relative.endswith(".svg"):
                     content = clean_svg(run.files.read(relative, MAX_SVG_BYTES), relative)
                     publish(building / "figures" / PurePosixPath(relative).name, content)
-        downloads, cover = [], context_of(run, ReportOptions()).cover
+        context = context_of(run, ReportOptions())
+        downloads, cover = [], context.cover
         seed_hidden = privacy.hides_seed(run.config.train.seed, (run.info.get("student_id"), run.config.report.student_id,
                                                                  cover["student_id"]))
         # Files that name what the site hides are not offered (the report PDFs print the cover).
@@ -194,7 +195,6 @@ def _render_run(folder: Path, digest: str, target: Path, assets: dict[str, str],
             live = livelab.panel(run, weights.read_bytes() if "model.safetensors" in downloads else None)
         except livelab.NoPanel as refused:
             live, no_panel = {"refused": livelab.refusal(refused)}, f"published without its live lab: {refused}"
-        context = context_of(run, ReportOptions())
         variables = context.variables()
         variables["cover"] = {**cover, "student": privacy.name(cover["student"]),
                               "student_id": privacy.student_id(cover["student_id"])}
@@ -424,6 +424,7 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
     accepted, digests, jobs, slot_of = [], {}, [], {}
     studies = find_studies(list(studies), result)   # their runs are published too, each through the run gate
     study_folders = {str(folder) for study in studies for _, _, folder in study["run_folders"]}
+    fingerprint = privacy.fingerprint()   # what a page was built for: a run whose page was built otherwise is rebuilt
     for summary in find_runs([*sources, *(Path(folder) for folder in sorted(study_folders))], result):
         slot, digest, folder = summary["slot"], summary["digest"], summary["folder"]
         target = out / "runs" / slot
@@ -441,7 +442,7 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
         summary.update(author=privacy.name(summary["author"]), student_id=privacy.student_id(summary["student_id"]))
         accepted.append(summary)
         if not (previous.get(slot) == digest and state.get("assets") == assets and (target / "index.html").is_file()
-                and state.get("privacy") == privacy.fingerprint()):
+                and state.get("privacy") == fingerprint):
             jobs.append((folder, digest, target))
     outcomes = dict(zip((target.name for _, _, target in jobs), _render_all(jobs, assets, privacy)))  # by slot
     summaries = []
@@ -497,7 +498,7 @@ def build_site(sources: list[Path], out: Path, progress=None, studies: list[Path
     for asset in (out / "assets").iterdir():  # content-hashed files that this build no longer uses
         if f"assets/{asset.name}" not in used and asset.is_file() and not asset.is_symlink():
             asset.unlink()
-    atomic_write_json(state_path, {"assets": assets, "privacy": privacy.fingerprint(), "runs": dict(sorted(digests.items()))})
+    atomic_write_json(state_path, {"assets": assets, "privacy": fingerprint, "runs": dict(sorted(digests.items()))})
     result.runs = [summary["id"] for summary in summaries]
     result.seconds = time.perf_counter() - started
     return result

@@ -24,8 +24,6 @@ def comparison_of(run: Run, folder: Path) -> dict:
     study or none of its variants was trained with this run's recipe. The report calls it through
     ReportOptions.comparison (the study stage comes after the report's)."""
     folder = Path(folder)
-    if not (folder / "study.json").is_file():
-        raise UserError(f"--study {folder}: not a study folder (no study.json; `labbook study` writes one)")
     try:
         # Training times depend on what else ran on the machine the study used: a report does not compare them.
         checked = check_study(folder, compare_times=False)

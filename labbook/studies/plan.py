@@ -58,13 +58,14 @@ Settings = dict[Annotated[str, Field(max_length=200)], Any]   # "KEY" = VALUE, a
 MAX_VARIANTS = 50
 MAX_SEEDS = 100
 MAX_NAME = 100           # a variant's name
+Seed = Annotated[int, Field(ge=0, lt=2**31)]
 
 
 class _Head(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: Annotated[str, Field(max_length=60), AfterValidator(_study_name)]
     base: str = "seed"
-    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1, max_length=MAX_SEEDS)] = [0, 1, 2]
+    seeds: Annotated[list[Seed], Field(min_length=1, max_length=MAX_SEEDS)] = [0, 1, 2]
     measures: Annotated[list[Literal[MEASURES]], Field(min_length=1)] = list(MEASURES)
     baseline: str | None = None
 

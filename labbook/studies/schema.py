@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labbook.runs.reader import RUN_JSON, read_json, typed
 from labbook.runs.schema import Items, Text, clean_text
-from labbook.studies.plan import MAX_SEEDS, MAX_VARIANTS, MEASURES
+from labbook.studies.plan import MAX_NAME, MAX_SEEDS, MAX_VARIANTS, MEASURES, Seed
 
 Measure = Literal[MEASURES]
-Seed = Annotated[int, Field(ge=0, lt=2**31)]
 MAX_STUDY_BYTES = 4 * 2**20
 
 
@@ -27,7 +26,7 @@ class Spec(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
     name: Text(60)
     measures: Items(Measure, min_length=1, max_length=len(MEASURES))
-    baseline: Text(100)
+    baseline: Text(MAX_NAME)
     seeds: Items(Seed, max_length=MAX_SEEDS) = []
 
 
@@ -37,7 +36,7 @@ class StudyPlan(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
     id: Text(80)
     spec: Spec
-    variants: Annotated[dict[Text(100), Any], Field(min_length=1, max_length=MAX_VARIANTS)]
+    variants: Annotated[dict[Text(MAX_NAME), Any], Field(min_length=1, max_length=MAX_VARIANTS)]
 
     @model_validator(mode="after")
     def _consistent(self):
