@@ -54,10 +54,9 @@ def config_for(preset: str | None = "seed", *, config_file: Path | None = None, 
         else list(settings or [])
     overrides = [direct, *(parse_override(item) for item in items)]
     config = load_config(config_file, preset, overrides)
-    file_sets_seed = config_file is not None and "seed" in tomllib.loads(
-        Path(config_file).read_text(encoding="utf-8")).get("train", {})
     if student_id and seed is None and not any("seed" in o.get("train", {}) for o in overrides[1:]) \
-            and not file_sets_seed:
+            and not (config_file is not None and "seed" in tomllib.loads(   # the file is read only then
+                Path(config_file).read_text(encoding="utf-8")).get("train", {})):
         config = apply_overrides(config, {"train": {"seed": seed_for_student(student_id)}})
     return config
 
@@ -98,6 +97,21 @@ def open(path) -> Run:   # noqa: A001 - labbook.open, as the issue names it
     return found
 
 
+def _figure_svg(checked, name: str, language: str) -> str:
+    """A checked run's figure, its SVG rebuilt from labbook's allow-list."""
+    from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
+    paths = [path for path in checked.dissection["figures"].get(name, {}).get(language, []) if path.endswith(".svg")]
+    if not paths:
+        raise UserError(f"{checked.folder}: no {name} figure in {language} (`labbook dissect RUN --figures-only`)")
+    return clean_svg(checked.files.read(paths[0], MAX_SVG_BYTES), paths[0]).decode("utf-8")
+
+
+def _as_img(svg: str, name: str) -> str:
+    import base64
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return f'<img alt="{html.escape(name)}" style="max-width:100%" src="data:image/svg+xml;base64,{data}">'
+
+
 @dataclass(frozen=True)
 class Figure:
     """One of a run's figures: displayed as SVG (rebuilt from labbook's allow-list) in the current language."""
@@ -105,20 +119,12 @@ class Figure:
     name: str
 
     def svg(self, language: str | None = None) -> str:
-        from labbook.runs.svgsafe import MAX_SVG_BYTES, clean_svg
-        language = language or _LANGUAGE["current"]
-        checked = self.run.read(dissected=True)
-        paths = [path for path in checked.dissection["figures"].get(self.name, {}).get(language, []) if path.endswith(".svg")]
-        if not paths:
-            raise UserError(f"{self.run.folder}: no {self.name} figure in {language} (`labbook dissect RUN --figures-only`)")
-        return clean_svg(checked.files.read(paths[0], MAX_SVG_BYTES), paths[0]).decode("utf-8")
+        return _figure_svg(self.run.read(dissected=True), self.name, language or _LANGUAGE["current"])
 
     def img(self, language: str | None = None) -> str:
         """The figure as an <img> of a data: URI: a notebook shows it without letting anything in the SVG
         (its <style>, say) reach the rest of the page, as the site shows figures."""
-        import base64
-        data = base64.b64encode(self.svg(language).encode("utf-8")).decode("ascii")
-        return f'<img alt="{html.escape(self.name)}" style="max-width:100%" src="data:image/svg+xml;base64,{data}">'
+        return _as_img(self.svg(language), self.name)
 
     def _repr_html_(self) -> str:
         return self.img()
@@ -276,7 +282,7 @@ def run_card(found: Run, language: str) -> str:
                  (_("One-pixel flip probability"), number.text(robustness["flip_probability_one_pixel"]["mean"], "percent"))]
         if "error_curve" in checked.dissection["figures"]:
             try:
-                curve = f'<div style="max-width:36rem">{Figure(found, "error_curve").img(language)}</div>'
+                curve = f'<div style="max-width:36rem">{_as_img(_figure_svg(checked, "error_curve", language), "error_curve")}</div>'
             except UserError as error:
                 curve = f"<p>{html.escape(str(error))}</p>"
     # The report's files that the manifest lists (as checked), not whatever the folder holds.
@@ -360,8 +366,8 @@ class Study:
         def shown(value, measure):
             return shown_value(value, measure in PERCENT)
 
-        def cell(part, m):
-            return f"<td>{shown(part['mean'], m)} ({shown(part['low'], m)} – {shown(part['high'], m)})</td>"
+        def cell(part, m, mark=""):
+            return f"<td>{shown(part['mean'], m)} ({shown(part['low'], m)} – {shown(part['high'], m)}){mark}</td>"
         head = "".join(f"<th>{html.escape(MEASURE_NAMES[measure])}</th>" for measure in measures)
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(name)}</th>"
                        + "".join(cell(entry["measures"][m], m) for m in measures) + "</tr>"
@@ -371,8 +377,8 @@ class Study:
         baseline = summary["spec"]["baseline"]
         differences = "".join(
             f"<tr><th style='text-align:left'>{html.escape(name)} − {html.escape(baseline)}</th>"
-            + "".join(cell(entry["difference"][m], m)[:-5] + (" *" if entry["difference"][m].get("holm_excludes_zero")
-                                                               else "") + "</td>" for m in measures) + "</tr>"
+            + "".join(cell(entry["difference"][m], m, " *" if entry["difference"][m].get("holm_excludes_zero") else "")
+                      for m in measures) + "</tr>"
             for name, entry in summary["variants"].items() if entry["difference"])
         return (f'<div class="labbook-study"><p><strong>labbook study</strong> <code>{html.escape(summary["id"])}'
                 f"</code> ({len(summary['spec']['seeds'])} seeds; mean and 95% interval)</p>"
