@@ -41,3 +41,21 @@ def test_dropout_keeps_the_expected_share_and_scale(p):
     assert abs(kept - (1 - p)) < 0.01
     assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p)))
     assert torch.equal(dropout(x, p, training=False), x)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg", "blur"])
+def test_evaluation_is_the_models_function_whatever_the_batch(pooling):
+    """Evaluation runs in oneDNN's blocked format where it can (max and average pooling on a CPU):
+    the model's plain forward gives the same log-probabilities to float rounding, every batch size
+    the same bits, and the model is left in the mode it was in."""
+    from labbook.lab.evaluate import log_probabilities
+    torch.manual_seed(0)
+    model = ConvNet(pooling=pooling).train()
+    x = torch.rand(300, 1, 28, 28)
+    whole = log_probabilities(model, x, batch_size=300)
+    assert model.training
+    assert torch.equal(whole, log_probabilities(model, x, batch_size=64))
+    with torch.no_grad():
+        plain = ConvNet(pooling=pooling).eval()
+        plain.load_state_dict(model.state_dict())
+        torch.testing.assert_close(whole, plain(x), rtol=1e-5, atol=1e-5)

@@ -28,15 +28,30 @@ def fast_layout(images: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last)
 
 
+def _blocked(model: torch.nn.Module, images: torch.Tensor) -> bool:
+    """Whether evaluation can run in oneDNN's own blocked format: on a CPU with oneDNN, for max and
+    average pooling (oneDNN has no reflection padding, which blur pooling needs). Without autograd
+    it is about 30% faster than channels-last (a 5,000-image pass, 2 threads, AMD VM: 120-150
+    against 170-190 ms; the blocked convolutions 36% and pooling 57% faster, by the profiler),
+    and validation runs ten times an epoch."""
+    return (images.device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and getattr(model, "pooling", None) in ("max", "avg"))
+
+
 def log_probabilities(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """The model's log-probabilities for many images, in eval and inference mode.
 
-    Model and input are put in channels-last format: mixing formats is the slowest
+    The images go in oneDNN's blocked format where `_blocked` allows (the same numbers whatever
+    the batch size), else in channels-last, as the model trains: mixing formats is the slowest
     path oneDNN has here."""
     was_training = model.training
-    model.to(memory_format=torch.channels_last).eval()
+    blocked = _blocked(model, images)
+    if not blocked:
+        model.to(memory_format=torch.channels_last)
+    model.eval()
+    layout = torch.Tensor.to_mkldnn if blocked else fast_layout
     with torch.inference_mode():
-        output = torch.cat([model(fast_layout(images[start:start + batch_size]))
+        output = torch.cat([model(layout(images[start:start + batch_size].contiguous()))
                             for start in range(0, len(images), batch_size)])
     model.train(was_training)
     return output

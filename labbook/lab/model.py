@@ -78,6 +78,8 @@ class ConvNet(nn.Module):
         else:   # a blur or an average is not monotone in that way: ReLU first, as the lab orders them
             x = self.pool(F.relu(self.conv1(x)))
             x = self.pool(F.relu(self.conv2(x)))
+        if x.is_mkldnn:     # evaluation's oneDNN format (evaluate.py) ends with the convolutions
+            x = x.to_dense()
         x = x.reshape(-1, self.flat_features)
         x = F.relu(self.fc1(x))
         x = dropout(x, self.dropout, self.training)
