@@ -10,16 +10,22 @@
 3. The floor: the step's multiply-adds (training 64 images, and a 100th of a 5,000-image validation)
    at the speed this CPU multiplies 1024 x 1024 matrices on the same threads.
 
-Measured on the 2-core AMD EPYC VM, torch 2.13.0+cpu, 2 threads, 2026-12-02, after training stopped
-importing torch._dynamo (`python bench/train_speed.py --epochs 2,5,20 --repeats 3 --long-repeats 1`):
+Measured on the 2-core AMD EPYC VM, torch 2.13.0+cpu, 2 threads, 2026-12-02. In the morning, after
+training stopped importing torch._dynamo (sgemm 151 GFLOP/s; --long-repeats 1):
     whole process, 2 epochs: lab pipeline 48.2 s, labbook 16.2 s: 2.97x
     whole process, 5 epochs: lab pipeline 115.4 s, labbook 34.3 s: 3.37x (2.15x the same morning, before)
     whole process, 20 epochs: lab pipeline 470.7 s, labbook 172.6 s: 2.73x (one run, in a slow hour)
-    in process, per step: lab loop 27.32 ms, labbook 8.98 ms: 3.04x; the floor 1.35 ms (151 GFLOP/s)
-The VM's speed moves labbook's two-thread arithmetic by up to 1.5x within an hour, the lab's
-one-thread pipeline by a few percent: compare ratios of one sitting (docs/performance.md).
+    in process, per step: lab loop 27.32 ms, labbook 8.98 ms: 3.04x; the floor 1.35 ms
+At noon, with evaluation in oneDNN's blocked format, the whole sitting in a slow state of the VM
+(sgemm 96 GFLOP/s; --long-repeats 2; a labbook epoch 12 s, against 5.2 s in a fast hour):
+    whole process, 2 epochs: lab pipeline 73.5 s, labbook 26.6 s: 2.76x
+    whole process, 5 epochs: lab pipeline 166.8 s, labbook 64.8 s: 2.58x (pairs' ratios 2.56-2.75x)
+    whole process, 20 epochs: lab pipeline 673.6 s, labbook 251.1 s: 2.68x (pairs 2.64x, 2.73x)
+    in process, per step: lab loop 35.27 ms, labbook 12.94 ms: 2.73x; the floor 2.11 ms
+The VM's speed moves labbook's two-thread arithmetic by up to 2.3x from hour to hour, the lab's
+pipeline by up to 1.5x: compare ratios of one sitting (docs/performance.md).
 
-    python bench/train_speed.py [--epochs 2,5,20] [--repeats 3] [--long-repeats 1] [--threads 2]
+    python bench/train_speed.py [--epochs 2,5,20] [--repeats 3] [--long-repeats 2] [--threads 2]
 """
 
 from __future__ import annotations
@@ -90,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", default="2,5,20", help="Epoch counts of the whole-process comparison.")
     parser.add_argument("--repeats", type=int, default=3, help="Runs of each command at up to 5 epochs.")
-    parser.add_argument("--long-repeats", type=int, default=1, help="Runs of each command above 5 epochs.")
+    parser.add_argument("--long-repeats", type=int, default=2, help="Runs of each command above 5 epochs.")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,8 +115,8 @@ def main() -> None:
                 lab_times.append(timed(lab_command))
                 labbook_times.append(timed(labbook_command))
                 print(f"repeat {repeat + 1}: whole process, {epochs} epochs: lab pipeline {lab_times[-1]:.1f} s, "
-                      f"labbook {labbook_times[-1]:.1f} s", flush=True)
-            whole[epochs] = (statistics.median(lab_times), statistics.median(labbook_times), len(lab_times))
+                      f"labbook {labbook_times[-1]:.1f} s: {lab_times[-1] / labbook_times[-1]:.2f}x", flush=True)
+            whole[epochs] = (lab_times, labbook_times)
         data = load_mnist()
         lab_epochs, labbook_epochs = [], []
         for repeat in range(args.repeats):
@@ -124,9 +130,13 @@ def main() -> None:
     machine = environment("cpu", torch.get_num_threads())
     print(f"\n{machine['cpu']}, {args.threads} threads, torch {torch.__version__}; "
           f"float32 1024^3 matrix product: {gflops:.0f} GFLOP/s")
-    for epochs, (lab, ours, runs) in whole.items():
-        print(f"whole process, {epochs} epochs (what a user waits for; median of {runs}): lab pipeline {lab:.1f} s, "
-              f"labbook {ours:.1f} s: {lab / ours:.2f}x")
+    for epochs, (lab_times, labbook_times) in whole.items():
+        lab, ours = statistics.median(lab_times), statistics.median(labbook_times)
+        # The VM's speed drifts over minutes: a pair run back to back shares it, so the median of
+        # the pairs' ratios is printed beside the ratio of the medians.
+        pairs = statistics.median(a / b for a, b in zip(lab_times, labbook_times))
+        print(f"whole process, {epochs} epochs (what a user waits for; median of {len(lab_times)}): lab pipeline "
+              f"{lab:.1f} s, labbook {ours:.1f} s: {lab / ours:.2f}x (median of the pairs' ratios {pairs:.2f}x)")
     lab_step = statistics.median(lab_epochs) / STEPS_PER_EPOCH * 1e3
     our_step = statistics.median(labbook_epochs) / STEPS_PER_EPOCH * 1e3
     print(f"in process, per step (an epoch / {STEPS_PER_EPOCH}, its validation included; median of {args.repeats}): "

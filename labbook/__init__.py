@@ -12,7 +12,7 @@ Errors are labbook.errors.UserError, with the same one-line message the CLI prin
 docs/python.md.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _API = ("run", "open", "study", "set_language", "Run", "Study", "Figure", "RunNotFinished")
 __all__ = [*_API, "__version__"]
