@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_loop import lab_epoch, prepare_torchvision_root  # noqa: E402
 
-from labbook.config import load_config, parse_override  # noqa: E402
+from labbook.config import IMAGE_SIZE, load_config, parse_override  # noqa: E402
 from labbook.lab.data import load_mnist  # noqa: E402
 from labbook.lab.shapes import KERNEL, multiply_adds  # noqa: E402
 from labbook.lab.train import train  # noqa: E402
@@ -86,7 +86,7 @@ def step_flops() -> tuple[float, float]:
     forward = multiply_adds(config.model.depth, config.model.hidden)
     # Backward: a weight gradient for every layer, an input gradient for every layer but conv1 (the
     # images need none).
-    conv1 = 28 * 28 * config.model.depth[0] * KERNEL * KERNEL
+    conv1 = IMAGE_SIZE * IMAGE_SIZE * config.model.depth[0] * KERNEL * KERNEL
     training = 2 * BATCH * (forward + forward + (forward - conv1))
     validation = 2 * VALIDATION_IMAGES * forward / RECORD_EVERY
     return training, validation

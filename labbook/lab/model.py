@@ -53,6 +53,7 @@ class BlurPool(nn.Module):
 
 
 POOLING = {"max": lambda: nn.MaxPool2d(2, 2), "avg": lambda: nn.AvgPool2d(2, 2), "blur": BlurPool}
+ONEDNN_POOLING = ("max", "avg")   # poolings oneDNN's own tensors support; blur's reflection padding is not one
 
 
 class ConvNet(nn.Module):
