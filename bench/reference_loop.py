@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.optim as optim
 
 try:
@@ -32,6 +33,19 @@ except (ImportError, RuntimeError):   # PyTorch's CPU-only build: the same steps
 
 from labbook.lab.mnist import VENDORED_ROOT
 from labbook.lab.model import ConvNet
+
+
+class LabConvNet(ConvNet):
+    """The lab's forward as the lab wrote it: ReLU before each pooling, and PyTorch's own dropout.
+    labbook's ConvNet computes the same function faster (model.py); the baseline must not borrow
+    that. Same layers and state_dict keys."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.view(-1, self.flat_features)
+        x = F.dropout(F.relu(self.fc1(x)), p=self.dropout, training=self.training)
+        return F.log_softmax(self.fc2(x), dim=1)
 
 
 def prepare_torchvision_root(root: Path) -> Path:
@@ -64,7 +78,7 @@ def lab_pipeline(root: Path, epochs: int, seed: int = 0, max_batches: int | None
     validation_loader = torch.utils.data.DataLoader(dataset=test_dataset, batch_size=64, sampler=sampler_val)
     test_loader = torch.utils.data.DataLoader(dataset=test_dataset, batch_size=64, sampler=sampler_test)
 
-    net = ConvNet()
+    net = LabConvNet()
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
 
