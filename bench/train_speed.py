@@ -22,6 +22,13 @@ At noon, with evaluation in oneDNN's blocked format, the whole sitting in a slow
     whole process, 5 epochs: lab pipeline 166.8 s, labbook 64.8 s: 2.58x (pairs' ratios 2.56-2.75x)
     whole process, 20 epochs: lab pipeline 673.6 s, labbook 251.1 s: 2.68x (pairs 2.64x, 2.73x)
     in process, per step: lab loop 35.27 ms, labbook 12.94 ms: 2.73x; the floor 2.11 ms
+In the afternoon (15:25-16:14), the lab pipeline running the lab's own forward (ReLU before each
+pooling, PyTorch's dropout; the sittings above ran labbook's faster forward in it), another slow
+state (sgemm 67 GFLOP/s at the start, 96 at the end):
+    whole process, 2 epochs: lab pipeline 71.8 s, labbook 26.5 s: 2.71x (pairs 2.60-2.81x)
+    whole process, 5 epochs: lab pipeline 173.7 s, labbook 62.9 s: 2.76x (pairs 2.70-2.76x)
+    whole process, 20 epochs: lab pipeline 651.3 s, labbook 222.8 s: 2.92x (pairs 2.98x, 2.87x)
+    in process, per step: lab loop 36.82 ms, labbook 12.95 ms: 2.84x; the floor 2.11 ms
 The VM's speed moves labbook's two-thread arithmetic by up to 2.3x from hour to hour, the lab's
 pipeline by up to 1.5x: compare ratios of one sitting (docs/performance.md).
 
